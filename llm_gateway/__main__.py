@@ -1,0 +1,3 @@
+from llm_gateway.cli.main import main
+
+raise SystemExit(main())

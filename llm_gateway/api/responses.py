@@ -1,0 +1,97 @@
+"""POST /v1/responses, GET and DELETE /v1/responses/{response_id}
+
+A stored response lives on the upstream that created it, so the gateway remembers (bounded)
+which backend made each response id and sends later reads and deletes there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+
+from llm_gateway.api.dispatch import model_call
+from llm_gateway.api.result import to_response
+from llm_gateway.app.state import State
+from llm_gateway.backends.headers import client_headers
+from llm_gateway.call import Result
+from llm_gateway.errors import NotFound
+
+
+async def create_response(request: Request):
+    state: State = request.scope["lgw.state"]
+    result = await model_call(request, "createResponse", "/responses")
+    if result.status == 200:
+        if result.stream is not None:
+            result.stream = _remember_from_stream(state, result.backend, result.stream)
+        else:
+            _remember(state, result.backend, _id_of(result.body))
+    return to_response(result)
+
+
+async def get_response(request: Request):
+    return to_response(await _forward(request))
+
+
+async def delete_response(request: Request):
+    return to_response(await _forward(request))
+
+
+async def _forward(request: Request) -> Result:
+    scope = request.scope
+    state: State = scope["lgw.state"]
+    response_id = request.path_params["response_id"]
+    owner = state.backends.get(state.response_owners.get(response_id, ""))
+    backend = owner if hasattr(owner, "forward") else state.passthrough
+    if backend is None:
+        raise NotFound(f"No response found with id '{response_id}'.", param="response_id")
+    return await backend.forward(  # type: ignore[union-attr]
+        scope["method"],
+        scope["path"][len("/v1"):],
+        scope["query_string"].decode("latin-1"),
+        client_headers(scope["headers"], keep_encoding=True),
+        scope["lgw.request_id"],
+        None,
+    )
+
+
+def _remember(state: State, backend: str, response_id: str | None) -> None:
+    if response_id:
+        state.response_owners.remember(response_id, backend)
+
+
+def _id_of(body: bytes) -> str | None:
+    try:
+        value = orjson.loads(body).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+async def _remember_from_stream(
+    state: State, backend: str, blocks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    # The first event (response.created) carries the id; later blocks pass untouched.
+    first = True
+    try:
+        async for block in blocks:
+            if first:
+                first = False
+                _remember(state, backend, _stream_id(block))
+            yield block
+    finally:
+        await blocks.aclose()  # type: ignore[attr-defined]
+
+
+def _stream_id(block: bytes) -> str | None:
+    for line in block.splitlines():
+        if line.startswith(b"data:"):
+            try:
+                event = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                continue
+            response = event.get("response") if isinstance(event, dict) else None
+            if isinstance(response, dict) and isinstance(response.get("id"), str):
+                return response["id"]
+    return None

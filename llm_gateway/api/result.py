@@ -1,0 +1,18 @@
+"""Turning a backend's Result into the ASGI response the client gets."""
+
+from __future__ import annotations
+
+from llm_gateway.app.responses import BytesResponse, StreamResponse, encode_headers
+from llm_gateway.call import Result
+
+
+def to_response(result: Result) -> BytesResponse | StreamResponse:
+    headers = encode_headers(result.headers, result.media_type)
+    headers.append((b"x-lgw-backend", result.backend.encode()))
+    if result.stream is not None:
+        return StreamResponse(result.status, result.stream, headers, on_close=result.close)
+    return BytesResponse(result.status, result.body, headers)
+
+
+async def send_result(result: Result, scope, receive, send) -> None:
+    await to_response(result)(scope, receive, send)

@@ -1,0 +1,75 @@
+"""The gateway's outermost ASGI layer: request ids, routing misses, passthrough, error shaping.
+
+Every HTTP request passes here first. Requests for an operation in our OpenAPI documents go to
+Connexion; any other `/v1/...` path is relayed to the default upstream untouched; the rest is
+a 404. Whatever is raised before the response starts becomes an OpenAI-shaped error here, and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from llm_gateway.api.passthrough import relay
+from llm_gateway.app.responses import error_response
+from llm_gateway.app.spec import PathTable
+from llm_gateway.app.state import State
+from llm_gateway.errors import GatewayError, MethodNotAllowed, NotFound
+
+log = logging.getLogger(__name__)
+
+_GOOD_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class Edge:
+    def __init__(self, inner, state: State, paths: PathTable) -> None:
+        self.inner = inner  # the Connexion app (it also runs the lifespan)
+        self.state = state
+        self.paths = paths
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        request_id = _request_id(scope) or self.state.request_ids()
+        scope["lgw.state"] = self.state
+        scope["lgw.request_id"] = request_id
+        rid = request_id.encode()
+        started = False
+
+        async def send_with_id(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message["headers"], (b"x-request-id", rid)]
+            await send(message)
+
+        try:
+            match = self.paths.match(scope["path"], scope["method"])
+            if match is not None and match.operation_id is not None:
+                await self.inner(scope, receive, send_with_id)
+            elif match is not None:
+                raise MethodNotAllowed(
+                    f"Method {scope['method']} is not allowed on {scope['path']}.",
+                    headers={"allow": ", ".join(match.allowed)},
+                )
+            elif scope["path"].startswith("/v1/"):
+                await relay(scope, receive, send_with_id)
+            else:
+                raise NotFound(f"Unknown path: {scope['method']} {scope['path']}.")
+        except Exception as exc:
+            if started:
+                # The status line is out; the stream has already reported what it could.
+                log.warning("error after the response started (request %s): %r", request_id, exc)
+                return
+            if not isinstance(exc, GatewayError):
+                log.error("unhandled error in request %s", request_id, exc_info=exc)
+            await error_response(exc)(scope, receive, send_with_id)
+
+
+def _request_id(scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            return value.decode() if _GOOD_REQUEST_ID.match(value) else None
+    return None

@@ -1,0 +1,41 @@
+"""Building the ASGI app from a config."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+
+from llm_gateway.app.connexion_app import build_connexion_app
+from llm_gateway.app.edge import Edge
+from llm_gateway.app.resolver import HANDLERS
+from llm_gateway.app.spec import PathTable, load_spec
+from llm_gateway.app.state import State
+from llm_gateway.config import Config, load_config
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> Edge:
+    env = os.environ if env is None else env
+    config = config or load_config(env=env)
+    spec = load_spec("openai.yaml")
+    state = State.build(config, spec, env)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        log.info("llm-gateway ready: %d upstreams, %d model routes",
+                 len(config.upstreams), len(config.models))
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    inner = build_connexion_app([spec], HANDLERS, lifespan=lifespan)
+    return Edge(inner, state, PathTable(spec))
+
+
+def app_from_env() -> Edge:
+    """Factory for `uvicorn --factory` and multi-worker serving: the config path is in the env."""
+    return create_app()

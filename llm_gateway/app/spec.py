@@ -1,0 +1,66 @@
+"""Loading our OpenAPI documents, and the path table the edge uses to route before Connexion."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def spec_path(name: str = "openai.yaml") -> Path:
+    """Where an OpenAPI document lives: beside the package in a checkout, inside it if installed."""
+    packaged = resources.files("llm_gateway") / "openapi" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "openapi" / name
+
+
+def load_spec(name: str = "openai.yaml") -> dict:
+    # Loaded here and handed to Connexion as a dict: given a file, Connexion renders it
+    # through Jinja first, which would mangle any '{{' in descriptions.
+    with spec_path(name).open("rb") as fh:
+        return yaml.safe_load(fh)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    operation_id: str | None  # None: the path exists but not with this method
+    allowed: tuple[str, ...]
+
+
+class PathTable:
+    """Which (path, method) pairs the spec serves, so routing misses are answered by us."""
+
+    def __init__(self, *specs: dict) -> None:
+        self._routes: list[tuple[re.Pattern[str], dict[str, str]]] = []
+        self._static: dict[str, dict[str, str]] = {}
+        for spec in specs:
+            for template, item in (spec.get("paths") or {}).items():
+                methods = {
+                    m.upper(): op["operationId"]
+                    for m in _HTTP_METHODS
+                    if isinstance(op := item.get(m), dict) and op.get("operationId")
+                }
+                if "{" not in template:
+                    self._static.setdefault(template, {}).update(methods)
+                    continue
+                parts = re.split(r"\{[^}/]+\}", template)
+                pattern = "[^/]+".join(re.escape(part) for part in parts)
+                self._routes.append((re.compile(f"^{pattern}$"), methods))
+
+    def match(self, path: str, method: str) -> Match | None:
+        methods = self._static.get(path)
+        if methods is None:
+            for pattern, candidate in self._routes:
+                if pattern.match(path):
+                    methods = candidate
+                    break
+        if methods is None:
+            return None
+        op = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+        return Match(op, tuple(methods))

@@ -1,0 +1,79 @@
+"""The app's one `State`: built at startup from the config, closed at shutdown."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from llm_gateway.app.validation import Validator, compile_request_validators
+from llm_gateway.backends.base import Backend
+from llm_gateway.backends.upstream import UpstreamBackend
+from llm_gateway.config import Config
+from llm_gateway.routing.catalog import ModelCatalog
+from llm_gateway.routing.router import Router
+
+
+class BoundedMap(OrderedDict):
+    """A small LRU map: remembers which backend created a stored response, within bounds."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: str, value: str) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass
+class State:
+    config: Config
+    backends: dict[str, Backend]
+    router: Router
+    catalog: ModelCatalog
+    validators: dict[str, Validator]
+    streaming_operations: frozenset[str]
+    passthrough: UpstreamBackend | None
+    response_owners: BoundedMap = field(default_factory=lambda: BoundedMap(100_000))
+    request_ids: Callable[[], str] = new_request_id
+
+    @classmethod
+    def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
+        env = os.environ if env is None else env
+        backends: dict[str, Backend] = {
+            name: UpstreamBackend(cfg, env) for name, cfg in config.upstreams.items()
+        }
+        router = Router(config, backends)
+        upstream = config.passthrough_upstream
+        passthrough = backends.get(upstream.name) if upstream else None
+        return cls(
+            config=config,
+            backends=backends,
+            router=router,
+            catalog=ModelCatalog(router, backends),
+            validators=compile_request_validators(spec),
+            streaming_operations=_streaming_operations(spec),
+            passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
+        )
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+
+def _streaming_operations(spec: dict) -> frozenset[str]:
+    ops = set()
+    for item in (spec.get("paths") or {}).values():
+        for op in item.values():
+            if isinstance(op, dict) and op.get("x-lgw-streaming"):
+                ops.add(op["operationId"])
+    return frozenset(ops)

@@ -1,0 +1,52 @@
+"""Which headers cross the gateway, in each direction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# RFC 9110 connection-specific headers: they describe one hop, never the next.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "proxy-connection",
+})
+# The gateway's own credentials, request id and body framing replace the client's.
+_REQUEST_DROP = HOP_BY_HOP | {
+    "host", "content-length", "authorization", "api-key", "openai-organization",
+    "openai-project", "x-request-id", "expect",
+}
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length", "date", "server", "x-request-id"}
+
+
+def client_headers(raw: Iterable[tuple[bytes, bytes]], *, keep_encoding: bool) -> dict[str, str]:
+    """Client request headers worth forwarding upstream (unknown ones included: transparency)."""
+    out: dict[str, str] = {}
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        if name in _REQUEST_DROP or name.startswith("x-lgw-"):
+            continue
+        if name == "accept-encoding" and not keep_encoding:
+            continue
+        out[name] = value.decode("latin-1")
+    return out
+
+
+def response_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, keep_length: bool = False, keep_encoding: bool = False
+) -> list[tuple[str, str]]:
+    """Upstream response headers to hand back to the client.
+
+    Our own x-request-id wins; the upstream's, which its support desk asks for, is kept under
+    another name.
+    """
+    out: list[tuple[str, str]] = []
+    for key, value in raw:
+        name = key.decode("latin-1").lower()
+        if name == "x-request-id":
+            out.append(("x-upstream-request-id", value.decode("latin-1")))
+            continue
+        if name in _RESPONSE_DROP and not (keep_length and name == "content-length"):
+            continue
+        if name == "content-encoding" and not keep_encoding:
+            continue
+        out.append((name, value.decode("latin-1")))
+    return out

@@ -1,0 +1,243 @@
+"""An OpenAI-compatible upstream API (OpenAI itself, Azure-style proxies, vLLM, llama.cpp ...).
+
+Bodies go out as the client sent them (or with only `model` renamed) and come back as bytes:
+nothing is re-serialised on the way. Streams are forwarded as they arrive, re-blocked only on
+SSE event boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from llm_gateway.backends.headers import response_headers
+from llm_gateway.backends.sse import error_event, event_blocks
+from llm_gateway.backends.transport import make_client
+from llm_gateway.call import Call, Result
+from llm_gateway.config import UpstreamConfig
+from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+# Failures where the upstream cannot have started work on the request, so trying again is safe.
+_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    # httpx-aiohttp reports every aiohttp connection failure as ConnectTimeout; the cause tells.
+    cause = exc.__cause__
+    if cause is None:
+        return isinstance(exc, httpx.TimeoutException)
+    return isinstance(cause, TimeoutError)
+
+
+class UpstreamBackend:
+    def __init__(
+        self,
+        cfg: UpstreamConfig,
+        env: Mapping[str, str],
+        *,
+        client: httpx.AsyncClient | None = None,
+        sleep=asyncio.sleep,
+        clock=time.monotonic,
+    ) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.lists_models = cfg.list_models
+        self.models_ttl = cfg.models_ttl_seconds
+        self._client = client or make_client(cfg)
+        self._sleep = sleep
+        self._clock = clock
+        self._auth: dict[str, str] = {}
+        key = cfg.api_key(env)
+        if key:
+            self._auth["authorization"] = f"Bearer {key}"
+        if cfg.organization:
+            self._auth["openai-organization"] = cfg.organization
+        if cfg.project:
+            self._auth["openai-project"] = cfg.project
+        self._static = {k.lower(): v for k, v in cfg.headers.items()}
+
+    # -- the Backend seam ------------------------------------------------------------------
+    async def complete(self, call: Call) -> Result:
+        headers = self._headers(call.headers, call.request_id)
+        headers["content-type"] = "application/json"
+        # We read usage from the bodies, so ask for them uncompressed.
+        headers["accept-encoding"] = "identity"
+        deadline = self._deadline()
+        response = await self._send_with_retries(
+            "POST", call.endpoint, headers=headers, content=call.payload(), deadline=deadline
+        )
+        return await self._result(response, stream=call.stream, deadline=deadline)
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        headers = self._headers({}, None)
+        response = await self._send_with_retries(
+            "GET", "/models", headers=headers, content=None, deadline=self._deadline()
+        )
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code != 200:
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' answered {response.status_code} to GET /models"
+            )
+        data = orjson.loads(body).get("data") or []
+        return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- transparent passthrough -------------------------------------------------------------
+    async def forward(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        client_headers: Mapping[str, str],
+        request_id: str,
+        body: AsyncIterator[bytes] | None,
+    ) -> Result:
+        """Relay any other OpenAI path, streaming both bodies; the client's bytes are never held."""
+        url = path + (f"?{query}" if query else "")
+        headers = self._headers(client_headers, request_id)
+        deadline = self._deadline()
+        if body is None:
+            response = await self._send_with_retries(
+                method, url, headers=headers, content=None, deadline=deadline
+            )
+        else:
+            # A streamed body cannot be replayed, so no retries here.
+            response = await self._send_once(method, url, headers, body, deadline)
+        return Result(
+            status=response.status_code,
+            headers=response_headers(response.headers.raw, keep_length=True, keep_encoding=True),
+            stream=self._relay_raw(response),
+            media_type=response.headers.get("content-type", "application/octet-stream"),
+            backend=self.name,
+            close=response.aclose,
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+    def _headers(self, client: Mapping[str, str], request_id: str | None) -> dict[str, str]:
+        headers = {**client, **self._static, **self._auth}
+        if request_id:
+            headers["x-request-id"] = request_id
+        return headers
+
+    def _deadline(self) -> float | None:
+        total = self.cfg.timeouts.total
+        return None if total is None else self._clock() + total
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - self._clock()
+        if left <= 0:
+            raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time")
+        return left
+
+    async def _send_once(self, method, url, headers, content, deadline) -> httpx.Response:
+        request = self._client.build_request(method, url, headers=headers, content=content)
+        try:
+            async with asyncio.timeout(self._remaining(deadline)):
+                return await self._client.send(request, stream=True)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise
+            raise UpstreamTimeout(
+                f"upstream '{self.name}' timed out ({type(exc).__name__})"
+            ) from None
+
+    async def _send_with_retries(self, method, url, *, headers, content, deadline):
+        retry = self.cfg.retries
+        attempt = 0
+        while True:
+            try:
+                response = await self._send_once(method, url, headers, content, deadline)
+            except _RETRYABLE as exc:
+                if attempt >= retry.attempts:
+                    if _is_timeout(exc):
+                        raise UpstreamTimeout(
+                            f"upstream '{self.name}' did not accept a connection in time"
+                        ) from None
+                    cause = exc.__cause__ or exc
+                    raise UpstreamUnavailable(
+                        f"upstream '{self.name}' is unreachable: {type(cause).__name__}: {cause}"
+                    ) from None
+                log.warning("upstream %s: %s, retrying", self.name, type(exc).__name__)
+            else:
+                if response.status_code < 500 or attempt >= retry.attempts:
+                    return response
+                await response.aclose()
+                log.warning("upstream %s: status %s, retrying", self.name, response.status_code)
+            await self._sleep(self._backoff(attempt))
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        retry = self.cfg.retries
+        base = min(retry.max_backoff_seconds, retry.backoff_seconds * (2**attempt))
+        return base * (0.9 + 0.2 * random.random())  # a little jitter spreads retry storms
+
+    async def _result(self, response: httpx.Response, *, stream: bool, deadline) -> Result:
+        headers = response_headers(response.headers.raw)
+        media_type = response.headers.get("content-type", "application/json")
+        if stream and response.status_code == 200:
+            return Result(
+                status=200,
+                headers=headers,
+                stream=self._relay_events(response, deadline),
+                media_type=media_type,
+                backend=self.name,
+                close=response.aclose,
+            )
+        try:
+            async with asyncio.timeout(self._remaining(deadline)):
+                body = await response.aread()
+        except (TimeoutError, httpx.TimeoutException):
+            raise UpstreamTimeout(f"upstream '{self.name}' timed out reading the body") from None
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' broke off the response: {type(exc).__name__}"
+            ) from None
+        finally:
+            await response.aclose()
+        return Result(
+            status=response.status_code, headers=headers, body=body, media_type=media_type,
+            backend=self.name,
+        )
+
+    async def _relay_events(self, response: httpx.Response, deadline) -> AsyncIterator[bytes]:
+        try:
+            async for block in event_blocks(response.aiter_bytes()):
+                yield block
+                if deadline is not None and self._clock() > deadline:
+                    yield error_event("upstream stream exceeded the total timeout",
+                                      type_="timeout", code="upstream_timeout")
+                    return
+        except httpx.TimeoutException:
+            yield error_event("upstream stream stalled", type_="timeout", code="upstream_timeout")
+        except httpx.TransportError as exc:
+            yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
+                              code="upstream_unavailable")
+        finally:
+            await response.aclose()
+
+    async def _relay_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            # Headers are gone already; all we can do is end the body early.
+            log.warning("upstream %s broke off a passthrough body: %r", self.name, exc)
+            raise GatewayError("upstream broke off the response") from None
+        finally:
+            await response.aclose()

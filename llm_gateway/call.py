@@ -1,0 +1,54 @@
+"""The two objects that travel the request path: a `Call` going in, a `Result` coming back.
+
+Everything between `api/` and `backends/` passes a Call along and gets a Result back, so a
+layer (auth, limits, grouping, routing) can be added without touching its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class Call:
+    """One model request, as the backends see it."""
+
+    operation: str  # OpenAI operationId, e.g. "createChatCompletion"
+    endpoint: str  # path relative to an OpenAI base URL, e.g. "/chat/completions"
+    model: str  # the model name the client asked for
+    body: dict[str, Any]  # the parsed JSON body
+    raw: bytes  # the body exactly as the client sent it
+    stream: bool
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # client headers worth forwarding
+    target_model: str | None = None  # the name the backend must see, when routing renamed it
+    principal: Any = None  # who is calling (filled by auth)
+
+    def payload(self) -> bytes:
+        """The body to send to the backend; the client's own bytes unless the model was renamed."""
+        if self.target_model is None or self.target_model == self.model:
+            return self.raw
+        return orjson.dumps({**self.body, "model": self.target_model})
+
+
+@dataclass(slots=True)
+class Result:
+    """A backend's answer: a whole body, or a stream of byte blocks holding whole SSE events."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    media_type: str = "application/json"
+    backend: str = ""
+    # Releases what the result holds (an open upstream response) when nobody reads the stream.
+    close: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        if self.close is not None:
+            close, self.close = self.close, None
+            await close()

@@ -1,0 +1,42 @@
+"""`llm-gateway` command line: serve, config check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llm_gateway import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config file (default: $LLM_GATEWAY_CONFIG)")
+    serve.add_argument("--host", help="bind address (default: server.host)")
+    serve.add_argument("--port", type=int, help="port (default: server.port)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and report every problem")
+    check.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        from llm_gateway.cli.serve import serve
+
+        return serve(config_path=args.config, host=args.host, port=args.port,
+                     workers=args.workers)
+    if args.command == "config":
+        from llm_gateway.config import check_file
+
+        ok, message = check_file(args.file)
+        print(message, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    return 2

@@ -1,0 +1,55 @@
+"""`llm-gateway serve`: uvicorn in front of the app, with a bounded graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import uvicorn
+
+from llm_gateway.config import ConfigError, load_config
+
+
+def serve(
+    *,
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+) -> int:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"llm-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    server = config.server
+    logging.basicConfig(
+        level=server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    workers = workers or server.workers
+    options = dict(
+        host=host or server.host,
+        port=port if port is not None else server.port,
+        lifespan="on",
+        http="httptools",
+        loop="uvloop",
+        access_log=server.access_log,
+        server_header=False,
+        log_level=server.log_level,
+        # SIGTERM: stop accepting, let in-flight streams finish, but not forever.
+        timeout_graceful_shutdown=server.shutdown_grace_seconds,
+        backlog=2048,
+    )
+    if workers > 1:
+        # Each worker process builds its own app from the same config file.
+        if config_path:
+            os.environ["LLM_GATEWAY_CONFIG"] = os.path.abspath(config_path)
+        uvicorn.run("llm_gateway.app.factory:app_from_env", factory=True, workers=workers,
+                    **options)
+    else:
+        from llm_gateway.app.factory import create_app
+
+        uvicorn.run(create_app(config), **options)
+    return 0

@@ -1,0 +1,155 @@
+"""Typed, frozen configuration objects; the YAML keys are the field names.
+
+Per-field limits live in field metadata so the generic builder in ``loader.py`` can report
+them with the field's path:
+
+- ``ge`` / ``gt`` / ``le``: numeric bounds (skipped when the value is ``None``);
+- ``check``: a function returning a problem message, or ``None`` when the value is fine;
+- ``yaml=False``: not a YAML key (filled in by the loader).
+
+Rules that span several fields (backend names, duplicate model names) live in the loader.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+Transport = Literal["aiohttp", "httpx"]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _http_url(value: str) -> str | None:
+    if not value.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    if not urlsplit(value).hostname:
+        return "has no host name"
+    return None
+
+
+def _env_var_name(value: str) -> str | None:
+    # Deliberately does not echo the value: a mistake here is usually a pasted secret.
+    if _ENV_NAME.match(value):
+        return None
+    return (
+        "must be the NAME of the environment variable holding the key "
+        "(e.g. OPENAI_API_KEY), not the key itself"
+    )
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
+
+
+def is_pattern(name: str) -> bool:
+    """True when a model name is a glob pattern ('*' or '?'), not an exact name."""
+    return "*" in name or "?" in name
+
+
+@lru_cache(maxsize=1024)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    # Not fnmatch: '[' must stay literal, since model names may contain brackets.
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
+    return re.compile("".join(parts), re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = field(default=8080, metadata={"ge": 0, "le": 65535})  # 0 = any free port
+    workers: int = field(default=1, metadata={"ge": 1})
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"gt": 0})
+    max_upload_bytes: int = field(default=512 * 1024 * 1024, metadata={"gt": 0})
+    shutdown_grace_seconds: float = field(default=30.0, metadata={"ge": 0})
+    log_level: LogLevel = "info"
+    access_log: bool = False
+
+
+@dataclass(frozen=True)
+class TimeoutConfig:
+    connect: float = field(default=10.0, metadata={"gt": 0})
+    read: float = field(default=600.0, metadata={"gt": 0})
+    total: float | None = field(default=900.0, metadata={"gt": 0})  # None = no overall limit
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    attempts: int = field(default=2, metadata={"ge": 0})  # retries after the first try
+    backoff_seconds: float = field(default=0.25, metadata={"ge": 0})
+    max_backoff_seconds: float = field(default=4.0, metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    base_url: str = field(metadata={"check": _http_url})
+    api_key_env: str | None = field(default=None, metadata={"check": _env_var_name})
+    organization: str | None = None
+    project: str | None = None
+    # repr=False: static headers often carry credentials, and configs end up in logs.
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    transport: Transport = "aiohttp"
+    max_connections: int = field(default=512, metadata={"ge": 1})
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    retries: RetryConfig = field(default_factory=RetryConfig)
+    list_models: bool = True  # merge this upstream's /models into GET /v1/models
+    models_ttl_seconds: float = field(default=300.0, metadata={"ge": 0})
+    name: str = field(default="", metadata={"yaml": False})  # the key under `upstreams`
+
+    def __post_init__(self) -> None:
+        # Callers join paths as base_url + "/chat/completions"; a trailing slash would double up.
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    def api_key(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The key from the environment variable named by ``api_key_env``; None if unset/empty."""
+        if not self.api_key_env:
+            return None
+        return (os.environ if env is None else env).get(self.api_key_env) or None
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    name: str = field(metadata={"check": _non_empty})  # exact name, or a '*'/'?' glob
+    backend: str  # the name of an upstream
+    upstream_model: str | None = field(default=None, metadata={"check": _non_empty})
+    aliases: list[str] = field(default_factory=list)  # extra exact names; not on patterns
+    owned_by: str | None = None
+
+    @property
+    def is_pattern(self) -> bool:
+        return is_pattern(self.name)
+
+    def matches(self, model: str) -> bool:
+        """Whether this route serves ``model`` (by name, alias, or glob pattern)."""
+        if self.is_pattern:
+            return _glob_regex(self.name).fullmatch(model) is not None
+        return model == self.name or model in self.aliases
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    default_backend: str | None = None  # unknown model names go here; None -> 404
+    passthrough_backend: str | None = None  # other /v1/* paths; None -> see Config
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
+    models: list[ModelRoute] = field(default_factory=list)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    source: str = field(default="<config>", metadata={"yaml": False})  # for messages
+
+    @property
+    def passthrough_upstream(self) -> UpstreamConfig | None:
+        """Where non-model /v1/* paths go: the configured one, else "openai", else the first."""
+        name = self.routing.passthrough_backend
+        if name is None:
+            name = "openai" if "openai" in self.upstreams else next(iter(self.upstreams), None)
+        return None if name is None else self.upstreams.get(name)

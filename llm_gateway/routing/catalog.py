@@ -1,0 +1,95 @@
+"""GET /v1/models: configured names and aliases merged with what the backends list themselves.
+
+A backend's own list is fetched lazily, cached for its TTL, and only the models that routing
+would actually send back to that backend are shown: the list is what a client can use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from llm_gateway.backends.base import Backend
+from llm_gateway.errors import ModelNotFound
+from llm_gateway.routing.router import Router
+
+log = logging.getLogger(__name__)
+
+
+class _Listing:
+    __slots__ = ("fetched_at", "lock", "models")
+
+    def __init__(self) -> None:
+        self.models: list[dict[str, Any]] | None = None
+        self.fetched_at = float("-inf")
+        self.lock = asyncio.Lock()
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        router: Router,
+        backends: dict[str, Backend],
+        *,
+        created: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._router = router
+        self._backends = backends
+        self._created = int(time.time()) if created is None else created
+        self._clock = clock
+        self._listings = {name: _Listing() for name in backends}
+
+    async def list(self) -> list[dict[str, Any]]:
+        upstream_lists = await asyncio.gather(
+            *(self._backend_models(name) for name in self._backends)
+        )
+        known: dict[str, dict[str, Any]] = {}
+        by_backend = dict(zip(self._backends, upstream_lists, strict=True))
+        for name, route in self._router.routes_exactly().items():
+            backend_models = by_backend.get(route.backend.name) or []
+            source = next((m for m in backend_models if m["id"] == route.target_model), None)
+            known[name] = {
+                "id": name,
+                "object": "model",
+                "created": (source or {}).get("created", self._created),
+                "owned_by": (route.rule.owned_by if route.rule and route.rule.owned_by else None)
+                or (source or {}).get("owned_by")
+                or route.backend.name,
+            }
+        for name, models in by_backend.items():
+            backend = self._backends[name]
+            for model in models:
+                if model["id"] not in known and self._router.claims(model["id"], backend):
+                    known[model["id"]] = model
+        return list(known.values())
+
+    async def get(self, model_id: str) -> dict[str, Any]:
+        for model in await self.list():
+            if model["id"] == model_id:
+                return model
+        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+
+    async def _backend_models(self, name: str) -> list[dict[str, Any]]:
+        backend = self._backends[name]
+        if not getattr(backend, "lists_models", True):
+            return []
+        listing = self._listings[name]
+        ttl = float(getattr(backend, "models_ttl", 300.0))
+        if listing.models is not None and self._clock() - listing.fetched_at < ttl:
+            return listing.models
+        async with listing.lock:  # one refresh at a time; the others reuse its answer
+            if listing.models is not None and self._clock() - listing.fetched_at < ttl:
+                return listing.models
+            try:
+                listing.models = await backend.list_models()
+            except Exception as exc:  # a listing failure must not break the endpoint
+                log.warning("could not list models of backend %s: %s", name, exc)
+                # Keep the stale list if any, and retry soon rather than hammering.
+                listing.fetched_at = self._clock() - max(0.0, ttl - 10.0)
+                return listing.models or []
+            listing.fetched_at = self._clock()
+            return listing.models

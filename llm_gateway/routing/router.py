@@ -1,0 +1,60 @@
+"""Model name -> Route: exact names and aliases first, then patterns in config order, then the
+default backend."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import translate
+
+from llm_gateway.backends.base import Backend
+from llm_gateway.config import Config, ModelRoute
+from llm_gateway.errors import ModelNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    backend: Backend
+    target_model: str  # the name the backend must see
+    rule: ModelRoute | None  # None when the default backend caught an unknown name
+
+
+class Router:
+    def __init__(self, config: Config, backends: dict[str, Backend]) -> None:
+        self._exact: dict[str, Route] = {}
+        self._patterns: list[tuple[re.Pattern[str], ModelRoute, Backend]] = []
+        for rule in config.models:
+            backend = backends[rule.backend]
+            if rule.is_pattern:
+                self._patterns.append((re.compile(translate(rule.name)), rule, backend))
+                continue
+            target = rule.upstream_model or rule.name
+            for name in (rule.name, *rule.aliases):
+                self._exact[name] = Route(backend, target, rule)
+        default = config.routing.default_backend
+        self._default = backends[default] if default else None
+
+    def resolve(self, model: str) -> Route:
+        route = self._exact.get(model)
+        if route is not None:
+            return route
+        for pattern, rule, backend in self._patterns:
+            if pattern.match(model):
+                return Route(backend, rule.upstream_model or model, rule)
+        if self._default is not None:
+            return Route(self._default, model, None)
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+        )
+
+    def routes_exactly(self) -> dict[str, Route]:
+        """Every exact name (aliases included) and where it goes, for the model list."""
+        return dict(self._exact)
+
+    def claims(self, model: str, backend: Backend) -> bool:
+        """Whether a model the backend lists would be routed back to that backend."""
+        try:
+            return self.resolve(model).backend is backend
+        except ModelNotFound:
+            return False

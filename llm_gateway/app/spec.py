@@ -23,8 +23,9 @@ def spec_path(name: str = "openai.yaml") -> Path:
 def load_spec(name: str = "openai.yaml") -> dict:
     # Loaded here and handed to Connexion as a dict: given a file, Connexion renders it
     # through Jinja first, which would mangle any '{{' in descriptions.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 20x faster start-up
     with spec_path(name).open("rb") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=loader)
 
 
 @dataclass(frozen=True, slots=True)

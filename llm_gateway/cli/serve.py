@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import uvicorn
@@ -28,6 +29,8 @@ def serve(
         level=server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workers = workers or server.workers
     options = dict(
         host=host or server.host,

@@ -183,8 +183,13 @@ class Answer:
         }
 
 
-def _answer(prefix: str, body: dict[str, Any], text: str, prompt_tokens: int, limit: int | None,
-            ) -> Answer:
+def _answer(
+    prefix: str,
+    body: dict[str, Any],
+    text: str,
+    prompt_tokens: int,
+    limit: int | None,
+) -> Answer:
     words = ("Echo: " + text).split()
     finish = "stop"
     if limit is not None and limit < len(words):
@@ -256,16 +261,20 @@ def chat_stream(a: Answer) -> tuple[list[bytes], int]:
     before_finish = len(events)
     events.extend(chunk(i, {}, a.finish_reason) for i in range(a.n))
     if a.include_usage:
-        events.append(sse({
-            "id": a.id,
-            "object": "chat.completion.chunk",
-            "created": a.created,
-            "model": a.model,
-            "service_tier": "default",
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [],
-            "usage": a.usage(),
-        }))
+        events.append(
+            sse(
+                {
+                    "id": a.id,
+                    "object": "chat.completion.chunk",
+                    "created": a.created,
+                    "model": a.model,
+                    "service_tier": "default",
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [],
+                    "usage": a.usage(),
+                }
+            )
+        )
     events.append(SSE_DONE)
     return events, before_finish
 
@@ -316,15 +325,19 @@ def completion_stream(a: Answer) -> tuple[list[bytes], int]:
     before_finish = len(events)
     events.extend(chunk(i, "", a.finish_reason) for i in range(a.n))
     if a.include_usage:
-        events.append(sse({
-            "id": a.id,
-            "object": "text_completion",
-            "created": a.created,
-            "model": a.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [],
-            "usage": a.usage(),
-        }))
+        events.append(
+            sse(
+                {
+                    "id": a.id,
+                    "object": "text_completion",
+                    "created": a.created,
+                    "model": a.model,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [],
+                    "usage": a.usage(),
+                }
+            )
+        )
     events.append(SSE_DONE)
     return events, before_finish
 
@@ -428,29 +441,37 @@ def response_object(a: Answer, body: dict[str, Any], *, done: bool = True) -> di
     """The ``response`` resource; ``done=False`` gives its in-progress form (no output yet)."""
     complete = a.finish_reason == "stop"
     status = ("completed" if complete else "incomplete") if done else "in_progress"
-    output = [{
-        "type": "message",
-        "id": "msg_" + a.id.removeprefix("resp_"),
-        "status": status,
-        "role": "assistant",
-        "content": [{"type": "output_text", "text": a.text, "annotations": []}],
-    }] if done else []
-    usage = {
-        "input_tokens": a.prompt_tokens,
-        "output_tokens": len(a.words),
-        "total_tokens": a.prompt_tokens + len(a.words),
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0},
-    } if done else None
+    output = (
+        [
+            {
+                "type": "message",
+                "id": "msg_" + a.id.removeprefix("resp_"),
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": a.text, "annotations": []}],
+            }
+        ]
+        if done
+        else []
+    )
+    usage = (
+        {
+            "input_tokens": a.prompt_tokens,
+            "output_tokens": len(a.words),
+            "total_tokens": a.prompt_tokens + len(a.words),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        if done
+        else None
+    )
     return {
         "id": a.id,
         "object": "response",
         "created_at": a.created,
         "status": status,
         "error": None,
-        "incomplete_details": (
-            {"reason": "max_output_tokens"} if done and not complete else None
-        ),
+        "incomplete_details": ({"reason": "max_output_tokens"} if done and not complete else None),
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
         "model": a.model,
@@ -469,31 +490,38 @@ def response_object(a: Answer, body: dict[str, Any], *, done: bool = True) -> di
     }
 
 
-def response_stream(a: Answer, final: dict[str, Any], body: dict[str, Any],
-                    ) -> tuple[list[bytes], int]:
+def response_stream(
+    a: Answer,
+    final: dict[str, Any],
+    body: dict[str, Any],
+) -> tuple[list[bytes], int]:
     """Named SSE events of a streamed response, and how many come before the text is done."""
     item_id = final["output"][0]["id"]
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": response_object(a, body, done=False)}
     ]
     for piece in a.pieces():
-        events.append({
-            "type": "response.output_text.delta",
+        events.append(
+            {
+                "type": "response.output_text.delta",
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+        )
+    before_done = len(events)
+    events.append(
+        {
+            "type": "response.output_text.done",
             "item_id": item_id,
             "output_index": 0,
             "content_index": 0,
-            "delta": piece,
+            "text": a.text,
             "logprobs": [],
-        })
-    before_done = len(events)
-    events.append({
-        "type": "response.output_text.done",
-        "item_id": item_id,
-        "output_index": 0,
-        "content_index": 0,
-        "text": a.text,
-        "logprobs": [],
-    })
+        }
+    )
     terminal = "response.completed" if final["status"] == "completed" else "response.incomplete"
     events.append({"type": terminal, "response": final})
     for seq, event in enumerate(events):

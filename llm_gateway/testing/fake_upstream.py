@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +91,12 @@ def _json_response(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
 
 
-def _error(status: int, message: str, type_: str, code: str | None,
-           param: str | None = None) -> Response:
+def _error(
+    status: int, message: str, type_: str, code: str | None, param: str | None = None
+) -> Response:
     return Response(
-        fr.error_body(message, type_, code, param), status_code=status,
+        fr.error_body(message, type_, code, param),
+        status_code=status,
         media_type="application/json",
     )
 
@@ -140,6 +142,12 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
+async def _pause(seconds: float, wake: asyncio.Event) -> None:
+    """Sleep, cut short when ``wake`` is set (client gone, or the server stopping)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), seconds)
+
+
 class _DropConnection(Response):
     """Closes the connection without sending a single byte of response."""
 
@@ -148,7 +156,7 @@ class _DropConnection(Response):
         self._owner = owner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._owner._sever(scope, receive)
+        await self._owner._sever(scope, _wait_disconnect(receive))
 
 
 class _EventStream(Response):
@@ -172,45 +180,69 @@ class _EventStream(Response):
         return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = asyncio.Event()
+        owner = self._owner
+        wake = owner._waker()
+        gone = False
 
         async def watch() -> None:
+            nonlocal gone
             await _wait_disconnect(receive)
-            gone.set()
+            gone = True
+            wake.set()
 
         watcher = asyncio.create_task(watch())
         last = len(self._events) - 1
         try:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": self.raw_headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             for i, event in enumerate(self._events):
                 if i == self.drop_after:
-                    await self._owner._sever(scope, receive, watched=gone)
+                    await owner._sever(scope, watcher)
                     return
                 if i and self._delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(gone.wait(), self._delay)
-                if gone.is_set():
-                    self._owner._note_disconnect()
+                    await _pause(self._delay, wake)
+                if gone:
+                    owner._note_disconnect()
                     return
                 # The terminal event ends the body in the same write, so a client that stops
                 # reading right after [DONE] is not mistaken for one that went away.
                 await send({"type": "http.response.body", "body": event, "more_body": i < last})
         except OSError:  # servers on ASGI spec >= 2.4 raise this once the client is gone
-            self._owner._note_disconnect()
+            owner._note_disconnect()
         except asyncio.CancelledError:
-            self._owner._note_disconnect()
+            owner._note_disconnect()
             raise
         finally:
             watcher.cancel()
+            owner._wakers.discard(wake)
 
 
 class FakeUpstream:
-    """The fake OpenAI server; see the module docstring. Control methods are thread-safe."""
+    """The fake OpenAI server; see the module docstring. Control methods are thread-safe.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 models: list[str] | None = None, chunk_delay: float = 0.0,
-                 record_requests: bool = True) -> None:
+    Attributes read by tests (reset by :meth:`reset`):
+
+    * ``calls``: ``"METHOD /path"`` -> count, every request, failed and injected ones too;
+    * ``requests``: :class:`RecordedRequest` in arrival order (echo bodies over 1 MiB are
+      not kept: ``body`` is ``b""`` and ``json`` None);
+    * ``disconnects``: streams whose client went away before the stream ended. A stream
+      sent with ``chunk_delay == 0`` is written in one go, so only a delayed (or huge)
+      stream can notice its client leaving.
+
+    Injections queue up and apply to ``/v1`` requests in arrival order: a delay, then an
+    injected failure, then the API-key check, then a drop (only requests that got that far
+    use one up).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        models: list[str] | None = None,
+        chunk_delay: float = 0.0,
+        record_requests: bool = True,
+    ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -230,6 +262,9 @@ class FakeUpstream:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Events that cut pauses short; stop() sets them all so no request keeps it waiting.
+        self._wakers: set[asyncio.Event] = set()
+        self._stopping = False
         self.app = self._build_app()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -250,8 +285,13 @@ class FakeUpstream:
         sock.listen(1024)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, lifespan="off", access_log=False, log_config=None, log_level="warning",
-            http=_tracking_protocol(self._transports), timeout_graceful_shutdown=1,
+            self.app,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            http=_tracking_protocol(self._transports),
+            timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -260,8 +300,7 @@ class FakeUpstream:
             with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
                 runner.run(self._serve(server, sock))
 
-        self._thread = threading.Thread(target=run, name=f"fake-upstream-{self.port}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=run, name=f"fake-upstream-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
         while not server.started:
@@ -282,14 +321,32 @@ class FakeUpstream:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        # Delays and chunk pauses end at once, so in-flight requests finish instead of being
+        # cancelled mid-way (which uvicorn would log as an application error).
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self._loop.call_soon_threadsafe(self._wake_all)
         server.should_exit = True
-        # Don't wait for in-flight requests: a test may leave one hanging on a long delay.
+        # Don't wait for in-flight requests beyond that: one may hang on a stuck client.
         server.force_exit = True
         thread.join(5)
         if thread.is_alive() and self._loop is not None:
             self._loop.call_soon_threadsafe(self._abort_all)
             thread.join(5)
         self._server = self._thread = self._loop = None
+        self._stopping = False
+
+    def _wake_all(self) -> None:
+        self._stopping = True
+        for wake in self._wakers:
+            wake.set()
+
+    def _waker(self) -> asyncio.Event:
+        wake = asyncio.Event()
+        if self._stopping:
+            wake.set()
+        self._wakers.add(wake)
+        return wake
 
     def _abort_all(self) -> None:
         for transport in list(self._transports.values()):
@@ -303,8 +360,14 @@ class FakeUpstream:
 
     # --- control (called from the test thread) ------------------------------------------------
 
-    def fail_next(self, status: int, times: int = 1, *, retry_after: str | None = None,
-                  message: str = "injected failure") -> None:
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        *,
+        retry_after: str | None = None,
+        message: str = "injected failure",
+    ) -> None:
         """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body."""
         with self._lock:
             self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
@@ -350,8 +413,7 @@ class FakeUpstream:
         with self._lock:
             self.disconnects += 1
 
-    async def _sever(self, scope: Scope, receive: Receive,
-                     watched: asyncio.Event | None = None) -> None:
+    async def _sever(self, scope: Scope, disconnected: Awaitable[None]) -> None:
         """Close the request's connection abruptly and wait until uvicorn has noticed."""
         client = scope.get("client")
         transport = self._transports.get((str(client[0]), int(client[1]))) if client else None
@@ -360,34 +422,43 @@ class FakeUpstream:
             raise RuntimeError("fake upstream: cannot find the connection to drop")
         # close(), not abort(): already-sent events must reach the client before the FIN.
         transport.close()
-        waiter = watched.wait() if watched is not None else _wait_disconnect(receive)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, 5)
+            await asyncio.wait_for(disconnected, 5)
 
     def _build_app(self) -> Starlette:
-        def route(path: str, handler: Callable[[_Incoming], Response], methods: list[str],
-                  *, echo: bool = False, v1: bool = True) -> Route:
+        def route(
+            path: str,
+            handler: Callable[[_Incoming], Response],
+            methods: list[str],
+            *,
+            echo: bool = False,
+            v1: bool = True,
+        ) -> Route:
             async def endpoint(request: Request) -> Response:
                 return await self._handle(request, handler, echo=echo, v1=v1)
 
             return Route(path, endpoint, methods=methods)
 
-        return Starlette(routes=[
-            route("/v1/chat/completions", self._chat, ["POST"]),
-            route("/v1/completions", self._completions, ["POST"]),
-            route("/v1/embeddings", self._embeddings, ["POST"]),
-            route("/v1/models", self._models, ["GET"]),
-            route("/v1/models/{model_id:path}", self._model, ["GET"]),
-            route("/v1/responses", self._responses, ["POST"]),
-            route("/v1/responses/{response_id}", self._response, ["GET", "DELETE"]),
-            route("/v1/{rest:path}", self._echo, ALL_METHODS, echo=True),
-            route("/{rest:path}", self._unknown, ALL_METHODS, v1=False),
-        ])
+        return Starlette(
+            routes=[
+                route("/v1/chat/completions", self._chat, ["POST"]),
+                route("/v1/completions", self._completions, ["POST"]),
+                route("/v1/embeddings", self._embeddings, ["POST"]),
+                route("/v1/models", self._models, ["GET"]),
+                route("/v1/models/{model_id:path}", self._model, ["GET"]),
+                route("/v1/responses", self._responses, ["POST"]),
+                route("/v1/responses/{response_id}", self._response, ["GET", "DELETE"]),
+                route("/v1/{rest:path}", self._echo, ALL_METHODS, echo=True),
+                route("/{rest:path}", self._unknown, ALL_METHODS, v1=False),
+            ]
+        )
 
-    async def _handle(self, request: Request, handler: Callable[[_Incoming], Response],
-                      *, echo: bool, v1: bool) -> Response:
-        body, size, digest = await _read_body(request, hashing=echo,
-                                              keep_limit=ECHO_KEEP_LIMIT if echo else None)
+    async def _handle(
+        self, request: Request, handler: Callable[[_Incoming], Response], *, echo: bool, v1: bool
+    ) -> Response:
+        body, size, digest = await _read_body(
+            request, hashing=echo, keep_limit=ECHO_KEEP_LIMIT if echo else None
+        )
         parsed: Any = None
         if body:
             with contextlib.suppress(orjson.JSONDecodeError):
@@ -405,17 +476,24 @@ class FakeUpstream:
             failure = self._failures.popleft() if v1 and self._failures else None
 
         if delay > 0:
-            await asyncio.sleep(delay)
+            wake = self._waker()
+            try:
+                await _pause(delay, wake)
+            finally:
+                self._wakers.discard(wake)
         if failure is not None:
             type_, code = fr.error_kind(failure.status)
             response = _error(failure.status, failure.message, type_, code)
             if failure.retry_after is not None:
                 response.headers["retry-after"] = failure.retry_after
-        elif v1 and self.api_key is not None and (
-            headers.get("authorization") != f"Bearer {self.api_key}"
+        elif (
+            v1
+            and self.api_key is not None
+            and (headers.get("authorization") != f"Bearer {self.api_key}")
         ):
-            response = _error(401, "Incorrect API key provided", "invalid_request_error",
-                              "invalid_api_key")
+            response = _error(
+                401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
+            )
         else:
             with self._lock:
                 drop = self._drops.popleft() if v1 and self._drops else None
@@ -462,8 +540,11 @@ class FakeUpstream:
         model_id = inc.request.path_params["model_id"]
         if model_id not in self.models:
             return _error(
-                404, f"The model '{model_id}' does not exist or you do not have access to it.",
-                "invalid_request_error", "model_not_found", "model",
+                404,
+                f"The model '{model_id}' does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+                "model",
             )
         return _json_response(fr.model_object(model_id))
 
@@ -481,11 +562,15 @@ class FakeUpstream:
     def _response(self, inc: _Incoming) -> Response:
         response_id = inc.request.path_params["response_id"]
         with self._lock:
-            stored = (self._stored.pop(response_id, None) if inc.method == "DELETE"
-                      else self._stored.get(response_id))
+            stored = (
+                self._stored.pop(response_id, None)
+                if inc.method == "DELETE"
+                else self._stored.get(response_id)
+            )
         if stored is None:
-            return _error(404, f"Response with id '{response_id}' not found.",
-                          "invalid_request_error", None)
+            return _error(
+                404, f"Response with id '{response_id}' not found.", "invalid_request_error", None
+            )
         if inc.method == "DELETE":
             return _json_response(fr.response_deleted(response_id))
         return _json_response(stored)
@@ -497,26 +582,34 @@ class FakeUpstream:
                 raise fr.BadRequest("Invalid 'size': expected a non-negative integer.", "size")
             size = int(size_param)
             return StreamingResponse(
-                _download(size), media_type="application/octet-stream",
+                _download(size),
+                media_type="application/octet-stream",
                 headers={"content-length": str(size)},
             )
-        return _json_response({
-            "object": "echo",
-            "method": inc.method,
-            "path": inc.path,
-            "query": inc.query,
-            "content_type": inc.request.headers.get("content-type"),
-            "bytes": inc.size,
-            "sha256": inc.sha256,
-        })
+        return _json_response(
+            {
+                "object": "echo",
+                "method": inc.method,
+                "path": inc.path,
+                "query": inc.query,
+                "content_type": inc.request.headers.get("content-type"),
+                "bytes": inc.size,
+                "sha256": inc.sha256,
+            }
+        )
 
     def _unknown(self, inc: _Incoming) -> Response:
-        return _error(404, f"Invalid URL ({inc.method} {inc.path})", "invalid_request_error",
-                      "unknown_url")
+        return _error(
+            404, f"Invalid URL ({inc.method} {inc.path})", "invalid_request_error", "unknown_url"
+        )
 
 
-async def _read_body(request: Request, *, hashing: bool, keep_limit: int | None,
-                     ) -> tuple[bytes, int, str]:
+async def _read_body(
+    request: Request,
+    *,
+    hashing: bool,
+    keep_limit: int | None,
+) -> tuple[bytes, int, str]:
     """Read the body as a stream: (kept bytes, total size, sha256 hex or "")."""
     digest = hashlib.sha256() if hashing else None
     parts: list[bytes] = []
@@ -542,14 +635,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fake OpenAI upstream for gateway benchmarks.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9999)
-    parser.add_argument("--chunk-delay", type=float, default=0.0,
-                        help="seconds between stream chunks")
+    parser.add_argument(
+        "--chunk-delay", type=float, default=0.0, help="seconds between stream chunks"
+    )
     parser.add_argument("--api-key", default=None, help="require this bearer token")
-    parser.add_argument("--record", action="store_true",
-                        help="keep every request in memory (off: a long benchmark would grow)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="keep every request in memory (off: a long benchmark would grow)",
+    )
     args = parser.parse_args(argv)
-    fake = FakeUpstream(args.host, args.port, api_key=args.api_key, chunk_delay=args.chunk_delay,
-                        record_requests=args.record)
+    fake = FakeUpstream(
+        args.host,
+        args.port,
+        api_key=args.api_key,
+        chunk_delay=args.chunk_delay,
+        record_requests=args.record,
+    )
     # SIGTERM unwinds through the `with` below like Ctrl-C does, so the server stops cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with fake:

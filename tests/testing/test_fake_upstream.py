@@ -75,11 +75,16 @@ def test_chat_answer_and_usage(client: openai.OpenAI) -> None:
 def test_chat_text_parts_max_tokens_and_n(client: openai.OpenAI) -> None:
     out = client.chat.completions.create(
         model="gpt-4o-mini",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "one two "},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
-            {"type": "text", "text": "three four"},
-        ]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "one two "},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                    {"type": "text", "text": "three four"},
+                ],
+            }
+        ],
         max_tokens=3,
         n=2,
     )
@@ -91,9 +96,13 @@ def test_chat_text_parts_max_tokens_and_n(client: openai.OpenAI) -> None:
 
 def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
     plain = client.chat.completions.create(**chat_body())  # type: ignore[arg-type]
-    chunks = list(client.chat.completions.create(
-        **chat_body(), stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            **chat_body(),
+            stream=True,
+            stream_options={"include_usage": True},  # type: ignore[arg-type]
+        )
+    )
     assert len({(c.id, c.created, c.model) for c in chunks}) == 1
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -127,7 +136,10 @@ def test_completions(client: openai.OpenAI) -> None:
     assert out.choices[0].text == "Echo: say this"
     assert out.usage is not None and out.usage.prompt_tokens == 2
     stream = client.completions.create(
-        model="gpt-4o-mini", prompt="say this please", stream=True, max_tokens=3,
+        model="gpt-4o-mini",
+        prompt="say this please",
+        stream=True,
+        max_tokens=3,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -158,8 +170,14 @@ def test_embeddings_float_and_base64(client: openai.OpenAI, http: httpx.Client) 
 
 def test_models(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini", "text-embedding-3-small",
-                   "dall-e-3"]
+    assert ids == [
+        "gpt-4o-mini",
+        "gpt-4o",
+        "gpt-4.1",
+        "o3-mini",
+        "text-embedding-3-small",
+        "dall-e-3",
+    ]
     model = client.models.retrieve("gpt-4.1")
     assert (model.id, model.object, model.owned_by) == ("gpt-4.1", "model", "openai")
     with pytest.raises(openai.NotFoundError) as err:
@@ -189,8 +207,12 @@ def test_responses_create_get_delete(client: openai.OpenAI, http: httpx.Client) 
 def test_responses_stream(client: openai.OpenAI, http: httpx.Client) -> None:
     events = list(client.responses.create(model="gpt-4.1", input="a b c", stream=True))
     types = [e.type for e in events]
-    assert types == ["response.created", *["response.output_text.delta"] * 4,
-                     "response.output_text.done", "response.completed"]
+    assert types == [
+        "response.created",
+        *["response.output_text.delta"] * 4,
+        "response.output_text.done",
+        "response.completed",
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     final = events[-1].response  # type: ignore[union-attr]
@@ -210,11 +232,18 @@ def test_echo_streamed_upload(fake: FakeUpstream, http: httpx.Client) -> None:
         for i in range(0, len(data), 256 * 1024):
             yield data[i : i + 256 * 1024]
 
-    r = http.post("/files?purpose=batch", content=pieces(),
-                  headers={"content-type": "application/octet-stream"})
+    r = http.post(
+        "/files?purpose=batch",
+        content=pieces(),
+        headers={"content-type": "application/octet-stream"},
+    )
     assert r.json() == {
-        "object": "echo", "method": "POST", "path": "/v1/files", "query": "purpose=batch",
-        "content_type": "application/octet-stream", "bytes": len(data),
+        "object": "echo",
+        "method": "POST",
+        "path": "/v1/files",
+        "query": "purpose=batch",
+        "content_type": "application/octet-stream",
+        "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     recorded = fake.requests[-1]
@@ -241,8 +270,12 @@ def test_fail_next(fake: FakeUpstream, client: openai.OpenAI) -> None:
     fake.fail_next(429, retry_after="7", message="slow down")
     with pytest.raises(openai.InternalServerError) as e500:
         client.chat.completions.create(**chat_body())  # type: ignore[arg-type]
-    assert e500.value.body == {"message": "injected failure", "type": "server_error",
-                               "param": None, "code": None}
+    assert e500.value.body == {
+        "message": "injected failure",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
     with pytest.raises(openai.RateLimitError) as e429:
         client.embeddings.create(model="m", input="x")
     assert e429.value.response.headers["retry-after"] == "7"
@@ -279,8 +312,9 @@ def test_drop_next_stream(fake: FakeUpstream, client: openai.OpenAI) -> None:
 def test_disconnect_counting(fake: FakeUpstream, http: httpx.Client) -> None:
     fake.chunk_delay = 0.05
     try:
-        with http.stream("POST", "/chat/completions",
-                         json=chat_body("word " * 100, stream=True)) as r:
+        with http.stream(
+            "POST", "/chat/completions", json=chat_body("word " * 100, stream=True)
+        ) as r:
             next(r.iter_raw())
         assert fake.wait_for(lambda: fake.disconnects == 1)
         # A stream read to its end is not a disconnect.
@@ -300,17 +334,23 @@ def test_api_key() -> None:
         wrong = openai.OpenAI(base_url=guarded.url, api_key="sk-wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError) as err:
             wrong.models.list()
-        assert err.value.body == {"message": "Incorrect API key provided",
-                                  "type": "invalid_request_error", "param": None,
-                                  "code": "invalid_api_key"}
+        assert err.value.body == {
+            "message": "Incorrect API key provided",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
         right = openai.OpenAI(base_url=guarded.url, api_key=KEY, max_retries=0)
         assert [m.id for m in right.models.list()] == ["only-model"]
         assert guarded.calls["GET /v1/models"] == 2
 
 
 def test_calls_requests_headers_and_reset(fake: FakeUpstream, http: httpx.Client) -> None:
-    r = http.post("/chat/completions?x=1", json=chat_body(),
-                  headers={"x-request-id": "req-abc", "X-Custom": "v"})
+    r = http.post(
+        "/chat/completions?x=1",
+        json=chat_body(),
+        headers={"x-request-id": "req-abc", "X-Custom": "v"},
+    )
     assert r.headers["x-request-id"] == "req-abc"
     assert r.headers["openai-processing-ms"] == "1"
     assert http.get("/models").headers["x-request-id"]
@@ -318,8 +358,7 @@ def test_calls_requests_headers_and_reset(fake: FakeUpstream, http: httpx.Client
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
     outside = httpx.get(fake.url.removesuffix("/v1") + "/elsewhere")
     assert outside.status_code == 404 and outside.json()["error"]["code"] == "unknown_url"
-    assert fake.calls == {"POST /v1/chat/completions": 2, "GET /v1/models": 1,
-                          "GET /elsewhere": 1}
+    assert fake.calls == {"POST /v1/chat/completions": 2, "GET /v1/models": 1, "GET /elsewhere": 1}
     first = fake.requests[0]
     assert (first.method, first.path, first.query) == ("POST", "/v1/chat/completions", "x=1")
     assert first.headers["x-custom"] == "v"
@@ -336,9 +375,18 @@ def test_standalone_entry() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_gateway.testing.fake_upstream", "--port", str(port),
-         "--chunk-delay", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llm_gateway.testing.fake_upstream",
+            "--port",
+            str(port),
+            "--chunk-delay",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

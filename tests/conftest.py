@@ -1,0 +1,83 @@
+"""Shared fixtures: a fake OpenAI upstream (a real server) and the gateway in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import openai
+import pytest
+
+from llm_gateway.config import parse_config
+from llm_gateway.testing import FakeUpstream
+from llm_gateway.testing.gateway import GatewayServer
+
+UPSTREAM_KEY = "sk-upstream-secret"
+ENV = {"LGW_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+
+
+def gateway_config(fake_url: str, **overrides) -> dict:
+    """A config dict routing a few names to the fake; tests tweak it through `overrides`."""
+    config = {
+        "upstreams": {
+            "openai": {
+                "base_url": fake_url,
+                "api_key_env": "LGW_TEST_UPSTREAM_KEY",
+                "timeouts": {"connect": 2, "read": 5, "total": 10},
+                "retries": {"attempts": 2, "backoff_seconds": 0.01},
+            }
+        },
+        "models": [
+            {"name": "gpt-4o-mini", "backend": "openai", "aliases": ["gpt-3.5-turbo"]},
+            {"name": "house-model", "backend": "openai", "upstream_model": "gpt-4o"},
+            {"name": "gpt-*", "backend": "openai"},
+            {"name": "text-embedding-*", "backend": "openai"},
+        ],
+        "server": {"max_body_bytes": 1024 * 1024, "max_upload_bytes": 16 * 1024 * 1024},
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream(api_key=UPSTREAM_KEY) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean_fake(request) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture(scope="session")
+def gateway(fake: FakeUpstream) -> Iterator[GatewayServer]:
+    with GatewayServer(parse_config(gateway_config(fake.url), env=ENV), env=ENV) as server:
+        yield server
+
+
+@pytest.fixture
+def make_gateway(fake: FakeUpstream) -> Iterator[Callable[..., GatewayServer]]:
+    """A gateway with its own config, stopped at the end of the test."""
+    started: list[GatewayServer] = []
+
+    def make(config: dict | None = None, **overrides) -> GatewayServer:
+        data = config if config is not None else gateway_config(fake.url, **overrides)
+        server = GatewayServer(parse_config(data, env=ENV), env=ENV).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def client(gateway: GatewayServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url, api_key="sk-client-key", max_retries=0)
+
+
+@pytest.fixture
+def aclient(gateway: GatewayServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=gateway.url, api_key="sk-client-key", max_retries=0)

@@ -3,9 +3,7 @@ default backend."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from fnmatch import translate
 
 from llm_gateway.backends.base import Backend
 from llm_gateway.config import Config, ModelRoute
@@ -22,11 +20,11 @@ class Route:
 class Router:
     def __init__(self, config: Config, backends: dict[str, Backend]) -> None:
         self._exact: dict[str, Route] = {}
-        self._patterns: list[tuple[re.Pattern[str], ModelRoute, Backend]] = []
+        self._patterns: list[tuple[ModelRoute, Backend]] = []
         for rule in config.models:
             backend = backends[rule.backend]
             if rule.is_pattern:
-                self._patterns.append((re.compile(translate(rule.name)), rule, backend))
+                self._patterns.append((rule, backend))
                 continue
             target = rule.upstream_model or rule.name
             for name in (rule.name, *rule.aliases):
@@ -38,8 +36,8 @@ class Router:
         route = self._exact.get(model)
         if route is not None:
             return route
-        for pattern, rule, backend in self._patterns:
-            if pattern.match(model):
+        for rule, backend in self._patterns:
+            if rule.matches(model):
                 return Route(backend, rule.upstream_model or model, rule)
         if self._default is not None:
             return Route(self._default, model, None)

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -44,6 +45,7 @@ TARGET_ADDED_P50_MS = 1.0  # at 1 connection
 TARGET_RSS_MIB = 150.0
 
 CREATED = 1_700_000_000
+FOREIGN_WARN = 0.05  # cores of other load that make a run's figures suspect
 
 
 # --------------------------------------------------------------------------- fake upstream
@@ -148,6 +150,16 @@ def stop(proc: subprocess.Popen[bytes] | None, extra_pid: int | None = None) -> 
     """SIGTERM, then SIGKILL after a grace period; only processes this script started."""
     if proc is None:
         return
+    # The server may be a descendant of the launcher (a wrapper that forks): stop it first,
+    # so it shuts down cleanly instead of being orphaned when the wrapper goes.
+    if extra_pid and extra_pid != proc.pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(extra_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                os.kill(extra_pid, 0)  # raises ProcessLookupError once it is gone
+                time.sleep(0.05)
+            os.kill(extra_pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -155,10 +167,6 @@ def stop(proc: subprocess.Popen[bytes] | None, extra_pid: int | None = None) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    # The measured pid may be a descendant of the launcher (e.g. behind a pyenv shim).
-    if extra_pid and extra_pid != proc.pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(extra_pid, signal.SIGKILL)
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -228,6 +236,77 @@ def proc_status(pid: int, key: str) -> str:
 
 def status_kib(pid: int, key: str) -> int:
     return int(proc_status(pid, key).split()[0])
+
+
+def tree_cpu_seconds(root: int) -> float:
+    total = 0.0
+    for pid in descendants(root):
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle (steal included: the host took them from us)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
+def self_and_children_cpu_seconds() -> float:
+    # wrk is a direct child (taskset execs it), so its CPU lands here once it is reaped.
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+class LoadProbe:
+    """CPU that other processes burn during a run: the machine's busy time minus ours.
+
+    Two cores are all there is; anything else running skews every figure, so say so.
+    """
+
+    def __init__(self, own_pids: list[int]) -> None:
+        self.own_pids = own_pids
+
+    def _own(self) -> float:
+        return self_and_children_cpu_seconds() + sum(tree_cpu_seconds(p) for p in self.own_pids)
+
+    def __enter__(self) -> LoadProbe:
+        self.t0, self.busy0, self.own0 = time.monotonic(), machine_busy_seconds(), self._own()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self.t0
+        foreign = (machine_busy_seconds() - self.busy0) - (self._own() - self.own0)
+        self.cores = max(0.0, foreign / wall) if wall > 0 else 0.0
+
+
+def top_foreign(own: set[int], seconds: float = 1.0) -> tuple[float, list[str]]:
+    """Cores used by processes outside this script's tree, and the busiest of them."""
+
+    def snapshot() -> dict[int, float]:
+        out: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) not in own:
+                with contextlib.suppress(OSError, ValueError):
+                    out[int(entry)] = cpu_seconds(int(entry))
+        return out
+
+    before = snapshot()
+    time.sleep(seconds)
+    after = snapshot()
+    used = sorted(((after[p] - before[p], p) for p in after if p in before), reverse=True)
+    busy = [(cpu, pid) for cpu, pid in used if cpu / seconds >= 0.05]
+    lines = []
+    for cpu, pid in busy[:5]:
+        with contextlib.suppress(OSError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+            lines.append(f"pid {pid} {cpu / seconds:5.0%} of a core: {cmd[:100]}")
+    return sum(cpu for cpu, _ in used) / seconds, lines
 
 
 def gateway_command() -> list[str]:
@@ -326,6 +405,7 @@ class WrkResult:
     socket_errors: dict[str, int] = field(default_factory=dict)
     cpu_s: float | None = None  # gateway CPU during the run
     cpu_ms_per_req: float | None = None
+    foreign_cores: float = 0.0  # other processes' CPU during the run, in cores
 
     @property
     def errors(self) -> str:
@@ -363,6 +443,8 @@ def parse_wrk(out: str) -> WrkResult:
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         r.socket_errors = dict(zip(("connect", "read", "write", "timeout"),
                                    map(int, m.groups()), strict=True))
+    if not r.requests:
+        r.p50_ms = r.p99_ms = None  # wrk prints 0.00us then; that is no latency at all
     return r
 
 
@@ -397,11 +479,13 @@ def run_wrk(url: str, lua: Path, connections: int, seconds: int, pin: bool) -> t
 
 
 def measure(url: str, lua: Path, connections: int, args: argparse.Namespace,
-            cpu_pid: int | None, label: str) -> WrkResult:
+            cpu_pid: int | None, own_pids: list[int], label: str) -> WrkResult:
     run_wrk(url, lua, connections, args.warmup, args.pin)  # warm caches, pools, JITs
     before = cpu_seconds(cpu_pid) if cpu_pid else None
-    out, rc = run_wrk(url, lua, connections, args.duration, args.pin)
+    with LoadProbe(own_pids) as probe:
+        out, rc = run_wrk(url, lua, connections, args.duration, args.pin)
     result = parse_wrk(out)
+    result.foreign_cores = probe.cores
     if before is not None and cpu_pid:
         result.cpu_s = cpu_seconds(cpu_pid) - before
         if result.requests:
@@ -410,6 +494,8 @@ def measure(url: str, lua: Path, connections: int, args: argparse.Namespace,
         print(f"  wrk exited {rc}; output:\n{out}")
     p50 = fmt_ms(result.p50_ms)
     line = f"  {label:<44} {result.rps:>10.1f} req/s  p50 {p50} ms"
+    if result.foreign_cores >= FOREIGN_WARN:
+        line += f"  (other load {result.foreign_cores:.0%} of a core)"
     if result.errors:
         line += f"  ERRORS: {result.errors}"
     print(line, flush=True)
@@ -560,6 +646,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("  WARNING: fewer than 2 usable cores or no taskset; running unpinned")
         print(f"  temp dir: {tmp}")
+        idle_load, busiest = top_foreign({os.getpid()})
+        if idle_load >= FOREIGN_WARN:
+            print(f"  WARNING: other processes use {idle_load:.0%} of a core before the runs; "
+                  "figures will be low and noisy:")
+            for line in busiest:
+                print(f"    {line}")
 
         json_port, sse_port = free_port(), free_port()
         conf = tmp / "nginx.conf"
@@ -585,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("nginx answers wrongly:\n" + "\n".join(problems))
 
         print("\ndirect to nginx")
-        direct = {f"{s}/c{c}": measure(direct_url[s], lua[s], c, args, None, f"{s} c={c}")
+        direct = {f"{s}/c{c}": measure(direct_url[s], lua[s], c, args, None, [nginx.pid],
+                                       f"{s} c={c}")
                   for s in SCENARIOS for c in CONNECTIONS}
 
         results: dict[str, Any] = {}
@@ -601,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
             for s, p in smoke_problems.items():
                 print(f"  SMOKE FAIL {s}: {p}")
             cpu_start = cpu_seconds(gateway.pid)
-            gw = {f"{s}/c{c}": measure(url, lua[s], c, args, gateway.pid, f"{s} c={c}")
+            gw = {f"{s}/c{c}": measure(url, lua[s], c, args, gateway.pid,
+                                       [nginx.pid, gateway.pid], f"{s} c={c}")
                   for s in SCENARIOS for c in CONNECTIONS}
             total_cpu = cpu_seconds(gateway.pid) - cpu_start
             total_req = sum(r.requests for r in gw.values())
@@ -640,13 +734,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"{results[t]['runs'][key]['cpu_ms_per_req'] or 0:.3f}" for t in transports)
                 print(f"  {key:<15} {cells}")
 
+        disturbed = [f"{where} {key} ({r['foreign_cores']:.0%})"
+                     for where, runs in [("direct", {k: asdict(v) for k, v in direct.items()}),
+                                         *((f"gateway/{t}", r["runs"])
+                                           for t, r in results.items())]
+                     for key, r in runs.items() if r["foreign_cores"] >= FOREIGN_WARN]
+        if disturbed:
+            print(f"\nWARNING: {len(disturbed)} runs shared the 2 cores with other processes "
+                  f"(share of a core): {', '.join(disturbed)}")
         all_pass = all(c["pass"] for r in results.values() for c in r["checks"])
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "duration_s": args.duration, "warmup_s": args.warmup, "pinned": args.pin,
                 "content_chunks": CONTENT_CHUNKS, "python": platform.python_version(),
                 "direct": {k: asdict(v) for k, v in direct.items()},
-                "gateway": results, "all_pass": all_pass,
+                "gateway": results, "all_pass": all_pass, "disturbed_runs": disturbed,
+                "foreign_load_before_cores": idle_load,
             }, indent=2))
             print(f"\nwrote {args.json}")
         return 1 if args.strict and not all_pass else 0

@@ -19,7 +19,7 @@ import orjson
 
 from llm_gateway.backends.headers import response_headers
 from llm_gateway.backends.sse import error_event, event_blocks
-from llm_gateway.backends.transport import make_client
+from llm_gateway.backends.transport import make_transport, timeout_extension
 from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
@@ -44,7 +44,7 @@ class UpstreamBackend:
         cfg: UpstreamConfig,
         env: Mapping[str, str],
         *,
-        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         sleep=asyncio.sleep,
         clock=time.monotonic,
     ) -> None:
@@ -52,7 +52,9 @@ class UpstreamBackend:
         self.cfg = cfg
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
-        self._client = client or make_client(cfg)
+        self._transport = transport or make_transport(cfg)
+        self._timeouts = timeout_extension(cfg)
+        self._urls: dict[str, httpx.URL] = {}
         self._sleep = sleep
         self._clock = clock
         self._auth: dict[str, str] = {}
@@ -94,7 +96,7 @@ class UpstreamBackend:
         return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     # -- transparent passthrough -------------------------------------------------------------
     async def forward(
@@ -145,17 +147,28 @@ class UpstreamBackend:
             raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time")
         return left
 
-    async def _send_once(self, method, url, headers, content, deadline) -> httpx.Response:
-        request = self._client.build_request(method, url, headers=headers, content=content)
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self.cfg.base_url + path)
+            if "?" not in path and len(self._urls) < 256:  # API paths only, not every query
+                self._urls[path] = url
+        return url
+
+    async def _send_once(self, method, path, headers, content, deadline) -> httpx.Response:
+        request = httpx.Request(method, self._url(path), headers=headers, content=content,
+                                extensions={"timeout": self._timeouts})
         try:
             async with asyncio.timeout(self._remaining(deadline)):
-                return await self._client.send(request, stream=True)
+                response = await self._transport.handle_async_request(request)
         except (TimeoutError, httpx.TimeoutException) as exc:
             if isinstance(exc, httpx.ConnectTimeout):
                 raise
             raise UpstreamTimeout(
                 f"upstream '{self.name}' timed out ({type(exc).__name__})"
             ) from None
+        response.request = request
+        return response
 
     async def _send_with_retries(self, method, url, *, headers, content, deadline):
         retry = self.cfg.retries

@@ -220,6 +220,26 @@ def server_pid(launcher: int, port: int) -> int:
     return launcher
 
 
+def upstream_connections(pid: int, port: int) -> int:
+    """Established TCP connections from ``pid`` to 127.0.0.1:``port``."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if (cols[3] == "01" and int(cols[2].rsplit(":", 1)[1], 16) == port
+                        and cols[9] in inodes):
+                    count += 1
+    return count
+
+
 def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()  # comm may contain spaces
@@ -534,6 +554,12 @@ def smoke(url: str, scenario: str) -> str | None:
             f"last {events[-1][:100]!r}" if events else f"HTTP {status} {ctype}: empty body")
 
 
+def compare_cell(transport: str, run: dict[str, Any]) -> str:
+    cpu = run["cpu_ms_per_req"]
+    return (f"{transport}: {run['rps']:>7.0f} r/s {fmt_ms(run['p50_ms'])} ms "
+            f"{'  n/a' if cpu is None else f'{cpu:.3f}'}")
+
+
 def fmt_ms(value: float | None) -> str:
     return "   n/a" if value is None else f"{value:6.3f}"
 
@@ -704,6 +730,17 @@ def main(argv: list[str] | None = None) -> int:
             cpu_ms = measured_cpu * 1000 / total_req if total_req else None
             rss = status_kib(gateway.pid, "VmRSS") / 1024
             hwm = status_kib(gateway.pid, "VmHWM") / 1024
+            # Each wrk run ends by dropping its connections mid-request; a gateway that does
+            # not release the upstream side then holds more connections than were ever in use.
+            held = {"fixed": upstream_connections(gateway.pid, json_port),
+                    "sse": upstream_connections(gateway.pid, sse_port)}
+            print(f"  upstream connections the gateway holds after the runs: "
+                  f"fixed {held['fixed']}, sse {held['sse']} "
+                  f"(at most {max(CONNECTIONS)} expected)")
+            for name, n in held.items():
+                if n > max(CONNECTIONS):
+                    print(f"  WARNING: {n} connections held to upstream '{name}': more than "
+                          "were ever in use at once, so connections leak")
             alive = gateway.proc.poll() is None
             if not alive:
                 print(f"  gateway died during the runs:\n{tail(gateway.log)}")
@@ -720,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": {k: asdict(v) for k, v in gw.items()},
                 "cpu_ms_per_request": cpu_ms,
                 "cpu_seconds_total_incl_warmup": total_cpu,
-                "rss_mib": rss, "peak_rss_mib": hwm,
+                "rss_mib": rss, "peak_rss_mib": hwm, "upstream_connections_after": held,
                 "smoke_problems": smoke_problems,
                 "checks": checks,
             }
@@ -728,10 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(transports) > 1:
             print("\ntransport comparison (gateway req/s; p50 ms; CPU ms/req)")
             for key in direct:
-                cells = "   ".join(
-                    f"{t}: {results[t]['runs'][key]['rps']:>7.0f} r/s "
-                    f"{fmt_ms(results[t]['runs'][key]['p50_ms'])} ms "
-                    f"{results[t]['runs'][key]['cpu_ms_per_req'] or 0:.3f}" for t in transports)
+                cells = "   ".join(compare_cell(t, results[t]["runs"][key]) for t in transports)
                 print(f"  {key:<15} {cells}")
 
         disturbed = [f"{where} {key} ({r['foreign_cores']:.0%})"

@@ -39,6 +39,11 @@ def to_json_schema(node: Any) -> Any:
             out[key] = {name: to_json_schema(sub) for name, sub in value.items()}
         else:
             out[key] = to_json_schema(value)
+    if "oneOf" in out:
+        merged = _merge_typed_alternatives(out["oneOf"])
+        if merged is not None:
+            del out["oneOf"]
+            out.update(merged)
     if node.get("nullable") is True:
         if "type" in out:
             kinds = out["type"] if isinstance(out["type"], list) else [out["type"]]
@@ -48,6 +53,49 @@ def to_json_schema(node: Any) -> Any:
         else:
             out = {"anyOf": [{"type": "null"}, out]}
     return out
+
+
+# Keywords that only constrain instances of one JSON type; anything else blocks a merge.
+_TYPE_KEYWORDS = {
+    "string": {"minLength", "maxLength", "pattern", "format"},
+    "number": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"},
+    "array": {"items", "minItems", "maxItems", "uniqueItems", "contains"},
+    "object": {"properties", "required", "additionalProperties", "minProperties",
+               "maxProperties", "patternProperties"},
+}
+_TYPE_KEYWORDS["integer"] = _TYPE_KEYWORDS["number"]
+_NEUTRAL = {"description", "default", "title"}
+
+
+def _merge_typed_alternatives(options: list) -> dict | None:
+    """`oneOf` of options with distinct JSON types -> one schema with a type list.
+
+    Equivalent (type-specific keywords only apply to their own type) and much cheaper: a
+    compiled oneOf tries every option, so each message's `content` paid for a failed match.
+    """
+    types: list[str] = []
+    merged: dict[str, Any] = {}
+    for option in options:
+        if not isinstance(option, dict):
+            return None
+        kinds = option.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if not kinds or any(k not in _TYPE_KEYWORDS and k != "null" for k in kinds):
+            return None
+        allowed = set().union(*(_TYPE_KEYWORDS.get(k, set()) for k in kinds)) | _NEUTRAL
+        if set(option) - allowed - {"type"}:
+            return None
+        for key, value in option.items():
+            if key == "type" or key in _NEUTRAL:
+                continue
+            if key in merged:
+                return None
+            merged[key] = value
+        types.extend(kinds)
+    numeric = {"number", "integer"}
+    if len(set(types)) != len(types) or numeric <= set(types):
+        return None
+    return {"type": types, **merged}
 
 
 def _operations(spec: dict) -> list[tuple[str, dict]]:

@@ -13,8 +13,22 @@ def test_nullable_becomes_a_null_type():
     assert to_json_schema({"type": "string", "nullable": True}) == {"type": ["string", "null"]}
     assert to_json_schema({"type": "string", "enum": ["a"], "nullable": True}) == {
         "type": ["string", "null"], "enum": ["a", None]}
-    converted = to_json_schema({"oneOf": [{"type": "string"}], "nullable": True})
-    assert converted == {"anyOf": [{"type": "null"}, {"oneOf": [{"type": "string"}]}]}
+    keep = {"oneOf": [{"type": "string", "enum": ["a"]}, {"type": "string"}]}
+    assert to_json_schema({**keep, "nullable": True}) == {"anyOf": [{"type": "null"}, keep]}
+
+
+def test_oneof_of_distinct_types_becomes_a_type_list():
+    merged = to_json_schema({"oneOf": [
+        {"type": "string", "nullable": True},
+        {"type": "array", "items": {"type": "object", "required": ["type"]}, "minItems": 1},
+    ]})
+    assert merged == {"type": ["string", "null", "array"],
+                      "items": {"type": "object", "required": ["type"]}, "minItems": 1}
+    # Overlapping types or type-agnostic keywords keep the oneOf.
+    for options in ([{"type": "integer"}, {"type": "number"}],
+                    [{"type": "string", "enum": ["x"]}, {"type": "array"}],
+                    [{"type": "string"}, {"type": "string", "minLength": 2}]):
+        assert "oneOf" in to_json_schema({"oneOf": options})
 
 
 def test_refs_point_at_definitions_and_openapi_keywords_go():

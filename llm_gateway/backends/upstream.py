@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,6 +37,29 @@ def _is_timeout(exc: BaseException) -> bool:
     if cause is None:
         return isinstance(exc, httpx.TimeoutException)
     return isinstance(cause, TimeoutError)
+
+
+async def _release(response: httpx.Response) -> None:
+    # Shielded: a client disconnect cancels the relaying task, possibly in the middle of this
+    # close; an interrupted close leaves the pooled connection checked out forever.
+    await asyncio.shield(response.aclose())
+
+
+def _body(response: httpx.Response, *, raw: bool = False) -> AsyncIterator[bytes]:
+    """The body as the transport delivers it.
+
+    httpx's own iterators close the response themselves once the body is read, unshielded, so
+    a disconnect landing there leaked the connection (seen with the httpx transport in
+    bench/overhead). We read the transport's stream and close with `_release` instead.
+    """
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if raw or encoding in ("identity", ""):
+        return aiter(response.stream)  # type: ignore[arg-type]
+    return response.aiter_bytes()
+
+
+async def _read(response: httpx.Response) -> bytes:
+    return b"".join([chunk async for chunk in _body(response)])
 
 
 class UpstreamBackend:
@@ -85,9 +109,9 @@ class UpstreamBackend:
             "GET", "/models", headers=headers, content=None, deadline=self._deadline()
         )
         try:
-            body = await response.aread()
+            body = await _read(response)
         finally:
-            await response.aclose()
+            await _release(response)
         if response.status_code != 200:
             raise UpstreamUnavailable(
                 f"upstream '{self.name}' answered {response.status_code} to GET /models"
@@ -125,7 +149,7 @@ class UpstreamBackend:
             stream=self._relay_raw(response),
             media_type=response.headers.get("content-type", "application/octet-stream"),
             backend=self.name,
-            close=response.aclose,
+            close=partial(_release, response),
         )
 
     # -- internals ---------------------------------------------------------------------------
@@ -190,7 +214,7 @@ class UpstreamBackend:
             else:
                 if response.status_code < 500 or attempt >= retry.attempts:
                     return response
-                await response.aclose()
+                await _release(response)
                 log.warning("upstream %s: status %s, retrying", self.name, response.status_code)
             await self._sleep(self._backoff(attempt))
             attempt += 1
@@ -210,11 +234,11 @@ class UpstreamBackend:
                 stream=self._relay_events(response, deadline),
                 media_type=media_type,
                 backend=self.name,
-                close=response.aclose,
+                close=partial(_release, response),
             )
         try:
             async with asyncio.timeout(self._remaining(deadline)):
-                body = await response.aread()
+                body = await _read(response)
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"upstream '{self.name}' timed out reading the body") from None
         except httpx.TransportError as exc:
@@ -222,7 +246,7 @@ class UpstreamBackend:
                 f"upstream '{self.name}' broke off the response: {type(exc).__name__}"
             ) from None
         finally:
-            await response.aclose()
+            await _release(response)
         return Result(
             status=response.status_code, headers=headers, body=body, media_type=media_type,
             backend=self.name,
@@ -230,7 +254,7 @@ class UpstreamBackend:
 
     async def _relay_events(self, response: httpx.Response, deadline) -> AsyncIterator[bytes]:
         try:
-            async for block in event_blocks(response.aiter_bytes()):
+            async for block in event_blocks(_body(response)):
                 yield block
                 if deadline is not None and self._clock() > deadline:
                     yield error_event("upstream stream exceeded the total timeout",
@@ -242,15 +266,15 @@ class UpstreamBackend:
             yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
                               code="upstream_unavailable")
         finally:
-            await response.aclose()
+            await _release(response)
 
     async def _relay_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in _body(response, raw=True):
                 yield chunk
         except httpx.TransportError as exc:
             # Headers are gone already; all we can do is end the body early.
             log.warning("upstream %s broke off a passthrough body: %r", self.name, exc)
             raise GatewayError("upstream broke off the response") from None
         finally:
-            await response.aclose()
+            await _release(response)

@@ -26,20 +26,7 @@ async def read_body(scope, receive, limit: int) -> bytes:
     length = declared_length(scope)
     if length is not None and length > limit:
         raise _too_large(limit)
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("The client closed the connection before sending the body.")
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            parts.append(chunk)
-        if not message.get("more_body", False):
-            break
+    parts = [chunk async for chunk in stream_body(receive, limit)]
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

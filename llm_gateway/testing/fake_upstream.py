@@ -28,7 +28,6 @@ import collections
 import contextlib
 import hashlib
 import signal
-import socket
 import sys
 import threading
 import time
@@ -38,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -47,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from llm_gateway.testing import fake_responses as fr
+from llm_gateway.testing.threaded import ThreadedServer
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Echo bodies above this are hashed but not kept, so multi-GiB uploads cost no memory.
@@ -259,9 +258,7 @@ class FakeUpstream:
         self._drops: collections.deque[int] = collections.deque()
         self._stored: dict[str, dict[str, Any]] = {}
         self._transports: dict[Peer, asyncio.Transport] = {}
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: ThreadedServer | None = None
         # Events that cut pauses short; stop() sets them all so no request keeps it waiting.
         self._wakers: set[asyncio.Event] = set()
         self._stopping = False
@@ -276,64 +273,27 @@ class FakeUpstream:
 
     def start(self) -> FakeUpstream:
         """Serve in a background thread; returns once the socket listens (port 0: a free one)."""
-        if self._thread is not None:
+        if self._runner is not None:
             raise RuntimeError("FakeUpstream already started")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(1024)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            access_log=False,
-            log_config=None,
-            log_level="warning",
-            http=_tracking_protocol(self._transports),
-            timeout_graceful_shutdown=1,
+        self._runner = ThreadedServer(
+            self.app, host=self.host, port=self.port, name="fake-upstream", lifespan="off",
+            http=_tracking_protocol(self._transports), timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
-        self._server = server
-
-        def run() -> None:
-            with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-                runner.run(self._serve(server, sock))
-
-        self._thread = threading.Thread(target=run, name=f"fake-upstream-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("FakeUpstream failed to start")
-            time.sleep(0.005)
+        self.port = self._runner.start()
         return self
 
-    async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            sock.close()
-
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        runner = self._runner
+        if runner is None:
             return
         # Delays and chunk pauses end at once, so in-flight requests finish instead of being
         # cancelled mid-way (which uvicorn would log as an application error).
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self._loop.call_soon_threadsafe(self._wake_all)
-        server.should_exit = True
+        runner.call_soon(self._wake_all)
         # Don't wait for in-flight requests beyond that: one may hang on a stuck client.
-        server.force_exit = True
-        thread.join(5)
-        if thread.is_alive() and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._abort_all)
-            thread.join(5)
-        self._server = self._thread = self._loop = None
+        if not runner.stop(force=True, timeout=5):
+            runner.call_soon(self._abort_all)
+            runner.stop(force=True, timeout=5)
+        self._runner = None
         self._stopping = False
 
     def _wake_all(self) -> None:

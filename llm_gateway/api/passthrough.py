@@ -3,9 +3,13 @@ stores, ...) relayed to the default upstream, both bodies streamed and never hel
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from llm_gateway.api.body import declared_length, stream_body
 from llm_gateway.api.result import send_result
 from llm_gateway.backends.headers import client_headers
+from llm_gateway.backends.upstream import UpstreamBackend
+from llm_gateway.call import Result
 from llm_gateway.errors import NotFound, PayloadTooLarge
 
 
@@ -26,7 +30,15 @@ async def relay(scope, receive, send) -> None:
     if length is not None and length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
     body = stream_body(receive, limit) if _has_body(scope) else None
-    result = await backend.forward(
+    result = await forward_request(backend, scope, body)
+    await send_result(result, scope, receive, send)
+
+
+async def forward_request(
+    backend: UpstreamBackend, scope, body: AsyncIterator[bytes] | None
+) -> Result:
+    """Relay this request, as the client made it, to `backend`."""
+    return await backend.forward(
         scope["method"],
         scope["path"][len("/v1"):],
         scope["query_string"].decode("latin-1"),
@@ -34,4 +46,3 @@ async def relay(scope, receive, send) -> None:
         scope["lgw.request_id"],
         body,
     )
-    await send_result(result, scope, receive, send)

@@ -12,9 +12,9 @@ import orjson
 from starlette.requests import Request
 
 from llm_gateway.api.dispatch import model_call
+from llm_gateway.api.passthrough import forward_request
 from llm_gateway.api.result import to_response
 from llm_gateway.app.state import State
-from llm_gateway.backends.headers import client_headers
 from llm_gateway.call import Result
 from llm_gateway.errors import NotFound
 
@@ -46,14 +46,7 @@ async def _forward(request: Request) -> Result:
     backend = owner if hasattr(owner, "forward") else state.passthrough
     if backend is None:
         raise NotFound(f"No response found with id '{response_id}'.", param="response_id")
-    return await backend.forward(  # type: ignore[union-attr]
-        scope["method"],
-        scope["path"][len("/v1"):],
-        scope["query_string"].decode("latin-1"),
-        client_headers(scope["headers"], keep_encoding=True),
-        scope["lgw.request_id"],
-        None,
-    )
+    return await forward_request(backend, scope, None)  # type: ignore[arg-type]
 
 
 def _remember(state: State, backend: str, response_id: str | None) -> None:

@@ -31,6 +31,7 @@ def gateway_config(fake_url: str, **overrides) -> dict:
             {"name": "house-model", "backend": "openai", "upstream_model": "gpt-4o"},
             {"name": "gpt-*", "backend": "openai"},
             {"name": "text-embedding-*", "backend": "openai"},
+            {"name": "acme/house-llm", "backend": "openai", "upstream_model": "gpt-4o-mini"},
         ],
         "server": {"max_body_bytes": 1024 * 1024, "max_upload_bytes": 16 * 1024 * 1024},
     }

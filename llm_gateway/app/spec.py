@@ -28,6 +28,23 @@ def load_spec(name: str = "openai.yaml") -> dict:
         return yaml.load(fh, Loader=loader)
 
 
+def _template_regex(template: str, item: dict) -> re.Pattern[str]:
+    """A path template as a regex; parameters declared `format: path` may hold slashes."""
+    slashy = {
+        p.get("name")
+        for op in [item, *(item.get(m) or {} for m in _HTTP_METHODS)]
+        for p in op.get("parameters") or []
+        if isinstance(p, dict) and (p.get("schema") or {}).get("format") == "path"
+    }
+    pattern = ""
+    for i, piece in enumerate(re.split(r"\{([^}/]+)\}", template)):
+        if i % 2 == 0:
+            pattern += re.escape(piece)
+        else:
+            pattern += ".+" if piece in slashy else "[^/]+"
+    return re.compile(f"^{pattern}$")
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     operation_id: str | None  # None: the path exists but not with this method
@@ -50,9 +67,7 @@ class PathTable:
                 if "{" not in template:
                     self._static.setdefault(template, {}).update(methods)
                     continue
-                parts = re.split(r"\{[^}/]+\}", template)
-                pattern = "[^/]+".join(re.escape(part) for part in parts)
-                self._routes.append((re.compile(f"^{pattern}$"), methods))
+                self._routes.append((_template_regex(template, item), methods))
 
     def match(self, path: str, method: str) -> Match | None:
         methods = self._static.get(path)

@@ -27,6 +27,8 @@ def test_models_list_is_cached(client, fake):
 
 def test_retrieve_model(client):
     assert client.models.retrieve("gpt-3.5-turbo").id == "gpt-3.5-turbo"
+    # Ids with slashes (Hugging Face style) are one path parameter.
+    assert client.models.retrieve("acme/house-llm").id == "acme/house-llm"
     with pytest.raises(openai.NotFoundError) as err:
         client.models.retrieve("no-such-model")
     assert err.value.body["code"] == "model_not_found"

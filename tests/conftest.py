@@ -11,33 +11,7 @@ from llm_gateway.config import parse_config
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
-UPSTREAM_KEY = "sk-upstream-secret"
-ENV = {"LGW_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
-
-
-def gateway_config(fake_url: str, **overrides) -> dict:
-    """A config dict routing a few names to the fake; tests tweak it through `overrides`."""
-    config = {
-        "upstreams": {
-            "openai": {
-                "base_url": fake_url,
-                "api_key_env": "LGW_TEST_UPSTREAM_KEY",
-                "timeouts": {"connect": 2, "read": 5, "total": 10},
-                "retries": {"attempts": 2, "backoff_seconds": 0.01},
-            }
-        },
-        "models": [
-            {"name": "gpt-4o-mini", "backend": "openai", "aliases": ["gpt-3.5-turbo"]},
-            {"name": "house-model", "backend": "openai", "upstream_model": "gpt-4o"},
-            {"name": "gpt-*", "backend": "openai"},
-            {"name": "text-embedding-*", "backend": "openai"},
-            {"name": "acme/house-llm", "backend": "openai", "upstream_model": "gpt-4o-mini"},
-        ],
-        "server": {"max_body_bytes": 1024 * 1024, "max_upload_bytes": 16 * 1024 * 1024},
-    }
-    for key, value in overrides.items():
-        config[key] = value
-    return config
+from gateway_support import ENV, UPSTREAM_KEY, gateway_config
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
 from llm_gateway.backends.headers import client_headers
+from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import InvalidRequest
 
@@ -55,7 +56,17 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
 async def run_call(state: State, call: Call) -> Result:
     route = state.router.resolve(call.model)
     call.target_model = route.target_model
-    return await route.backend.complete(call)
+    try:
+        return await route.backend.complete(call)
+    except BackendSaturated as full:
+        # Every local worker is busy: spill to the configured fallback model, once. Routing
+        # stays here, so backends never need to know about each other.
+        spill = state.router.resolve(full.fallback)
+        call.target_model = spill.target_model
+        try:
+            return await spill.backend.complete(call)
+        except BackendSaturated:
+            return full.result
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:

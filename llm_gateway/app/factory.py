@@ -25,9 +25,10 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        log.info("llm-gateway ready: %d upstreams, %d model routes",
-                 len(config.upstreams), len(config.models))
         try:
+            await state.start()
+            log.info("llm-gateway ready: %d upstreams, %d local backends, %d model routes",
+                     len(config.upstreams), len(config.local), len(config.models))
             yield
         finally:
             await state.aclose()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from llm_gateway.app.validation import Validator, compile_request_validators
 from llm_gateway.backends.base import Backend
+from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
 from llm_gateway.routing.catalog import ModelCatalog
@@ -52,6 +53,8 @@ class State:
         backends: dict[str, Backend] = {
             name: UpstreamBackend(cfg, env) for name, cfg in config.upstreams.items()
         }
+        # Nothing is spawned yet: that waits for start(), on the event loop that will own it.
+        backends.update({name: LocalBackend(cfg) for name, cfg in config.local.items()})
         router = Router(config, backends)
         upstream = config.passthrough_upstream
         passthrough = backends.get(upstream.name) if upstream else None
@@ -64,6 +67,12 @@ class State:
             streaming_operations=_streaming_operations(spec),
             passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
         )
+
+    async def start(self) -> None:
+        """Start what runs in the background: local workers and their health checks."""
+        for backend in self.backends.values():
+            if isinstance(backend, LocalBackend):
+                await backend.start()
 
     async def aclose(self) -> None:
         for backend in self.backends.values():

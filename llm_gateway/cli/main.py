@@ -1,4 +1,4 @@
-"""`llm-gateway` command line: serve, config check."""
+"""`llm-gateway` command line: serve, worker, config check."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from llm_gateway import __version__
+from llm_gateway.cli.worker import add_arguments as worker_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default: server.host)")
     serve.add_argument("--port", type=int, help="port (default: server.port)")
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers)")
+
+    worker_arguments(sub.add_parser("worker", help="serve one local model (llama-cpp-python)"))
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -33,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(config_path=args.config, host=args.host, port=args.port,
                      workers=args.workers)
+    if args.command == "worker":
+        from llm_gateway.cli.worker import config_from_args, run_worker
+
+        return run_worker(config_from_args(args))
     if args.command == "config":
         from llm_gateway.config import check_file
 

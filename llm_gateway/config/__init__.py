@@ -17,6 +17,7 @@ from .loader import (
 )
 from .schema import (
     Config,
+    LocalConfig,
     ModelRoute,
     RetryConfig,
     RoutingConfig,
@@ -30,6 +31,7 @@ __all__ = [
     "ENV_PREFIX",
     "Config",
     "ConfigError",
+    "LocalConfig",
     "ModelRoute",
     "RetryConfig",
     "RoutingConfig",

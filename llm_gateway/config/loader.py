@@ -18,7 +18,7 @@ import yaml
 from .builder import Builder, describe, join
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
-from .schema import Config, ModelRoute, RoutingConfig, is_pattern
+from .schema import Config, LocalConfig, ModelRoute, RoutingConfig, _http_url, is_pattern
 
 ENV_PREFIX = "LLM_GATEWAY__"
 CONFIG_PATH_VAR = "LLM_GATEWAY_CONFIG"
@@ -51,7 +51,8 @@ def parse_config(
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:
     """The built-in configuration, with environment overrides applied."""
-    return _parse(default_data(), os.environ if env is None else env, DEFAULT_SOURCE, [])
+    env = os.environ if env is None else env
+    return _parse(default_data(env), env, DEFAULT_SOURCE, [])
 
 
 def check_file(
@@ -64,11 +65,12 @@ def check_file(
         n = len(exc.problems)
         head = f"{exc.source or path}: {n} problem{'s' if n != 1 else ''}"
         return False, "\n".join([head, *(f"  {p}" for p in exc.problems)])
-    ups, routes = len(config.upstreams), len(config.models)
-    return True, (
-        f"ok: {ups} upstream{'s' if ups != 1 else ''}, "
-        f"{routes} model route{'s' if routes != 1 else ''}"
-    )
+    ups, local, routes = len(config.upstreams), len(config.local), len(config.models)
+    parts = [f"{ups} upstream{'s' if ups != 1 else ''}"]
+    if local:
+        parts.append(f"{local} local backend{'s' if local != 1 else ''}")
+    parts.append(f"{routes} model route{'s' if routes != 1 else ''}")
+    return True, "ok: " + ", ".join(parts)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -227,16 +229,26 @@ def _parse(data: Any, env: Mapping[str, str], source: str, problems: Problems) -
     problems.extend(builder.problems)
     if problems:
         raise ConfigError(_blame(problems, applied.owners), source)
-    # An upstream's name is its key under `upstreams`; the builder cannot see keys.
-    built = parts.get("upstreams", {})
-    upstreams = {key: dataclasses.replace(up, name=key) for key, up in built.items()}
-    return Config(**{**parts, "upstreams": upstreams}, source=source)
+    # A backend's name is its key under `upstreams` or `local`; the builder cannot see keys.
+    named = {
+        section: {key: dataclasses.replace(item, name=key) for key, item in built.items()}
+        for section in ("upstreams", "local")
+        if (built := parts.get(section)) is not None
+    }
+    return Config(**{**parts, **named}, source=source)
 
 
 def _cross_check(parts: dict[str, Any], b: Builder) -> None:
     """Rules spanning fields; run on whatever built, so they report alongside type errors."""
     ups = parts.get("upstreams", {})
-    known = list(ups) if isinstance(ups, dict) else None  # None: upstreams itself is broken
+    local = parts.get("local", {})
+    known: list[str] | None = None  # None: a section is broken, so names cannot be checked
+    if isinstance(ups, dict) and isinstance(local, dict):
+        known = list(ups) + [n for n in local if n not in ups]
+        for name in local:
+            if name in ups:
+                b.fail(join("local", name), f"name {name!r} is already an upstream "
+                       f"(upstreams.{name}); backend names must be unique")
 
     def backend(path: str, name: str | None) -> None:
         if known is not None and name is not None and name not in known:
@@ -267,4 +279,66 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
     routing = parts.get("routing")
     if isinstance(routing, RoutingConfig):
         backend("routing.default_backend", routing.default_backend)
-        backend("routing.passthrough_backend", routing.passthrough_backend)
+        through = routing.passthrough_backend
+        if isinstance(local, dict) and through in local and through not in ups:
+            b.fail("routing.passthrough_backend",
+                   f"{through!r} is a local backend; passthrough goes to upstreams only")
+        else:
+            backend("routing.passthrough_backend", through)
+
+    if isinstance(local, dict):
+        for name, cfg in local.items():
+            if isinstance(cfg, LocalConfig):
+                _check_local(join("local", name), name, cfg, parts, b)
+
+
+def _check_local(path: str, name: str, cfg: LocalConfig, parts: dict[str, Any], b: Builder) -> None:
+    """How many workers and where from, and that the fallback leads somewhere else."""
+    if cfg.urls:
+        for i, url in enumerate(cfg.urls):
+            if problem := _http_url(url):
+                b.fail(f"{path}.urls[{i}]", problem)
+        if cfg.workers is not None:
+            b.fail(f"{path}.workers", "not allowed with urls (the workers are external; "
+                   "their number is the number of urls)")
+        if cfg.gpus:
+            b.fail(f"{path}.gpus", "not allowed with urls (external workers are not spawned)")
+    elif cfg.gpus:
+        if cfg.workers is not None and cfg.workers != len(cfg.gpus):
+            b.fail(f"{path}.workers", f"must equal the number of gpus ({len(cfg.gpus)}) "
+                   "or be left out: one worker runs per GPU")
+        for i, gpu in enumerate(cfg.gpus):
+            if gpu < 0:
+                b.fail(f"{path}.gpus[{i}]", f"must be >= 0, got {gpu}")
+            elif gpu in cfg.gpus[:i]:
+                b.fail(f"{path}.gpus[{i}]", f"duplicate GPU id {gpu}")
+    if cfg.chat_format is not None and cfg.chat_template is not None:
+        b.fail(f"{path}.chat_template", "set chat_format or chat_template, not both")
+    if cfg.base_port is not None and cfg.base_port + cfg.worker_count - 1 > 65535:
+        b.fail(f"{path}.base_port", f"{cfg.worker_count} workers from port {cfg.base_port} "
+               "go past 65535")
+    if cfg.max_restart_backoff_seconds < cfg.restart_backoff_seconds:
+        b.fail(f"{path}.max_restart_backoff_seconds",
+               f"must be >= restart_backoff_seconds ({cfg.restart_backoff_seconds})")
+    if cfg.fallback is not None:
+        target = _route_backend(parts, cfg.fallback)
+        if target is None:
+            b.fail(f"{path}.fallback", f"model {cfg.fallback!r} is not routable (no route "
+                   "matches it and routing.default_backend is not set)")
+        elif target == name:
+            b.fail(f"{path}.fallback",
+                   f"model {cfg.fallback!r} routes back to local backend {name!r}")
+
+
+def _route_backend(parts: dict[str, Any], model: str) -> str | None:
+    """The backend name `model` routes to, as the router would decide; None when it 404s."""
+    models = parts.get("models")
+    rules = [r for r in models if isinstance(r, ModelRoute)] if isinstance(models, list) else []
+    for rule in rules:
+        if not rule.is_pattern and rule.matches(model):
+            return rule.backend
+    for rule in rules:
+        if rule.is_pattern and rule.matches(model):
+            return rule.backend
+    routing = parts.get("routing")
+    return routing.default_backend if isinstance(routing, RoutingConfig) else None

@@ -7,7 +7,8 @@ them with the field's path:
 - ``check``: a function returning a problem message, or ``None`` when the value is fine;
 - ``yaml=False``: not a YAML key (filled in by the loader).
 
-Rules that span several fields (backend names, duplicate model names) live in the loader.
+Rules that span several fields (backend names, duplicate model names, worker counts, the
+fallback model) live in the loader.
 """
 
 from __future__ import annotations
@@ -113,10 +114,69 @@ class UpstreamConfig:
         return (os.environ if env is None else env).get(self.api_key_env) or None
 
 
+def _model_source(value: str) -> str | None:
+    if not value:
+        return "must not be empty"
+    if value.startswith("hf://"):
+        parts = value[len("hf://"):].split("/")
+        if len(parts) < 3 or not all(parts):
+            return "an hf:// source must be hf://owner/repo/file.gguf"
+    return None
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """A named set of llama.cpp workers serving one model (`llm-gateway worker` processes).
+
+    Either the gateway spawns ``workers`` children (one per entry of ``gpus`` when given), or
+    ``urls`` names workers someone else runs, and nothing is spawned. The llama.cpp options
+    only apply to spawned workers.
+    """
+
+    model: str = field(metadata={"check": _model_source})  # path | hf://o/r/f.gguf | default
+    # None: 1, or one per GPU. Not allowed with `urls` (those workers are counted by the list).
+    workers: int | None = field(default=None, metadata={"ge": 1})
+    urls: list[str] = field(default_factory=list)  # external workers: nothing is spawned
+    gpus: list[int] = field(default_factory=list)  # one worker per id, CUDA_VISIBLE_DEVICES=id
+    n_gpu_layers: int = field(default=0, metadata={"ge": -1})  # -1 = every layer
+    n_ctx: int = field(default=4096, metadata={"ge": 0})  # 0 = the model's own context size
+    n_batch: int = field(default=512, metadata={"ge": 1})
+    n_threads: int | None = field(default=None, metadata={"ge": 1})  # None = the worker decides
+    flash_attn: bool = False
+    chat_format: str | None = field(default=None, metadata={"check": _non_empty})
+    chat_template: str | None = field(default=None, metadata={"check": _non_empty})  # a file
+    lora: str | None = field(default=None, metadata={"check": _non_empty})
+    embedding: bool = False
+    max_queue: int = field(default=16, metadata={"ge": 1})  # per worker; beyond it: 429
+    host: str = "127.0.0.1"  # where spawned workers listen
+    base_port: int | None = field(default=None, metadata={"ge": 1, "le": 65535})  # None = free
+    fallback: str | None = field(default=None, metadata={"check": _non_empty})  # a model name
+    health_interval_seconds: float = field(default=2.0, metadata={"gt": 0})
+    restart_backoff_seconds: float = field(default=1.0, metadata={"ge": 0})
+    max_restart_backoff_seconds: float = field(default=30.0, metadata={"ge": 0})
+    startup_timeout_seconds: float = field(default=120.0, metadata={"gt": 0})
+    affinity: bool = True  # send requests sharing a conversation prefix to the same worker
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    name: str = field(default="", metadata={"yaml": False})  # the key under `local`
+
+    @property
+    def spawns(self) -> bool:
+        """Whether the gateway runs these workers itself (no `urls`)."""
+        return not self.urls
+
+    @property
+    def worker_count(self) -> int:
+        if self.urls:
+            return len(self.urls)
+        if self.gpus:
+            return len(self.gpus)
+        return self.workers or 1
+
+
 @dataclass(frozen=True)
 class ModelRoute:
     name: str = field(metadata={"check": _non_empty})  # exact name, or a '*'/'?' glob
-    backend: str  # the name of an upstream
+    backend: str  # the name of an upstream or of a local backend
     upstream_model: str | None = field(default=None, metadata={"check": _non_empty})
     aliases: list[str] = field(default_factory=list)  # extra exact names; not on patterns
     owned_by: str | None = None
@@ -135,13 +195,14 @@ class ModelRoute:
 @dataclass(frozen=True)
 class RoutingConfig:
     default_backend: str | None = None  # unknown model names go here; None -> 404
-    passthrough_backend: str | None = None  # other /v1/* paths; None -> see Config
+    passthrough_backend: str | None = None  # other /v1/* paths (an upstream); None -> see Config
 
 
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
+    local: dict[str, LocalConfig] = field(default_factory=dict)
     models: list[ModelRoute] = field(default_factory=list)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from conftest import UPSTREAM_KEY
+from gateway_support import UPSTREAM_KEY, gateway_config
 
 MESSAGES = [{"role": "user", "content": "hello there gateway"}]
 
@@ -105,8 +105,6 @@ def test_unknown_model_is_404_model_not_found(client, fake):
 
 
 def test_default_backend_takes_unknown_models(make_gateway, fake):
-    from conftest import gateway_config
-
     gw = make_gateway(gateway_config(fake.url, routing={"default_backend": "openai"}))
     client = openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0)
     reply = client.chat.completions.create(model="anything-goes", messages=MESSAGES)

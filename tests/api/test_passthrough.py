@@ -8,7 +8,7 @@ import io
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from gateway_support import UPSTREAM_KEY
 
 
 def test_file_upload_via_sdk(client, fake):

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import gateway_config
+from gateway_support import gateway_config
 
 MESSAGES = [{"role": "user", "content": "ping"}]
 

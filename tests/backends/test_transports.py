@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import gateway_config
+from gateway_support import gateway_config
 
 
 @pytest.fixture(params=["aiohttp", "httpx"])

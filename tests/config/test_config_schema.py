@@ -15,6 +15,7 @@ from llm_gateway.config import (
     TimeoutConfig,
     UpstreamConfig,
     default_config,
+    defaults,
     parse_config,
 )
 
@@ -40,7 +41,7 @@ def test_mutable_defaults_are_not_shared() -> None:
 
 
 def test_frozen() -> None:
-    config = default_config({})
+    config = default_config({"OPENAI_API_KEY": "sk-test"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.server.port = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -87,9 +88,24 @@ def test_model_route_patterns() -> None:
     assert brackets.matches("m[1]-chat") and not brackets.matches("m1-chat")
 
 
-def test_default_config() -> None:
+def test_default_config_serves_smollm2_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(defaults, "llama_cpp_available", lambda: True)
     config = default_config({})
     assert config.source == "<default>"
+    assert config.upstreams == {}  # no OPENAI_API_KEY, no OpenAI
+    assert list(config.local) == ["smollm2"]
+    local = config.local["smollm2"]
+    assert (local.name, local.model, local.worker_count, local.spawns) == (
+        "smollm2", "default", 1, True)
+    assert [(m.name, m.backend) for m in config.models] == [("smollm2", "smollm2")]
+    assert config.routing.default_backend is None
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
+    assert dataclasses.replace(config.server, host="0.0.0.0") == ServerConfig()
+
+
+def test_default_config_adds_openai_when_its_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(defaults, "llama_cpp_available", lambda: True)
+    config = default_config({"OPENAI_API_KEY": "sk-test"})
     assert list(config.upstreams) == ["openai"]
     openai = config.upstreams["openai"]
     assert openai.name == "openai"
@@ -97,13 +113,36 @@ def test_default_config() -> None:
     assert openai.api_key_env == "OPENAI_API_KEY"
     assert openai.api_key({"OPENAI_API_KEY": "sk-test"}) == "sk-test"
     assert [(m.name, m.backend) for m in config.models] == [
+        ("smollm2", "smollm2"),
         ("gpt-*", "openai"),
         ("o*", "openai"),
         ("text-embedding-*", "openai"),
         ("chatgpt-*", "openai"),
     ]
-    assert config.routing.default_backend is None
-    assert config.server == ServerConfig()
+    assert config.passthrough_upstream is openai
+    assert default_config({"OPENAI_API_KEY": ""}).upstreams == {}  # empty counts as unset
+
+
+def test_default_config_without_llama_cpp_leaves_the_local_model_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(defaults, "llama_cpp_available", lambda: False)
+    with caplog.at_level("WARNING", logger=defaults.__name__):
+        config = default_config({"OPENAI_API_KEY": "sk-test"})
+    assert config.local == {}
+    assert [m.backend for m in config.models] == ["openai"] * 4
+    assert "llama-cpp-python is not installed" in caplog.text
+    assert "pip install 'llm-gateway[local]'" in caplog.text
+    # With neither, the default still builds: a gateway with nothing to route to.
+    assert default_config({}).models == []
+
+
+def test_llama_cpp_check_does_not_import_it() -> None:
+    import sys
+
+    had = "llama_cpp" in sys.modules
+    defaults.llama_cpp_available()
+    assert ("llama_cpp" in sys.modules) == had
 
 
 def test_default_config_is_fresh_each_time() -> None:

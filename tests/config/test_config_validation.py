@@ -135,7 +135,7 @@ def test_unknown_keys() -> None:
         f"server.prot: unknown key (expected one of: {SERVER_KEYS}); did you mean 'port'?"
     ]
     assert problems({"servers": {}}) == [
-        "servers: unknown key (expected one of: server, upstreams, models, routing); "
+        "servers: unknown key (expected one of: server, upstreams, local, models, routing); "
         "did you mean 'server'?"
     ]
     # `name` and `source` are filled in by the loader, so they are not YAML keys.

@@ -1,0 +1,240 @@
+"""A local backend: a pool of llama.cpp workers (`llm-gateway worker`), spawned or external.
+
+Each worker speaks OpenAI's wire format, so talking to one is exactly talking to an upstream:
+every worker gets its own `UpstreamBackend` (no key, no retries of its own) and this module
+only decides where a call goes and what to do when a worker is full or gone:
+
+- the worker is picked by `pool.choose` (least outstanding requests, prefix affinity);
+- a worker that cannot be reached before the response starts (connect error, connection
+  reset) is reported to the supervisor and the call is tried again on another healthy worker,
+  or on the same one once it is back, within the call's deadline;
+- a worker that answers 429 ``queue_full`` is skipped for this call; when every healthy worker
+  is full, the call spills to ``fallback`` (`BackendSaturated`, handled by the dispatcher,
+  which owns routing) or the last 429 is answered as is;
+- once a stream has begun, a worker that dies ends it with an SSE error event (the upstream
+  relay's behaviour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+
+from llm_gateway.backends.pool import Worker, WorkerPool
+from llm_gateway.backends.supervisor import Supervisor
+from llm_gateway.backends.upstream import UpstreamBackend
+from llm_gateway.call import Call, Result
+from llm_gateway.config import LocalConfig, RetryConfig, UpstreamConfig
+from llm_gateway.errors import InvalidRequest, ServiceUnavailable, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = frozenset({"/chat/completions", "/completions", "/embeddings"})
+PROMPT_PREFIX_CHARS = 512  # how much of a completions prompt keys affinity
+
+
+class BackendSaturated(Exception):  # a signal to the dispatcher more than an error
+    """Every healthy worker's queue is full and a fallback model is configured.
+
+    The dispatcher re-routes the call to ``fallback``; if it cannot, it answers ``result``
+    (the workers' own 429).
+    """
+
+    def __init__(self, backend: str, fallback: str, result: Result) -> None:
+        super().__init__(f"local backend '{backend}' is saturated; spilling to '{fallback}'")
+        self.backend = backend
+        self.fallback = fallback
+        self.result = result
+
+
+def affinity_key(call: Call) -> bytes | None:
+    """A digest of the start of the conversation, shared by all of its turns; None: no key.
+
+    Chat: the messages up to and including the first user message (the system prompt and the
+    opening question), which every later turn repeats. Completions: the prompt's first
+    ``PROMPT_PREFIX_CHARS`` characters.
+    """
+    body = call.body
+    if call.endpoint == "/chat/completions":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return None
+        end = next(
+            (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
+            len(messages) - 1,
+        )
+        prefix = orjson.dumps(messages[: end + 1])
+    elif call.endpoint == "/completions":
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            prompt = prompt[0]  # a batch of prompts: key on the first
+        if isinstance(prompt, str) and prompt:
+            prefix = prompt[:PROMPT_PREFIX_CHARS].encode()
+        elif isinstance(prompt, list) and prompt:  # token ids
+            prefix = orjson.dumps(prompt[:PROMPT_PREFIX_CHARS])
+        else:
+            return None
+    else:
+        return None
+    model = (call.target_model or call.model).encode()
+    return hashlib.blake2b(model + b"\0" + prefix, digest_size=16).digest()
+
+
+def _queue_full(result: Result) -> bool:
+    return result.status == 429 and b"queue_full" in result.body
+
+
+class LocalBackend:
+    lists_models = True
+    models_ttl = 300.0
+
+    def __init__(
+        self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
+        self.supervisor = Supervisor(cfg, self.pool, clock=clock)
+        self._clock = clock
+        self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend]] = {}
+        self._created = int(time.time())
+        # Every worker tried once or twice over, at most: a worker that keeps resetting
+        # connections must not keep a call going round.
+        self._max_attempts = 2 * cfg.worker_count + 1
+
+    async def start(self) -> None:
+        await self.supervisor.start()
+
+    # -- the Backend seam ------------------------------------------------------------------
+    async def complete(self, call: Call) -> Result:
+        if call.endpoint not in ENDPOINTS:
+            raise InvalidRequest(
+                f"The model '{call.model}' is served by a local worker, which does not "
+                f"support {call.endpoint}.", param="model", code="unsupported_endpoint",
+            )
+        key = affinity_key(call) if self.cfg.affinity else None
+        now = self._clock()
+        total = self.cfg.timeouts.total
+        # How long a call waits for a worker to be (back) up: the startup allowance, at most.
+        wait_until = now + min(self.cfg.startup_timeout_seconds, total or float("inf"))
+        full: set[int] = set()
+        last_full: Result | None = None
+        unreachable = 0
+        while True:
+            worker = self.pool.pick(key, full)
+            if worker is None:
+                if last_full is not None:
+                    return self._saturated(last_full)
+                left = wait_until - self._clock()
+                if left <= 0:
+                    raise ServiceUnavailable(
+                        f"local backend '{self.name}' has no worker ready", headers={
+                            "retry-after": str(int(self.cfg.restart_backoff_seconds) + 1)},
+                    )
+                await self.pool.wait_for_change(left)
+                continue
+            client = await self._client(worker)
+            self.pool.acquire(worker)
+            try:
+                result = await client.complete(call)
+            except UpstreamUnavailable as exc:
+                self.pool.release(worker)
+                self.pool.report_unreachable(worker)
+                unreachable += 1
+                log.warning("local %s: worker %d unreachable (%s); trying again", self.name,
+                            worker.index, exc.message)
+                if unreachable >= self._max_attempts:
+                    raise UpstreamUnavailable(
+                        f"local backend '{self.name}': no worker could be reached"
+                    ) from None
+                continue
+            except BaseException:
+                self.pool.release(worker)
+                raise
+            if _queue_full(result):
+                self.pool.release(worker)
+                full.add(worker.index)
+                last_full = result
+                continue
+            return self._tracked(result, worker)
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return [{"id": self.name, "object": "model", "created": self._created,
+                 "owned_by": "local"}]
+
+    async def aclose(self) -> None:
+        await self.supervisor.aclose()
+        for _, client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _client(self, worker: Worker) -> UpstreamBackend:
+        """The worker's HTTP client; a new one when the worker was restarted."""
+        version = (worker.url, worker.generation)
+        entry = self._clients.get(worker.index)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        if entry is not None:
+            await entry[1].aclose()  # its connections went to a process that is gone
+        cfg = UpstreamConfig(
+            base_url=worker.url + "/v1",
+            max_connections=64,
+            timeouts=self.cfg.timeouts,
+            retries=RetryConfig(attempts=0),  # retrying is this module's job: elsewhere
+            list_models=False,
+            name=f"{self.name}#{worker.index}",
+        )
+        client = UpstreamBackend(cfg, {})
+        self._clients[worker.index] = (version, client)
+        return client
+
+    def _saturated(self, result: Result) -> Result:
+        if not any(k == "retry-after" for k, _ in result.headers):
+            result.headers.append(("retry-after", "1"))
+        result.backend = self.name
+        if self.cfg.fallback is not None:
+            raise BackendSaturated(self.name, self.cfg.fallback, result)
+        return result
+
+    def _tracked(self, result: Result, worker: Worker) -> Result:
+        """Label the result, and count the worker busy until its stream is done."""
+        result.backend = self.name
+        result.headers.append(("x-lgw-worker", str(worker.index)))
+        if result.stream is None:
+            self.pool.release(worker)
+            return result
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.pool.release(worker)
+
+        inner, inner_close = result.stream, result.close
+
+        async def relay() -> AsyncIterator[bytes]:
+            last = b""
+            try:
+                async for last in inner:
+                    yield last
+            finally:
+                release()
+                await inner.aclose()  # type: ignore[attr-defined]
+            if last.startswith(b'data: {"error"'):
+                worker.check_now.set()  # it may have died: have the supervisor look now
+
+        async def close() -> None:
+            release()
+            if inner_close is not None:
+                await inner_close()
+
+        result.stream = relay()
+        result.close = close
+        return result

@@ -1,0 +1,98 @@
+"""`llm-gateway worker`: serve one model with llama-cpp-python over OpenAI's HTTP shapes.
+
+The server listens at once and loads the model in the background (/health says "loading",
+then "ok"). Sources that need no download are checked first, so a wrong path fails fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from llm_gateway.worker.config import WorkerConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="a GGUF path, hf://owner/repo/file.gguf, or 'default' (SmolLM2)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8090, help="port (default: %(default)s)")
+    parser.add_argument("--served-name", help="model name to answer to (default: file name)")
+    parser.add_argument("--n-gpu-layers", type=int, default=-1,
+                        help="layers to offload to the GPU; -1: all (default: %(default)s)")
+    parser.add_argument("--n-ctx", type=int, default=4096,
+                        help="context size in tokens; 0: the model's (default: %(default)s)")
+    parser.add_argument("--n-batch", type=int, default=512,
+                        help="prompt tokens per decode (default: %(default)s)")
+    parser.add_argument("--n-threads", type=int, help="CPU threads (default: llama.cpp's)")
+    parser.add_argument("--flash-attn", action="store_true", help="use flash attention")
+    template = parser.add_mutually_exclusive_group()
+    template.add_argument("--chat-format", help="a llama-cpp-python chat format name "
+                          "(chatml-function-calling enables tools)")
+    template.add_argument("--chat-template", help="a Jinja2 chat template file")
+    parser.add_argument("--lora", help="a LoRA adapter (GGUF) to apply")
+    parser.add_argument("--embedding", action="store_true", help="also serve /v1/embeddings")
+    parser.add_argument("--max-queue", type=int, default=16,
+                        help="requests that may wait for the model; more get 429 "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="seed for requests that bring none")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    return WorkerConfig(
+        model=args.model, host=args.host, port=args.port, served_name=args.served_name,
+        n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx, n_batch=args.n_batch,
+        n_threads=args.n_threads, flash_attn=args.flash_attn, chat_format=args.chat_format,
+        chat_template=args.chat_template, lora=args.lora, embedding=args.embedding,
+        max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
+    )
+
+
+def _precheck(config: WorkerConfig) -> str | None:
+    """What is wrong with the settings, found without loading anything; None if nothing."""
+    from llm_gateway.worker.models import ModelSourceError, needs_download, resolve_source
+    from llm_gateway.worker.templates import TemplateError, handler_for
+
+    if config.max_queue < 0:
+        return "--max-queue must be 0 or more"
+    if config.n_ctx < 0 or config.n_batch < 1:
+        return "--n-ctx must be 0 or more and --n-batch 1 or more"
+    try:
+        if not needs_download(config.model):
+            resolve_source(config.model)
+        if config.chat_format:
+            handler_for(config.chat_format)
+    except (ModelSourceError, TemplateError) as exc:
+        return str(exc)
+    for flag, path in (("--chat-template", config.chat_template), ("--lora", config.lora)):
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                return f"{flag} {path}: {exc.strerror}"
+    return None
+
+
+def run_worker(config: WorkerConfig) -> int:
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = _precheck(config)
+    if problem:
+        print(f"llm-gateway worker: {problem}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from llm_gateway.worker.server import create_app
+
+    # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(create_app(config), host=config.host, port=config.port, lifespan="on",
+                loop="uvloop", http="httptools", access_log=False, server_header=False,
+                log_level=config.log_level, timeout_graceful_shutdown=10)
+    return 0

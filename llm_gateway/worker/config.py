@@ -1,0 +1,25 @@
+"""The worker's settings, one per command-line flag of `llm-gateway worker`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    model: str  # a path, hf://owner/repo/file.gguf, or "default"
+    host: str = "127.0.0.1"
+    port: int = 8090
+    served_name: str | None = None  # None: derived from the model source
+    n_gpu_layers: int = -1  # all of them; the parent picks the GPU (CUDA_VISIBLE_DEVICES)
+    n_ctx: int = 4096  # 0: the model's training context
+    n_batch: int = 512
+    n_threads: int | None = None
+    flash_attn: bool = False
+    chat_format: str | None = None  # a llama-cpp-python chat format name
+    chat_template: str | None = None  # a Jinja2 template file
+    lora: str | None = None
+    embedding: bool = False
+    max_queue: int = 16
+    seed: int | None = None  # for requests that bring none; None: random per request
+    log_level: str = "info"

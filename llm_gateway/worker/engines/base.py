@@ -1,0 +1,178 @@
+"""The Engine seam: what the worker's HTTP layer needs from whatever runs the model.
+
+`simple.SimpleEngine` runs one sequence at a time; a continuous-batching engine implements the
+same interface later without the HTTP code changing. Everything here is plain data, free of
+llama.cpp types, so the HTTP layer can be tested against any engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EngineError(Exception):
+    """Base of the errors an engine raises on purpose."""
+
+
+class QueueFull(EngineError):
+    """Too many jobs are waiting; the caller should retry later."""
+
+
+class EngineClosed(EngineError):
+    """The engine is shutting down (or failed to load) and takes no more work."""
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    # OpenAI's defaults: plain sampling at temperature 1, no truncation of the distribution.
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0  # llama.cpp's multiplicative penalty; 1: off
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class Job:
+    """One generation request, already rendered to a prompt."""
+
+    prompt: str | list[int]  # text is tokenized by the engine; tokens are used as they are
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: Sequence[str] = ()  # generation ends before the first of these; it is not returned
+    max_tokens: int | None = None  # None: until end of sequence or the context is full
+    grammar: str | None = None  # GBNF text whose start rule is `root`
+    logprobs: bool = False
+    top_logprobs: int = 0
+    seed: int | None = None  # given: reproducible (no prompt-cache reuse); None: engine's pick
+    id: str = field(default_factory=new_job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One generated token, with the text it releases.
+
+    `text` can be empty (the token may begin a stop string, or ends inside a UTF-8 character)
+    or hold text held back by earlier tokens. `token_id` is None for the text flushed at the
+    end, which belongs to no new token.
+    """
+
+    text: str
+    token_id: int | None
+    logprob: TokenLogprob | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event of every job."""
+
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens whose KV state was reused, not recomputed
+
+
+Event = Piece | Finished
+
+
+class EventStream(ABC):
+    """A job's events, ending with `Finished`. Closing it early cancels the job."""
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> Event: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    queue_depth: int
+    active: int
+    max_queue: int
+    prompt_tokens_total: int
+    generated_tokens_total: int
+    kv_cache_usage: float | None  # fraction of the KV cache in use, when known
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the request layer needs to know about the loaded model."""
+
+    n_ctx: int
+    n_vocab: int
+    n_embd: int
+    max_embedding_tokens: int  # the longest input one embedding can take
+    embedding: bool  # whether `embed` is available
+    metadata: Mapping[str, str]  # GGUF key/values (tokenizer.chat_template, ...)
+    bos_token: str
+    eos_token: str
+    bos_id: int
+    # (text, add_special, parse_special) -> tokens; safe to call from any thread
+    tokenize: Callable[[str, bool, bool], list[int]]
+    detokenize: Callable[[Sequence[int]], bytes]
+
+
+class Engine(ABC):
+    @property
+    @abstractmethod
+    def info(self) -> ModelInfo:
+        """Available once `start` has returned."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Load the model; returns when the engine can take jobs, raises if loading failed."""
+
+    @abstractmethod
+    async def submit(self, job: Job) -> EventStream:
+        """Queue a job. Raises `QueueFull` at once rather than waiting for room."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop a job (waiting or running) as soon as possible; unknown ids are ignored."""
+
+    @abstractmethod
+    def stats(self) -> EngineStats: ...
+
+    @abstractmethod
+    async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
+        """Unit-length float32 vectors for tokenized inputs, and the tokens they took."""
+
+    async def run_chat_handler(self, request: dict) -> dict:
+        """Run the model library's own chat handler (function calling) on a whole request.
+
+        Optional: engines that cannot offer it leave this, and tools stay unsupported.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Cancel what runs, refuse what waits, free the model."""

@@ -1,0 +1,243 @@
+"""Running one job on a `llama_cpp.Llama`, synchronously, on the thread that owns it.
+
+Generation drives llama.cpp's decode and sampler chain directly instead of `Llama.generate`:
+we need a per-request seed and logit bias, the raw logits for logprobs, and a cancel check
+after every token. The Llama's own bookkeeping (`input_ids`, `n_tokens`) is kept exact, so
+its KV-cache prefix reuse and its own chat handlers keep working on the same context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+
+import llama_cpp
+import numpy as np
+from llama_cpp import _internals
+
+from llm_gateway.worker.engines.base import (
+    Finished,
+    Job,
+    Piece,
+    SamplingParams,
+    TokenLogprob,
+    TopLogprob,
+)
+from llm_gateway.worker.engines.text import TextStream
+
+
+class Vocab:
+    """Token pieces, cached: llama.cpp's detokenizer is a C call per token."""
+
+    def __init__(self, llama: llama_cpp.Llama) -> None:
+        self._vocab = llama._model.vocab
+        self._pieces: dict[tuple[int, bool], bytes] = {}
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        key = (token, special)
+        found = self._pieces.get(key)
+        if found is None:
+            found = self._pieces[key] = self._to_piece(token, special)
+        return found
+
+    def _to_piece(self, token: int, special: bool) -> bytes:
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n  # too small: llama.cpp says how much it needs
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+
+def build_sampler(
+    llama: llama_cpp.Llama, sampling: SamplingParams, grammar: str | None, seed: int
+) -> _internals.LlamaSampler:
+    """llama.cpp's sampler chain for one request, in llama-server's order."""
+    chain = _internals.LlamaSampler()
+    n_vocab = llama.n_vocab()
+    if sampling.logit_bias:
+        chain.add_logit_bias(n_vocab, dict(sampling.logit_bias))
+    if (sampling.presence_penalty or sampling.frequency_penalty
+            or sampling.repeat_penalty != 1.0):
+        # The penalty sampler only sees accepted (generated) tokens, as OpenAI's penalties do.
+        chain.add_penalties(n_vocab, llama.n_ctx(), sampling.repeat_penalty,
+                            sampling.frequency_penalty, sampling.presence_penalty)
+    if grammar is not None:
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            llama._model.vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            raise ValueError("the grammar could not be parsed")
+        llama_cpp.llama_sampler_chain_add(chain.sampler, sampler)
+    if sampling.temperature <= 0:
+        chain.add_greedy()
+        return chain
+    if sampling.top_k > 0:
+        chain.add_top_k(sampling.top_k)
+    if sampling.top_p < 1.0:
+        chain.add_top_p(sampling.top_p, 1)
+    if sampling.min_p > 0:
+        chain.add_min_p(sampling.min_p, 1)
+    chain.add_temp(sampling.temperature)
+    chain.add_dist(seed)
+    return chain
+
+
+def reuse_prefix(llama: llama_cpp.Llama, tokens: Sequence[int]) -> int:
+    """Keep the KV cache for the longest prefix the context already holds; return its length.
+
+    At least one prompt token is always evaluated again: sampling needs fresh logits.
+    """
+    held = llama.n_tokens
+    if held == 0:
+        return 0
+    limit = min(held, len(tokens) - 1)
+    if limit > 0:
+        same = llama.input_ids[:limit] == np.asarray(tokens[:limit], dtype=np.intc)
+        common = limit if same.all() else int(np.argmin(same))
+        if common > 0 and llama._ctx.kv_cache_seq_rm(-1, common, -1):
+            llama.n_tokens = common
+            return common
+    llama.reset()
+    return 0
+
+
+def token_logprob(llama: llama_cpp.Llama, vocab: Vocab, token: int, top: int) -> TokenLogprob:
+    """The token's log-probability under the model (before sampling settings), and the top n."""
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+    logits = logits.astype(np.float64)
+    peak = logits.max()
+    logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+    alternatives: tuple[TopLogprob, ...] = ()
+    if top > 0:
+        best = np.argpartition(-logprobs, top)[:top]
+        best = best[np.argsort(-logprobs[best])]
+        alternatives = tuple(_top(vocab, int(t), float(logprobs[t])) for t in best)
+    piece = vocab.piece(token, special=True)
+    return TokenLogprob(piece.decode("utf-8", "replace"), piece, float(logprobs[token]),
+                        alternatives)
+
+
+def _top(vocab: Vocab, token: int, logprob: float) -> TopLogprob:
+    piece = vocab.piece(token, special=True)
+    return TopLogprob(piece.decode("utf-8", "replace"), piece, logprob)
+
+
+def generate(
+    llama: llama_cpp.Llama,
+    vocab: Vocab,
+    job: Job,
+    emit: Callable[[Piece], None],
+    cancelled: Callable[[], bool],
+    default_seed: int,
+) -> Finished:
+    prompt = job.prompt if isinstance(job.prompt, list) else llama.tokenize(
+        job.prompt.encode("utf-8"), add_bos=True, special=True)
+    n_ctx = llama.n_ctx()
+    if not prompt or len(prompt) + 1 > n_ctx:
+        raise ValueError(f"prompt of {len(prompt)} tokens does not fit a context of {n_ctx}")
+    seed = job.seed if job.seed is not None else default_seed
+    sampler = build_sampler(llama, job.sampling, job.grammar, seed & 0xFFFFFFFF)
+    if job.seed is not None:
+        # Reproducible: logits differ in the last bits between a reused and a recomputed KV
+        # cache, enough to change a sampled token; so a seeded prompt is always recomputed.
+        llama.reset()
+        cached = 0
+    else:
+        cached = reuse_prefix(llama, prompt)
+    rest = prompt[cached:]
+    for start in range(0, len(rest), llama.n_batch):
+        if cancelled():
+            # What was evaluated is a valid prefix; the next job may reuse it.
+            return Finished("cancelled", len(prompt), 0, cached)
+        llama.eval(rest[start:start + llama.n_batch])
+
+    text = TextStream(job.stop)
+    generated = 0
+    finish = "length"
+    while True:
+        if cancelled():
+            finish = "cancelled"
+            break
+        if job.max_tokens is not None and generated >= job.max_tokens:
+            break
+        token = sampler.sample(llama._ctx, -1)
+        if vocab.is_eog(token):
+            finish = "stop"
+            break
+        logprob = token_logprob(llama, vocab, token, job.top_logprobs) if job.logprobs else None
+        generated += 1
+        emit(Piece(text.push(vocab.piece(token)), token, logprob))
+        if text.stopped:
+            finish = "stop"
+            break
+        if len(prompt) + generated >= n_ctx:
+            break  # prompt and completion together fill the context
+        if job.max_tokens is not None and generated >= job.max_tokens:
+            break  # no need to evaluate a token nothing will follow
+        llama.eval([token])
+    rest_text = text.flush()
+    if rest_text and finish != "cancelled":
+        emit(Piece(rest_text, None))
+    return Finished(finish, len(prompt), generated, cached)
+
+
+def embed(llama: llama_cpp.Llama, inputs: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Unit-length embeddings, several inputs per decode; the KV cache is cleared after.
+
+    Embeddings are switched on only for this call, so generation keeps computing the last
+    token's logits alone. Models without pooling (plain causal LMs) are mean-pooled here.
+    """
+    ctx = llama._ctx
+    batch = llama._batch
+    n_embd = llama.n_embd()
+    pooled = llama.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_NONE
+    max_seqs = max(1, int(llama.context_params.n_seq_max))
+    vectors: list[np.ndarray] = []
+
+    def run(group: list[Sequence[int]]) -> None:
+        ctx.kv_cache_clear()
+        batch.reset()
+        for seq_id, tokens in enumerate(group):
+            batch.add_sequence(list(tokens), seq_id, True)
+        ctx.decode(batch)
+        if pooled:
+            for seq_id in range(len(group)):
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq_id)
+                vectors.append(np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy())
+        else:
+            total = sum(len(t) for t in group)
+            rows = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(ctx.ctx),
+                                         shape=(total, n_embd))
+            offset = 0
+            for tokens in group:
+                vectors.append(rows[offset:offset + len(tokens)].mean(axis=0))
+                offset += len(tokens)
+
+    llama.reset()
+    llama_cpp.llama_set_embeddings(ctx.ctx, True)
+    try:
+        group: list[Sequence[int]] = []
+        size = 0
+        for tokens in inputs:
+            if group and (size + len(tokens) > llama.n_batch or len(group) >= max_seqs):
+                run(group)
+                group, size = [], 0
+            group.append(tokens)
+            size += len(tokens)
+        if group:
+            run(group)
+    finally:
+        batch.reset()
+        ctx.kv_cache_clear()
+        llama.reset()
+        llama_cpp.llama_set_embeddings(ctx.ctx, False)
+    out = []
+    for vector in vectors:
+        vector = vector.astype(np.float32)
+        norm = float(np.linalg.norm(vector))
+        out.append(vector / norm if norm > 0 else vector)
+    return out

@@ -1,0 +1,250 @@
+"""The worker's HTTP app: OpenAI's endpoints for one model, plus /health and /metrics.
+
+Starlette routes the few paths; every handler parses, asks the prompter for a job, submits
+it to the engine and shapes what comes back. Errors are OpenAI-shaped, built in one place
+(`llm_gateway.app.responses.error_response`), and every response echoes `x-request-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.routing import Route
+
+from llm_gateway.app.responses import BytesResponse, StreamResponse, error_response
+from llm_gateway.backends.sse import DONE
+from llm_gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable, status_error_type
+from llm_gateway.worker.config import WorkerConfig
+from llm_gateway.worker.engines.base import Engine, EngineClosed, QueueFull
+from llm_gateway.worker.metrics import CONTENT_TYPE
+from llm_gateway.worker.prompts import Prepared, Prompter
+from llm_gateway.worker.shapes import ChatShaper, CompletionShaper, embedding_list, model_list, sse
+from llm_gateway.worker.state import EngineFactory, WorkerState
+from llm_gateway.worker.streaming import ClientGone, collect, sse_blocks, unless_disconnected
+from llm_gateway.worker.tools import tool_chunks, tool_response
+
+log = logging.getLogger(__name__)
+
+JSON = [(b"content-type", b"application/json")]
+SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+       (b"x-accel-buffering", b"no")]
+_GOOD_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _json(obj: dict, status: int = 200) -> BytesResponse:
+    return BytesResponse(status, orjson.dumps(obj), list(JSON))
+
+
+def _state(request: Request) -> WorkerState:
+    return request.app.state.worker
+
+
+def endpoint(handler: Callable[[Request], Awaitable]) -> Callable[[Request], Awaitable]:
+    """Every failure before the response starts becomes an OpenAI-shaped error here."""
+
+    @functools.wraps(handler)
+    async def run(request: Request):
+        try:
+            return await handler(request)
+        except ClientGone:
+            log.info("client went away; its request was cancelled")
+            return BytesResponse(499, b"", [])  # nobody is left to read it
+        except Exception as exc:
+            return error_response(exc)
+
+    return run
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    try:
+        yield
+    except QueueFull as exc:
+        raise RateLimited(f"The worker's queue is full ({exc}); retry shortly.",
+                          code="queue_full", headers={"Retry-After": "1"}) from None
+    except EngineClosed as exc:
+        raise ServiceUnavailable(f"The worker is not serving: {exc}.",
+                                 code="worker_unavailable") from None
+
+
+async def _json_body(request: Request, operation: str) -> dict:
+    raw = await request.body()
+    if not raw:
+        raise InvalidRequest("The request body is empty; a JSON object is expected.",
+                             code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}",
+                             code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    _state(request).validators[operation](body)
+    return body
+
+
+async def _generate(request: Request, engine: Engine, prepared: Prepared,
+                    shaper: ChatShaper | CompletionShaper):
+    with engine_errors():
+        stream = await engine.submit(prepared.job)
+    histogram = _state(request).metrics.time_per_output_token
+    logprobs = prepared.job.logprobs
+    if prepared.stream:
+        return StreamResponse(200, sse_blocks(stream, shaper, logprobs, histogram), list(SSE))
+    try:
+        body = await unless_disconnected(request.receive,
+                                         collect(stream, shaper, logprobs, histogram))
+    finally:
+        await stream.aclose()  # a no-op once it finished; cancels it otherwise
+    return _json(body)
+
+
+@endpoint
+async def chat_completions(request: Request):
+    body = await _json_body(request, "createChatCompletion")
+    engine, prompter = _state(request).ready()
+    if prompter.wants_tools(body):
+        return await _tool_call(request, engine, prompter, body)
+    prepared = prompter.chat(body)
+    return await _generate(request, engine, prepared,
+                           ChatShaper(prepared.model, prepared.include_usage))
+
+
+async def _tool_call(request: Request, engine: Engine, prompter: Prompter, body: dict):
+    stream = bool(body.get("stream"))
+    include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+    shaper = ChatShaper(body["model"], include_usage)
+    with engine_errors():
+        try:
+            result = await unless_disconnected(
+                request.receive, engine.run_chat_handler(prompter.handler_request(body)))
+        except ValueError as exc:  # the library's word for a bad request (too long, ...)
+            raise InvalidRequest(str(exc), param="messages") from None
+    if not stream:
+        return _json(tool_response(result, shaper))
+
+    async def blocks() -> AsyncIterator[bytes]:
+        for chunk in tool_chunks(result, shaper):
+            yield sse(chunk)
+        yield DONE
+
+    return StreamResponse(200, blocks(), list(SSE))
+
+
+@endpoint
+async def completions(request: Request):
+    body = await _json_body(request, "createCompletion")
+    engine, prompter = _state(request).ready()
+    prepared = prompter.completion(body)
+    return await _generate(request, engine, prepared,
+                           CompletionShaper(prepared.model, prepared.include_usage,
+                                            prepared.echo))
+
+
+@endpoint
+async def embeddings(request: Request):
+    state = _state(request)
+    body = await _json_body(request, "createEmbedding")
+    if not state.config.embedding:
+        raise InvalidRequest("This worker was not started with --embedding, so it serves no "
+                             "embeddings.", param="model", code="embeddings_unsupported")
+    engine, prompter = state.ready()
+    inputs = prompter.embedding_inputs(body)
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise InvalidRequest("encoding_format must be 'float' or 'base64'.",
+                             param="encoding_format", code="invalid_value")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and not 1 <= dimensions <= engine.info.n_embd:
+        raise InvalidRequest(f"dimensions must be between 1 and {engine.info.n_embd}.",
+                             param="dimensions", code="invalid_value")
+    with engine_errors():
+        vectors, count = await unless_disconnected(request.receive, engine.embed(inputs))
+    return _json(embedding_list(body["model"], vectors, count, encoding, dimensions))
+
+
+@endpoint
+async def list_models(request: Request):
+    state = _state(request)
+    return _json(model_list(state.name, state.created))
+
+
+@endpoint
+async def health(request: Request):
+    state = _state(request)
+    return _json(state.health(), 200 if state.status == "ok" else 503)
+
+
+@endpoint
+async def metrics(request: Request):
+    body = _state(request).metrics.render()
+    return BytesResponse(200, body, [(b"content-type", CONTENT_TYPE.encode())])
+
+
+async def _http_error(request: Request, exc: Exception):
+    """Starlette's own 404/405 (unknown path, wrong method), OpenAI-shaped."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    err = status_error_type(status)
+    err.message = f"{request.method} {request.url.path}: {getattr(exc, 'detail', '') or status}"
+    err.headers.update(getattr(exc, "headers", None) or {})
+    return error_response(err)
+
+
+class RequestIds:
+    """Accept (or make) an `x-request-id` and return it on every response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = next((v for k, v in scope["headers"] if k == b"x-request-id"
+                    and _GOOD_REQUEST_ID.match(v)), None) or b"req_" + uuid.uuid4().hex.encode()
+        scope["lgw.request_id"] = rid.decode()
+
+        async def send_with_id(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(config: WorkerConfig, *, engine_factory: EngineFactory | None = None) -> Starlette:
+    state = WorkerState(config, engine_factory)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.create_task(state.load())  # listen first, load in the background
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await state.close()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds)],
+                    exception_handlers={HTTPException: _http_error})
+    app.state.worker = state
+    return app

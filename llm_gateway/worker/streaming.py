@@ -1,0 +1,160 @@
+"""Engine events -> SSE blocks or one whole body; and dropping work whose client went away.
+
+Streams end as OpenAI's do: content chunks, then a chunk with the finish reason and an empty
+delta, the usage chunk only when asked, then `[DONE]`. A failure after the first byte ends
+the stream with an error event and no `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from prometheus_client import Histogram
+
+from llm_gateway.backends.sse import DONE, error_event
+from llm_gateway.errors import InternalError, ServiceUnavailable
+from llm_gateway.worker.engines.base import (
+    EngineClosed,
+    Event,
+    EventStream,
+    Finished,
+    Piece,
+    TokenLogprob,
+)
+from llm_gateway.worker.shapes import ChatShaper, CompletionShaper, sse
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Shaper = ChatShaper | CompletionShaper
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class _Logprobs:
+    """Token logprobs wait for their text: tokens swallowed by a stop string are dropped."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+        self.pending: list[TokenLogprob] = []
+        self.released: list[TokenLogprob] = []
+
+    def add(self, piece: Piece) -> list[TokenLogprob] | None:
+        """Record the piece; with text, return (and release) the entries it settles."""
+        if not self.wanted:
+            return None
+        if piece.logprob is not None:
+            self.pending.append(piece.logprob)
+        if not piece.text:
+            return None
+        out, self.pending = self.pending, []
+        self.released.extend(out)
+        return out
+
+
+async def _timed(stream: EventStream, histogram: Histogram) -> AsyncIterator[Event]:
+    last = None
+    async for event in stream:
+        if isinstance(event, Piece) and event.token_id is not None:
+            now = time.perf_counter()
+            if last is not None:
+                histogram.observe(now - last)
+            last = now
+        yield event
+        if isinstance(event, Finished):
+            return
+
+
+def _cut_short(finished: Finished | None) -> bool:
+    return finished is None or finished.finish_reason == "cancelled"
+
+
+async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
+                     histogram: Histogram) -> AsyncIterator[bytes]:
+    lps = _Logprobs(logprobs)
+    finished: Finished | None = None
+    try:
+        for chunk in shaper.head():
+            yield sse(chunk)
+        async for event in _timed(stream, histogram):
+            if isinstance(event, Finished):
+                finished = event
+            elif event.text:
+                entries = lps.add(event)
+                yield sse(shaper.delta(event.text, entries if logprobs else None))
+            else:
+                lps.add(event)
+        if _cut_short(finished):
+            yield error_event("The worker stopped before the generation ended.",
+                              code="worker_shutdown")
+            return
+        assert finished is not None
+        yield sse(shaper.end(finished.finish_reason))
+        if shaper.include_usage:
+            yield sse(shaper.usage_chunk(finished))
+        yield DONE
+    except EngineClosed:
+        yield error_event("The worker is shutting down.", code="worker_shutdown")
+    except Exception as exc:
+        log.exception("generation failed mid-stream")
+        yield error_event(f"The model failed while generating: {exc}")
+    finally:
+        await stream.aclose()
+
+
+async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
+                  histogram: Histogram) -> dict:
+    lps = _Logprobs(logprobs)
+    texts: list[str] = []
+    finished: Finished | None = None
+    try:
+        async for event in _timed(stream, histogram):
+            if isinstance(event, Finished):
+                finished = event
+            else:
+                lps.add(event)
+                texts.append(event.text)
+    except EngineClosed:
+        raise ServiceUnavailable("The worker is shutting down.", code="worker_shutdown") \
+            from None
+    except Exception as exc:
+        log.exception("generation failed")
+        raise InternalError(f"The model failed while generating: {exc}") from None
+    finally:
+        await stream.aclose()
+    if _cut_short(finished):
+        raise ServiceUnavailable("The worker stopped before the generation ended.",
+                                 code="worker_shutdown")
+    assert finished is not None
+    return shaper.whole("".join(texts), finished, lps.released if logprobs else None)
+
+
+async def unless_disconnected(receive: Any, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (raises `ClientGone`)."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        watcher.cancel()
+        raise
+    watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone()

@@ -1,0 +1,40 @@
+"""Worker fixtures: two real workers serve the whole suite (helpers in worker_support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from gateway_support import require_local_extra
+from worker_support import WorkerProcess, default_model_path
+
+require_local_extra()
+
+
+@pytest.fixture(scope="session")
+def worker() -> Iterator[WorkerProcess]:
+    server = WorkerProcess("--served-name", "smollm2").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_worker() -> Iterator[WorkerProcess]:
+    server = WorkerProcess("--n-ctx", "256", "--max-queue", "1", "--embedding").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(worker: WorkerProcess) -> openai.OpenAI:
+    return worker.client()
+
+
+@pytest.fixture(scope="session")
+def vocab():
+    """llama-cpp-python's own tokenizer for the default model (vocabulary only)."""
+    import llama_cpp
+
+    return llama_cpp.Llama(str(default_model_path()), vocab_only=True, verbose=False)

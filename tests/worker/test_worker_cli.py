@@ -1,0 +1,31 @@
+"""`llm-gateway worker` refuses bad settings at once, before listening."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llm_gateway", "worker", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_missing_model_file_fails_fast(tmp_path):
+    done = run("--model", str(tmp_path / "nope.gguf"), "--port", "1")
+    assert done.returncode == 2 and "model file not found" in done.stderr
+
+
+def test_unknown_chat_format_fails_fast():
+    done = run("--model", "default", "--chat-format", "no-such-format", "--port", "1")
+    assert done.returncode == 2 and "unknown chat format" in done.stderr
+    assert "chatml" in done.stderr  # the known ones are listed
+
+
+def test_help_lists_the_contract_flags():
+    done = subprocess.run([sys.executable, "-m", "llm_gateway", "worker", "--help"],
+                          capture_output=True, text=True, timeout=30)
+    for flag in ("--model", "--host", "--port", "--served-name", "--n-gpu-layers", "--n-ctx",
+                 "--n-batch", "--n-threads", "--flash-attn", "--chat-format",
+                 "--chat-template", "--lora", "--embedding", "--max-queue", "--seed"):
+        assert flag in done.stdout

@@ -32,6 +32,14 @@ def serve(
     # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workers = workers or server.workers
+    spawned = [name for name, local in config.local.items() if not local.urls]
+    if workers > 1 and spawned:
+        # Each gateway process would spawn (and fight over) its own copy of every worker.
+        print(f"llm-gateway: server.workers={workers} cannot share spawned local workers "
+              f"({', '.join(f'local.{n}' for n in spawned)}); run them with "
+              "`llm-gateway worker` and list them under `urls:`, or serve with one process",
+              file=sys.stderr)
+        return 2
     options = dict(
         host=host or server.host,
         port=port if port is not None else server.port,

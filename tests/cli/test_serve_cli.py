@@ -124,3 +124,12 @@ def test_config_check(tmp_path):
     assert out.returncode == 1
     assert "server.prot: unknown key" in out.stderr
     assert "server.port" in out.stderr
+
+
+def test_several_gateway_processes_refuse_spawned_local_workers(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text("local:\n  smol: {model: default}\nmodels:\n  - {name: smol, backend: smol}\n")
+    out = subprocess.run([sys.executable, "-m", "llm_gateway", "serve", "--config", str(path),
+                          "--workers", "2"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "local.smol" in out.stderr and "urls" in out.stderr

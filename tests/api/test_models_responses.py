@@ -57,3 +57,10 @@ def test_responses_stream(client):
 async def test_responses_async(aclient):
     created = await aclient.responses.create(model="gpt-4o-mini", input="hi")
     assert created.output_text == "Echo: hi"
+
+
+def test_responses_stream_helper_of_the_sdk(client):
+    with client.responses.stream(model="gpt-4o-mini", input="x y z") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert text == "Echo: x y z" == final.output_text

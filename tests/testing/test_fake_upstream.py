@@ -209,8 +209,13 @@ def test_responses_stream(client: openai.OpenAI, http: httpx.Client) -> None:
     types = [e.type for e in events]
     assert types == [
         "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
         *["response.output_text.delta"] * 4,
         "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
         "response.completed",
     ]
     assert [e.sequence_number for e in events] == list(range(len(events)))

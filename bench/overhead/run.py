@@ -43,6 +43,7 @@ LOAD_CORE = "1"  # nginx and wrk
 TARGET_RPS = {"non-stream": 1000.0, "stream": 800.0}  # at 32 connections
 TARGET_ADDED_P50_MS = 1.0  # at 1 connection
 TARGET_RSS_MIB = 150.0
+METRICS_MAX_COST = 0.05  # metrics on may cost at most 5% of the throughput with them off
 
 CREATED = 1_700_000_000
 FOREIGN_WARN = 0.05  # cores of other load that make a run's figures suspect
@@ -349,7 +350,8 @@ class Gateway:
     log: Path
 
 
-def gateway_config(transport: str, port: int, json_port: int, sse_port: int) -> dict[str, Any]:
+def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
+                   metrics: bool = True) -> dict[str, Any]:
     def upstream(base_url: str) -> dict[str, Any]:
         return {
             "base_url": base_url,
@@ -372,16 +374,18 @@ def gateway_config(transport: str, port: int, json_port: int, sse_port: int) -> 
         "models": [{"name": "bench-json", "backend": "fixed"},
                    {"name": "bench-sse", "backend": "sse"}],
         "routing": {"default_backend": None, "passthrough_backend": "fixed"},
+        "metrics": {"enabled": metrics},
     }
 
 
 def start_gateway(tmp: Path, transport: str, json_port: int, sse_port: int,
-                  pin: bool) -> Gateway:
+                  pin: bool, metrics: bool = True) -> Gateway:
     port = free_port()
-    cfg = tmp / f"gateway-{transport}.yaml"
-    cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port),
+    stem = f"gateway-{transport}-metrics-{'on' if metrics else 'off'}"
+    cfg = tmp / f"{stem}.yaml"
+    cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port, metrics),
                                   sort_keys=False))
-    log = tmp / f"gateway-{transport}.log"
+    log = tmp / f"{stem}.log"
     env = {**os.environ, API_KEY_ENV: API_KEY}
     cmd = pinned(GATEWAY_CORE, [*gateway_command(), "serve", "--config", str(cfg),
                                 "--host", "127.0.0.1", "--port", str(port)], pin)
@@ -522,6 +526,40 @@ def measure(url: str, lua: Path, connections: int, args: argparse.Namespace,
     return result
 
 
+def combine(runs: list[WrkResult]) -> WrkResult:
+    """Several runs of one scenario as one: totals for rate and CPU, medians for latency."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def median(values: list[float | None]) -> float | None:
+        known = sorted(v for v in values if v is not None)
+        return known[len(known) // 2] if known else None
+
+    out = WrkResult(
+        requests=sum(r.requests for r in runs),
+        seconds=sum(r.seconds for r in runs),
+        p50_ms=median([r.p50_ms for r in runs]),
+        p99_ms=median([r.p99_ms for r in runs]),
+        non_2xx=sum(r.non_2xx for r in runs),
+        socket_errors={k: sum(r.socket_errors.get(k, 0) for r in runs)
+                       for k in ("connect", "read", "write", "timeout")},
+        foreign_cores=max(r.foreign_cores for r in runs),
+    )
+    out.rps = out.requests / out.seconds if out.seconds else 0.0
+    cpu = [r.cpu_s for r in runs if r.cpu_s is not None]
+    if cpu:
+        out.cpu_s = sum(cpu)
+        out.cpu_ms_per_req = out.cpu_s * 1000 / out.requests if out.requests else None
+    return out
+
+
+def describe_gateway(gateway: Gateway) -> None:
+    cmdline = Path(f"/proc/{gateway.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    print(f"  gateway pid {gateway.pid} (launcher {gateway.proc.pid}), cores "
+          f"{proc_status(gateway.pid, 'Cpus_allowed_list')}: "
+          f"{cmdline.decode(errors='replace').strip()}")
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -558,6 +596,31 @@ def compare_cell(transport: str, run: dict[str, Any]) -> str:
     cpu = run["cpu_ms_per_req"]
     return (f"{transport}: {run['rps']:>7.0f} r/s {fmt_ms(run['p50_ms'])} ms "
             f"{'  n/a' if cpu is None else f'{cpu:.3f}'}")
+
+
+def compare_metrics(on: dict[str, Any], off: dict[str, Any]) -> list[dict[str, Any]]:
+    """Metrics on against off, run by run; the 32-connection throughput is the target."""
+    print(f"{'run':<15}{'off r/s':>9}{'on r/s':>9}{'on/off':>8}{'off CPU':>9}{'on CPU':>8}"
+          f"{'on/off':>8}")
+    checks = []
+    for key, run_off in off["runs"].items():
+        run_on = on["runs"][key]
+        ratio = run_on["rps"] / run_off["rps"] if run_off["rps"] else None
+        cpu_on, cpu_off = run_on["cpu_ms_per_req"], run_off["cpu_ms_per_req"]
+        cpu_ratio = cpu_on / cpu_off if cpu_on and cpu_off else None
+        print(f"{key:<15}{run_off['rps']:>9.0f}{run_on['rps']:>9.0f}"
+              f"{'n/a' if ratio is None else f'{ratio:.3f}':>8}"
+              f"{'n/a' if cpu_off is None else f'{cpu_off:.3f}':>9}"
+              f"{'n/a' if cpu_on is None else f'{cpu_on:.3f}':>8}"
+              f"{'n/a' if cpu_ratio is None else f'{cpu_ratio:.3f}':>8}")
+        if key.endswith(f"/c{max(CONNECTIONS)}"):
+            checks.append({"check": f"{key}: metrics on >= {1 - METRICS_MAX_COST:.0%} of "
+                                    "the req/s with metrics off",
+                           "value": None if ratio is None else round(ratio, 3),
+                           "pass": ratio is not None and ratio >= 1 - METRICS_MAX_COST})
+    for c in checks:
+        print(f"  {'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']}")
+    return checks
 
 
 def fmt_ms(value: float | None) -> str:
@@ -631,12 +694,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="3 s runs")
     p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up before each run")
     p.add_argument("--transport", choices=("aiohttp", "httpx", "both"), default="aiohttp")
+    p.add_argument("--metrics", choices=("on", "off", "both"), default="on",
+                   help="gateway metrics (metrics.enabled); both: compare their cost")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="measured runs per scenario and gateway, alternating between the "
+                        "gateways (default 3 with --metrics both, else 1)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     p.add_argument("--keep-temp", action="store_true", help="keep configs and logs")
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 3
+    if args.rounds is None:
+        args.rounds = 3 if args.metrics == "both" else 1
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     if args.duration < 1 or args.warmup < 1:
         p.error("--duration and --warmup are whole seconds >= 1 (wrk's -d)")
     return args
@@ -651,6 +723,10 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.sched_getaffinity(0)
     args.pin = {0, 1} <= cores and shutil.which("taskset") is not None
     transports = ["aiohttp", "httpx"] if args.transport == "both" else [args.transport]
+    metric_modes = ["off", "on"] if args.metrics == "both" else [args.metrics]
+
+    def variant(transport: str, mode: str) -> str:
+        return transport if len(metric_modes) == 1 else f"{transport}, metrics {mode}"
 
     # Ctrl-C raises KeyboardInterrupt; make SIGTERM do the same so `finally` cleans up.
     def on_term(signum: int, _frame: Any) -> None:
@@ -660,10 +736,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="llm-gw-overhead-"))
     nginx: subprocess.Popen[bytes] | None = None
-    gateway: Gateway | None = None
+    gateways: dict[str, Gateway] = {}  # running now, by metrics mode
     try:
         print(f"llm-gateway overhead benchmark: {args.duration} s runs after {args.warmup} s "
-              f"warm-up, wrk -t1, transports {', '.join(transports)}")
+              f"warm-up, wrk -t1, transports {', '.join(transports)}, "
+              f"metrics {' and '.join(metric_modes)}")
         print(f"  python {platform.python_version()}, {version(['nginx', '-v'])}, "
               f"{version(['wrk', '-v'])}, {os.cpu_count()} CPUs, "
               f"{platform.machine()} {platform.release()}")
@@ -709,64 +786,89 @@ def main(argv: list[str] | None = None) -> int:
 
         results: dict[str, Any] = {}
         for transport in transports:
-            print(f"\nthrough the gateway (transport {transport})")
-            gateway = start_gateway(tmp, transport, json_port, sse_port, args.pin)
-            cmdline = Path(f"/proc/{gateway.pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            print(f"  gateway pid {gateway.pid} (launcher {gateway.proc.pid}), cores "
-                  f"{proc_status(gateway.pid, 'Cpus_allowed_list')}: "
-                  f"{cmdline.decode(errors='replace').strip()}")
-            url = f"http://127.0.0.1:{gateway.port}/v1/chat/completions"
-            smoke_problems = {s: p for s in SCENARIOS if (p := smoke(url, s))}
-            for s, p in smoke_problems.items():
-                print(f"  SMOKE FAIL {s}: {p}")
-            cpu_start = cpu_seconds(gateway.pid)
-            gw = {f"{s}/c{c}": measure(url, lua[s], c, args, gateway.pid,
-                                       [nginx.pid, gateway.pid], f"{s} c={c}")
-                  for s in SCENARIOS for c in CONNECTIONS}
-            total_cpu = cpu_seconds(gateway.pid) - cpu_start
-            total_req = sum(r.requests for r in gw.values())
-            # Warm-up requests are counted out: CPU per request covers measured runs only.
-            measured_cpu = sum(r.cpu_s or 0.0 for r in gw.values())
-            cpu_ms = measured_cpu * 1000 / total_req if total_req else None
-            rss = status_kib(gateway.pid, "VmRSS") / 1024
-            hwm = status_kib(gateway.pid, "VmHWM") / 1024
-            # Each wrk run ends by dropping its connections mid-request; a gateway that does
-            # not release the upstream side then holds more connections than were ever in use.
-            held = {"fixed": upstream_connections(gateway.pid, json_port),
-                    "sse": upstream_connections(gateway.pid, sse_port)}
-            print(f"  upstream connections the gateway holds after the runs: "
-                  f"fixed {held['fixed']}, sse {held['sse']} "
-                  f"(at most {max(CONNECTIONS)} expected)")
-            for name, n in held.items():
-                if n > max(CONNECTIONS):
-                    print(f"  WARNING: {n} connections held to upstream '{name}': more than "
-                          "were ever in use at once, so connections leak")
-            alive = gateway.proc.poll() is None
-            if not alive:
-                print(f"  gateway died during the runs:\n{tail(gateway.log)}")
-            log_tail = tail(gateway.log, 15).strip()
-            if log_tail:
-                print(f"  gateway log (last lines):\n{log_tail}")
-            stop(gateway.proc, gateway.pid)
-            gateway = None
+            # With metrics both, the two gateways run side by side and their runs alternate
+            # (rounds of off, on / on, off), so a slow spell of the machine hits both alike.
+            for mode in metric_modes:
+                print(f"\nthrough the gateway (transport {transport}, metrics {mode})")
+                gateways[mode] = start_gateway(tmp, transport, json_port, sse_port, args.pin,
+                                               mode == "on")
+                describe_gateway(gateways[mode])
+            urls = {m: f"http://127.0.0.1:{g.port}/v1/chat/completions"
+                    for m, g in gateways.items()}
+            smoke_problems = {m: {s: p for s in SCENARIOS if (p := smoke(urls[m], s))}
+                              for m in metric_modes}
+            for m, problems in smoke_problems.items():
+                for s, p in problems.items():
+                    print(f"  SMOKE FAIL metrics {m} {s}: {p}")
+            cpu_start = {m: cpu_seconds(g.pid) for m, g in gateways.items()}
+            rounds: dict[str, dict[str, list[WrkResult]]] = {m: {} for m in metric_modes}
+            own = [nginx.pid, *(g.pid for g in gateways.values())]
+            for s in SCENARIOS:
+                for c in CONNECTIONS:
+                    for i in range(args.rounds):
+                        for m in (metric_modes if i % 2 == 0 else metric_modes[::-1]):
+                            where = f" metrics {m}" if len(metric_modes) > 1 else ""
+                            r = measure(urls[m], lua[s], c, args, gateways[m].pid, own,
+                                        f"{s} c={c}{where}")
+                            rounds[m].setdefault(f"{s}/c{c}", []).append(r)
+            for mode in metric_modes:
+                gateway = gateways[mode]
+                label = variant(transport, mode)
+                gw = {key: combine(runs) for key, runs in rounds[mode].items()}
+                total_cpu = cpu_seconds(gateway.pid) - cpu_start[mode]
+                total_req = sum(r.requests for r in gw.values())
+                # Warm-up requests are counted out: CPU per request covers measured runs only.
+                measured_cpu = sum(r.cpu_s or 0.0 for r in gw.values())
+                cpu_ms = measured_cpu * 1000 / total_req if total_req else None
+                rss = status_kib(gateway.pid, "VmRSS") / 1024
+                hwm = status_kib(gateway.pid, "VmHWM") / 1024
+                # Each wrk run ends by dropping its connections mid-request; a gateway that
+                # does not release the upstream side then holds more connections than were
+                # ever in use.
+                held = {"fixed": upstream_connections(gateway.pid, json_port),
+                        "sse": upstream_connections(gateway.pid, sse_port)}
+                print(f"\n  {label}: upstream connections the gateway holds after the runs: "
+                      f"fixed {held['fixed']}, sse {held['sse']} "
+                      f"(at most {max(CONNECTIONS)} expected)")
+                for name, n in held.items():
+                    if n > max(CONNECTIONS):
+                        print(f"  WARNING: {n} connections held to upstream '{name}': more "
+                              "than were ever in use at once, so connections leak")
+                alive = gateway.proc.poll() is None
+                if not alive:
+                    print(f"  gateway died during the runs:\n{tail(gateway.log)}")
+                log_tail = tail(gateway.log, 15).strip()
+                if log_tail:
+                    print(f"  gateway log (last lines):\n{log_tail}")
+                stop(gateway.proc, gateway.pid)
+                del gateways[mode]
 
-            print_table(transport, direct, gw, cpu_ms, rss, hwm)
-            print(f"targets on one core (transport {transport}):")
-            checks = evaluate(direct, gw, rss)
-            results[transport] = {
-                "runs": {k: asdict(v) for k, v in gw.items()},
-                "cpu_ms_per_request": cpu_ms,
-                "cpu_seconds_total_incl_warmup": total_cpu,
-                "rss_mib": rss, "peak_rss_mib": hwm, "upstream_connections_after": held,
-                "smoke_problems": smoke_problems,
-                "checks": checks,
-            }
+                print_table(label, direct, gw, cpu_ms, rss, hwm)
+                print(f"targets on one core ({label}):")
+                checks = evaluate(direct, gw, rss)
+                results[label] = {
+                    "runs": {k: asdict(v) for k, v in gw.items()},
+                    "cpu_ms_per_request": cpu_ms,
+                    "cpu_seconds_total_incl_warmup": total_cpu,
+                    "rss_mib": rss, "peak_rss_mib": hwm, "upstream_connections_after": held,
+                    "smoke_problems": smoke_problems[mode],
+                    "checks": checks,
+                }
 
         if len(transports) > 1:
             print("\ntransport comparison (gateway req/s; p50 ms; CPU ms/req)")
             for key in direct:
-                cells = "   ".join(compare_cell(t, results[t]["runs"][key]) for t in transports)
+                cells = "   ".join(
+                    compare_cell(t, results[variant(t, metric_modes[-1])]["runs"][key])
+                    for t in transports)
                 print(f"  {key:<15} {cells}")
+
+        metrics_cost: dict[str, Any] = {}
+        if len(metric_modes) > 1:
+            for transport in transports:
+                print(f"\nmetrics on against off (transport {transport}; CPU in ms/request)")
+                metrics_cost[transport] = compare_metrics(results[variant(transport, "on")],
+                                                          results[variant(transport, "off")])
 
         disturbed = [f"{where} {key} ({r['foreign_cores']:.0%})"
                      for where, runs in [("direct", {k: asdict(v) for k, v in direct.items()}),
@@ -776,13 +878,15 @@ def main(argv: list[str] | None = None) -> int:
         if disturbed:
             print(f"\nWARNING: {len(disturbed)} runs shared the 2 cores with other processes "
                   f"(share of a core): {', '.join(disturbed)}")
-        all_pass = all(c["pass"] for r in results.values() for c in r["checks"])
+        all_pass = all(c["pass"] for r in results.values() for c in r["checks"]) and all(
+            c["pass"] for checks in metrics_cost.values() for c in checks)
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "duration_s": args.duration, "warmup_s": args.warmup, "pinned": args.pin,
                 "content_chunks": CONTENT_CHUNKS, "python": platform.python_version(),
                 "direct": {k: asdict(v) for k, v in direct.items()},
-                "gateway": results, "all_pass": all_pass, "disturbed_runs": disturbed,
+                "gateway": results, "metrics_cost": metrics_cost, "all_pass": all_pass,
+                "disturbed_runs": disturbed,
                 "foreign_load_before_cores": idle_load,
             }, indent=2))
             print(f"\nwrote {args.json}")
@@ -797,8 +901,8 @@ def main(argv: list[str] | None = None) -> int:
         # Ignore a second Ctrl-C/SIGTERM while tearing down, so nothing is left running.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if gateway is not None:
-            stop(gateway.proc, gateway.pid)
+        for running in gateways.values():
+            stop(running.proc, running.pid)
         stop(nginx)
         if args.keep_temp:
             print(f"kept {tmp}", file=sys.stderr)

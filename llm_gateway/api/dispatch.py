@@ -6,15 +6,19 @@ between parsing and routing as their issues land.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import orjson
 from starlette.requests import Request
 
 from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
+from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import client_headers
 from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.metrics.recorder import RequestRecord
 
 
 def parse_json(raw: bytes) -> dict:
@@ -53,22 +57,31 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     return state, call
 
 
-async def run_call(state: State, call: Call) -> Result:
+def _complete(backend: Backend, call: Call, record: RequestRecord | None) -> Awaitable[Result]:
+    # Not a coroutine itself: no extra frame on the path when nothing is recorded.
+    if record is None:
+        return backend.complete(call)
+    return record.complete(backend, call)  # timed and watched for metrics and logs
+
+
+async def run_call(state: State, call: Call, record: RequestRecord | None = None) -> Result:
+    if record is not None:
+        record.call = call
     route = state.router.resolve(call.model)
     call.target_model = route.target_model
     try:
-        return await route.backend.complete(call)
+        return await _complete(route.backend, call, record)
     except BackendSaturated as full:
         # Every local worker is busy: spill to the configured fallback model, once. Routing
         # stays here, so backends never need to know about each other.
         spill = state.router.resolve(full.fallback)
         call.target_model = spill.target_model
         try:
-            return await spill.backend.complete(call)
+            return await _complete(spill.backend, call, record)
         except BackendSaturated:
             return full.result
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     state, call = await build_call(request, operation, endpoint)
-    return await run_call(state, call)
+    return await run_call(state, call, request.scope.get("lgw.record"))

@@ -38,11 +38,18 @@ async def forward_request(
     backend: UpstreamBackend, scope, body: AsyncIterator[bytes] | None
 ) -> Result:
     """Relay this request, as the client made it, to `backend`."""
-    return await backend.forward(
-        scope["method"],
-        scope["path"][len("/v1"):],
-        scope["query_string"].decode("latin-1"),
-        client_headers(scope["headers"], keep_encoding=True),
-        scope["lgw.request_id"],
-        body,
-    )
+    record = scope.get("lgw.record")  # metrics and the request log: which backend, how long
+    if record is not None:
+        record.enter(backend.name)
+    try:
+        return await backend.forward(
+            scope["method"],
+            scope["path"][len("/v1"):],
+            scope["query_string"].decode("latin-1"),
+            client_headers(scope["headers"], keep_encoding=True),
+            scope["lgw.request_id"],
+            body,
+        )
+    finally:
+        if record is not None:
+            record.leave()

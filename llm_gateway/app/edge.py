@@ -36,6 +36,9 @@ class Edge:
         scope["lgw.state"] = self.state
         scope["lgw.request_id"] = request_id
         rid = request_id.encode()
+        recorder = self.state.recorder
+        # Metrics and the request log line, written once the response is over.
+        record = recorder.start(scope, request_id) if recorder is not None else None
         started = False
 
         async def send_with_id(message) -> None:
@@ -43,6 +46,8 @@ class Edge:
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [*message["headers"], (b"x-request-id", rid)]
+                if record is not None:
+                    record.responded(message["status"])
             await send(message)
 
         try:
@@ -66,6 +71,9 @@ class Edge:
             if not isinstance(exc, GatewayError):
                 log.error("unhandled error in request %s", request_id, exc_info=exc)
             await error_response(exc)(scope, receive, send_with_id)
+        finally:
+            if record is not None:
+                recorder.finish(record)  # type: ignore[union-attr]
 
 
 def _request_id(scope) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from llm_gateway.app.connexion_app import build_connexion_app
 from llm_gateway.app.edge import Edge
+from llm_gateway.app.logs import configure_logging
 from llm_gateway.app.resolver import HANDLERS
 from llm_gateway.app.spec import PathTable, load_spec
 from llm_gateway.app.state import State
@@ -21,6 +22,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     env = os.environ if env is None else env
     config = config or load_config(env=env)
     spec = load_spec("openai.yaml")
+    ops = load_spec("gateway.yaml")  # /healthz, /readyz, /metrics
     state = State.build(config, spec, env)
 
     @contextlib.asynccontextmanager
@@ -33,10 +35,15 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
         finally:
             await state.aclose()
 
-    inner = build_connexion_app([spec], HANDLERS, lifespan=lifespan)
-    return Edge(inner, state, PathTable(spec))
+    inner = build_connexion_app([spec, ops], HANDLERS, lifespan=lifespan)
+    return Edge(inner, state, PathTable(spec, ops))
 
 
 def app_from_env() -> Edge:
-    """Factory for `uvicorn --factory` and multi-worker serving: the config path is in the env."""
-    return create_app()
+    """Factory for `uvicorn --factory` and multi-worker serving: the config path is in the env.
+
+    Each worker process is a fresh interpreter, so it sets up its own logging here.
+    """
+    config = load_config()
+    configure_logging(config.server)
+    return create_app(config)

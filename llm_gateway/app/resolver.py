@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_gateway.api import chat, completions, embeddings, models, responses
+from llm_gateway.api import chat, completions, embeddings, health, metrics, models, responses
 
 HANDLERS = {
     "createChatCompletion": chat.create_chat_completion,
@@ -13,4 +13,8 @@ HANDLERS = {
     "createResponse": responses.create_response,
     "getResponse": responses.get_response,
     "deleteResponse": responses.delete_response,
+    # gateway.yaml
+    "getHealthz": health.get_healthz,
+    "getReadyz": health.get_readyz,
+    "getMetrics": metrics.get_metrics,
 }

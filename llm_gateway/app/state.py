@@ -13,6 +13,8 @@ from llm_gateway.backends.base import Backend
 from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
+from llm_gateway.metrics.exposition import Exposition
+from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
 
@@ -46,6 +48,8 @@ class State:
     passthrough: UpstreamBackend | None
     response_owners: BoundedMap = field(default_factory=lambda: BoundedMap(100_000))
     request_ids: Callable[[], str] = new_request_id
+    recorder: Recorder | None = None  # per-request metrics and log lines
+    exposition: Exposition | None = None  # GET /metrics; None when metrics are off
 
     @classmethod
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
@@ -58,14 +62,18 @@ class State:
         router = Router(config, backends)
         upstream = config.passthrough_upstream
         passthrough = backends.get(upstream.name) if upstream else None
+        catalog = ModelCatalog(router, backends)
+        recorder = Recorder.build(config, router, catalog)
         return cls(
             config=config,
             backends=backends,
             router=router,
-            catalog=ModelCatalog(router, backends),
+            catalog=catalog,
             validators=compile_request_validators(spec),
             streaming_operations=_streaming_operations(spec),
             passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
+            recorder=recorder,
+            exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )
 
     async def start(self) -> None:
@@ -77,6 +85,10 @@ class State:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        if self.recorder is not None:
+            self.recorder.flush()
+        if self.exposition is not None:
+            self.exposition.close()
 
 
 def _streaming_operations(spec: dict) -> frozenset[str]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.backends.discovery import Resolver
 from llm_gateway.backends.pool import Worker, WorkerPool
 from llm_gateway.backends.supervisor import Supervisor
 from llm_gateway.backends.upstream import UpstreamBackend
@@ -94,18 +95,23 @@ class LocalBackend:
     models_ttl = 300.0
 
     def __init__(
-        self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic
+        self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
+        resolver: Resolver | None = None,
     ) -> None:
         self.name = cfg.name
         self.cfg = cfg
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
-        self.supervisor = Supervisor(cfg, self.pool, clock=clock)
+        self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver)
         self._clock = clock
-        self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend]] = {}
+        # worker index -> ((url, generation), its client, the worker)
+        self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend, Worker]] = {}
         self._created = int(time.time())
+
+    @property
+    def _max_attempts(self) -> int:
         # Every worker tried once or twice over, at most: a worker that keeps resetting
-        # connections must not keep a call going round.
-        self._max_attempts = 2 * cfg.worker_count + 1
+        # connections must not keep a call going round. (Discovery changes the count.)
+        return 2 * len(self.pool.workers) + 1
 
     async def start(self) -> None:
         await self.supervisor.start()
@@ -169,7 +175,7 @@ class LocalBackend:
 
     async def aclose(self) -> None:
         await self.supervisor.aclose()
-        for _, client in self._clients.values():
+        for _, client, _ in self._clients.values():
             await client.aclose()
         self._clients.clear()
 
@@ -182,6 +188,7 @@ class LocalBackend:
             return entry[1]
         if entry is not None:
             await entry[1].aclose()  # its connections went to a process that is gone
+        await self._close_departed()
         cfg = UpstreamConfig(
             base_url=worker.url + "/v1",
             max_connections=64,
@@ -191,8 +198,16 @@ class LocalBackend:
             name=f"{self.name}#{worker.index}",
         )
         client = UpstreamBackend(cfg, {})
-        self._clients[worker.index] = (version, client)
+        self._clients[worker.index] = (version, client, worker)
         return client
+
+    async def _close_departed(self) -> None:
+        """Close the clients of workers that discovery dropped, once nothing runs on them."""
+        present = {w.index for w in self.pool.workers}
+        for index, (_, client, worker) in list(self._clients.items()):
+            if index not in present and worker.outstanding == 0:
+                del self._clients[index]
+                await client.aclose()
 
     def _saturated(self, result: Result) -> Result:
         if not any(k == "retry-after" for k, _ in result.headers):

@@ -73,12 +73,25 @@ class WorkerPool:
         self.affinity = affinity
         self._turn = 0
         self._changed = asyncio.Event()
+        self._next_index = size  # indexes are never reused: they key affinity and clients
 
     def pick(self, key: bytes | None, skip: set[int]) -> Worker | None:
         """The worker for a request (not yet counted as outstanding), or None."""
         self._turn += 1
         candidates = (w for w in self.workers if w.healthy and w.index not in skip)
         return choose(candidates, key if self.affinity else None, turn=self._turn)
+
+    def add(self, url: str) -> Worker:
+        """A worker found at ``url`` (discovery); it gets requests once a health check passes."""
+        worker = Worker(index=self._next_index, url=url)
+        self._next_index += 1
+        self.workers.append(worker)
+        return worker
+
+    def remove(self, worker: Worker) -> None:
+        """Forget a worker that is gone (discovery); the requests already on it finish there."""
+        self.workers.remove(worker)
+        self.set_health(worker, False, "gone")
 
     def acquire(self, worker: Worker) -> None:
         worker.outstanding += 1

@@ -3,7 +3,8 @@
 Spawned workers are ``python -m llm_gateway worker`` children. Each is watched by one task that
 starts it, polls ``GET /health`` until it has loaded its model, then checks it every
 ``health_interval_seconds`` and restarts it with exponential backoff when it dies, reports
-``error``, or stops answering. Workers given as ``urls`` are only health-checked.
+``error``, or stops answering. Workers given as ``urls`` are only health-checked; so are those
+found by ``discovery``, whose set follows the DNS answers (see discovery.py).
 
 No child outlives the gateway: shutdown sends SIGTERM, then SIGKILL after a grace period; and
 every child asks the kernel (``PR_SET_PDEATHSIG``) to be killed when the gateway dies without
@@ -28,6 +29,7 @@ from collections.abc import Callable
 import httpx
 import orjson
 
+from llm_gateway.backends.discovery import Discovery, Resolver
 from llm_gateway.backends.pool import Worker, WorkerPool
 from llm_gateway.config import LocalConfig
 
@@ -175,12 +177,15 @@ class Supervisor:
         *,
         python: str = sys.executable,
         clock: Callable[[], float] = time.monotonic,
+        resolver: Resolver | None = None,
     ) -> None:
         self.cfg = cfg
         self.pool = pool
         self._python = python
         self._clock = clock
+        self._resolver = resolver  # discovery's DNS lookups; None: the system resolver
         self._tasks: list[asyncio.Task] = []
+        self._watchers: dict[int, asyncio.Task] = {}  # discovered workers' health checks
         self._procs: dict[int, subprocess.Popen] = {}
         self._http: httpx.AsyncBaseTransport | None = None
         self._closing = False
@@ -194,6 +199,11 @@ class Supervisor:
         # The bare transport: httpx.AsyncClient would log every check at INFO.
         self._http = httpx.AsyncHTTPTransport(retries=0)
         cfg = self.cfg
+        if cfg.discovery is not None:
+            found = Discovery(cfg.discovery, cfg.discovery_interval_seconds,
+                              resolver=self._resolver, name=cfg.name)
+            self._launch(found.run(self._follow))
+            return
         if not cfg.spawns:
             for worker, url in zip(self.pool.workers, cfg.urls, strict=True):
                 worker.url = url.rstrip("/").removesuffix("/v1")
@@ -212,6 +222,8 @@ class Supervisor:
 
     async def aclose(self) -> None:
         self._closing = True
+        self._tasks += self._watchers.values()
+        self._watchers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -256,6 +268,8 @@ class Supervisor:
 
     def _spawn(self, worker: Worker, port: int, gpu: int | None) -> subprocess.Popen:
         env = dict(os.environ)
+        # The worker serves its own /metrics; the gateway's shared metrics folder is not for it.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         proc = subprocess.Popen(
@@ -349,6 +363,24 @@ class Supervisor:
                 del self._procs[index]
 
     # -- external workers ------------------------------------------------------------------
+    def _follow(self, urls: set[str]) -> None:
+        """Make the discovered ``urls`` the pool's workers: watch new ones, drop vanished ones."""
+        if self._closing:
+            return
+        known = {w.url: w for w in self.pool.workers}
+        for url in sorted(urls - known.keys()):
+            worker = self.pool.add(url)
+            task = asyncio.get_running_loop().create_task(self._watch_external(worker))
+            self._watchers[worker.index] = task
+            log.info("local %s: worker %d discovered at %s", self.cfg.name, worker.index, url)
+        for url in known.keys() - urls:
+            worker = known[url]
+            if (task := self._watchers.pop(worker.index, None)) is not None:
+                task.cancel()
+            self.pool.remove(worker)
+            log.info("local %s: worker %d at %s left (%d requests in flight finish there)",
+                     self.cfg.name, worker.index, url, worker.outstanding)
+
     async def _watch_external(self, worker: Worker) -> None:
         misses = 0
         while True:

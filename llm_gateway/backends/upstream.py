@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from llm_gateway.backends.headers import response_headers
+from llm_gateway.backends.health import RecentFailures
 from llm_gateway.backends.sse import error_event, event_blocks
 from llm_gateway.backends.transport import make_transport, timeout_extension
 from llm_gateway.call import Call, Result
@@ -90,6 +91,7 @@ class UpstreamBackend:
         if cfg.project:
             self._auth["openai-project"] = cfg.project
         self._static = {k.lower(): v for k, v in cfg.headers.items()}
+        self.health = RecentFailures(clock=clock)  # for /readyz
 
     # -- the Backend seam ------------------------------------------------------------------
     async def complete(self, call: Call) -> Result:
@@ -195,6 +197,18 @@ class UpstreamBackend:
         return response
 
     async def _send_with_retries(self, method, url, *, headers, content, deadline):
+        try:
+            response = await self._attempts(method, url, headers, content, deadline)
+        except GatewayError:
+            self.health.failed()
+            raise
+        if response.status_code >= 500:
+            self.health.failed()
+        else:
+            self.health.succeeded()
+        return response
+
+    async def _attempts(self, method, url, headers, content, deadline) -> httpx.Response:
         retry = self.cfg.retries
         attempt = 0
         while True:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 
 import uvicorn
 
+from llm_gateway.app.logs import configure_logging
 from llm_gateway.config import ConfigError, load_config
+from llm_gateway.metrics.exposition import (
+    MULTIPROC_ENV,
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+)
 
 
 def serve(
@@ -25,14 +30,11 @@ def serve(
         print(f"llm-gateway: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     server = config.server
-    logging.basicConfig(
-        level=server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(server)
     # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workers = workers or server.workers
-    spawned = [name for name, local in config.local.items() if not local.urls]
+    spawned = [name for name, local in config.local.items() if local.spawns]
     if workers > 1 and spawned:
         # Each gateway process would spawn (and fight over) its own copy of every worker.
         print(f"llm-gateway: server.workers={workers} cannot share spawned local workers "
@@ -53,12 +55,24 @@ def serve(
         timeout_graceful_shutdown=server.shutdown_grace_seconds,
         backlog=2048,
     )
+    if server.log_format == "json":
+        options["log_config"] = None  # uvicorn's own records go through our JSON handler
     if workers > 1:
         # Each worker process builds its own app from the same config file.
         if config_path:
             os.environ["LLM_GATEWAY_CONFIG"] = os.path.abspath(config_path)
-        uvicorn.run("llm_gateway.app.factory:app_from_env", factory=True, workers=workers,
-                    **options)
+        folder, created = None, False
+        if config.metrics.enabled:
+            # Every process writes its metrics under one directory that any of them can sum
+            # for a scrape; they inherit the variable before they import prometheus_client.
+            folder, created = prepare_multiprocess_dir(config.metrics.multiprocess_dir)
+            os.environ[MULTIPROC_ENV] = folder
+        try:
+            uvicorn.run("llm_gateway.app.factory:app_from_env", factory=True, workers=workers,
+                        **options)
+        finally:
+            if created and folder is not None:
+                remove_multiprocess_dir(folder)
     else:
         from llm_gateway.app.factory import create_app
 

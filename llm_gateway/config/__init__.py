@@ -18,6 +18,7 @@ from .loader import (
 from .schema import (
     Config,
     LocalConfig,
+    MetricsConfig,
     ModelRoute,
     RetryConfig,
     RoutingConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LocalConfig",
+    "MetricsConfig",
     "ModelRoute",
     "RetryConfig",
     "RoutingConfig",

@@ -294,7 +294,13 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
 
 def _check_local(path: str, name: str, cfg: LocalConfig, parts: dict[str, Any], b: Builder) -> None:
     """How many workers and where from, and that the fallback leads somewhere else."""
-    if cfg.urls:
+    if cfg.discovery is not None:
+        given = {"urls": bool(cfg.urls), "workers": cfg.workers is not None,
+                 "gpus": bool(cfg.gpus)}
+        for key in (k for k, present in given.items() if present):
+            b.fail(f"{path}.{key}", "not allowed with discovery (the workers are the "
+                   "addresses its DNS name resolves to)")
+    elif cfg.urls:
         for i, url in enumerate(cfg.urls):
             if problem := _http_url(url):
                 b.fail(f"{path}.urls[{i}]", problem)

@@ -22,6 +22,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "text"]
 Transport = Literal["aiohttp", "httpx"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -70,7 +71,9 @@ class ServerConfig:
     max_upload_bytes: int = field(default=512 * 1024 * 1024, metadata={"gt": 0})
     shutdown_grace_seconds: float = field(default=30.0, metadata={"ge": 0})
     log_level: LogLevel = "info"
-    access_log: bool = False
+    log_format: LogFormat = "json"  # one JSON object per line, or plain text
+    log_bodies: bool = False  # prompts and completions in the request log (with log_level debug)
+    access_log: bool = False  # uvicorn's own access log; the gateway logs requests itself
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,52 @@ def _model_source(value: str) -> str | None:
     return None
 
 
+DNS_SCHEME = "dns://"
+DEFAULT_WORKER_PORT = 8090  # `llm-gateway worker`'s port in its images
+
+
+def parse_discovery(value: str) -> tuple[str, int]:
+    """``dns://name[:port]`` -> (name, port); ValueError saying what is wrong."""
+    if not value.startswith(DNS_SCHEME):
+        raise ValueError(f"must be {DNS_SCHEME}name[:port] (e.g. dns://llm-worker:8090)")
+    parts = urlsplit("//" + value[len(DNS_SCHEME):])
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"must be {DNS_SCHEME}name[:port], nothing more")
+    return parts.hostname, DEFAULT_WORKER_PORT if port is None else port
+
+
+def _discovery(value: str) -> str | None:
+    try:
+        parse_discovery(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class LocalConfig:
     """A named set of llama.cpp workers serving one model (`llm-gateway worker` processes).
 
     Either the gateway spawns ``workers`` children (one per entry of ``gpus`` when given), or
-    ``urls`` names workers someone else runs, and nothing is spawned. The llama.cpp options
-    only apply to spawned workers.
+    ``urls`` names workers someone else runs, or ``discovery`` names a DNS name whose addresses
+    are the workers (a Kubernetes headless Service); in the last two cases nothing is spawned.
+    The llama.cpp options only apply to spawned workers.
     """
 
     model: str = field(metadata={"check": _model_source})  # path | hf://o/r/f.gguf | default
     # None: 1, or one per GPU. Not allowed with `urls` (those workers are counted by the list).
     workers: int | None = field(default=None, metadata={"ge": 1})
     urls: list[str] = field(default_factory=list)  # external workers: nothing is spawned
+    # External workers found by DNS, dns://name[:port]: one per address, re-resolved every
+    # discovery_interval_seconds (see backends/discovery.py). Not with urls/workers/gpus.
+    discovery: str | None = field(default=None, metadata={"check": _discovery})
+    discovery_interval_seconds: float = field(default=5.0, metadata={"gt": 0})
     gpus: list[int] = field(default_factory=list)  # one worker per id, CUDA_VISIBLE_DEVICES=id
     n_gpu_layers: int = field(default=0, metadata={"ge": -1})  # -1 = every layer
     n_ctx: int = field(default=4096, metadata={"ge": 0})  # 0 = the model's own context size
@@ -161,11 +197,14 @@ class LocalConfig:
 
     @property
     def spawns(self) -> bool:
-        """Whether the gateway runs these workers itself (no `urls`)."""
-        return not self.urls
+        """Whether the gateway runs these workers itself (no `urls`, no `discovery`)."""
+        return not self.urls and self.discovery is None
 
     @property
     def worker_count(self) -> int:
+        """Workers known at start; discovered ones are added as DNS finds them."""
+        if self.discovery is not None:
+            return 0
         if self.urls:
             return len(self.urls)
         if self.gpus:
@@ -199,12 +238,21 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True  # GET /metrics and the per-request recording behind it
+    # Where uvicorn worker processes (server.workers > 1) share their metrics; emptied at
+    # start. None: a fresh temporary directory.
+    multiprocess_dir: str | None = field(default=None, metadata={"check": _non_empty})
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     local: dict[str, LocalConfig] = field(default_factory=dict)
     models: list[ModelRoute] = field(default_factory=list)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages
 
     @property

@@ -42,6 +42,9 @@ class ModelCatalog:
         self._created = int(time.time()) if created is None else created
         self._clock = clock
         self._listings = {name: _Listing() for name in backends}
+        # Names the backends list that route back to them, from the cached lists: what a
+        # metric label may name beyond the configured names (see metrics.registry.ModelLabel).
+        self.listed: frozenset[str] = frozenset()
 
     async def list(self) -> list[dict[str, Any]]:
         upstream_lists = await asyncio.gather(
@@ -92,4 +95,13 @@ class ModelCatalog:
                 listing.fetched_at = self._clock() - max(0.0, ttl - 10.0)
                 return listing.models or []
             listing.fetched_at = self._clock()
+            self._note_listed()
             return listing.models
+
+    def _note_listed(self) -> None:
+        self.listed = frozenset(
+            model["id"]
+            for name, listing in self._listings.items()
+            for model in listing.models or ()
+            if self._router.claims(model["id"], self._backends[name])
+        )

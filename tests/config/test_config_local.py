@@ -141,8 +141,9 @@ def test_env_overrides_reach_local_backends() -> None:
         ),
         (
             {"smol": {"model": "m", "modle": "x"}},
-            ["local.smol.modle: unknown key (expected one of: model, workers, urls, gpus, "
-             "n_gpu_layers, n_ctx, n_batch, n_threads, flash_attn, chat_format, chat_template, "
+            ["local.smol.modle: unknown key (expected one of: model, workers, urls, discovery, "
+             "discovery_interval_seconds, gpus, n_gpu_layers, n_ctx, n_batch, n_threads, "
+             "flash_attn, chat_format, chat_template, "
              "lora, embedding, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
              "affinity, timeouts); did you mean 'model'?"],
@@ -215,3 +216,28 @@ def test_problems_under_local_name_the_env_var() -> None:
     assert problems(with_local({"smol": {"model": "default"}}), env) == [
         "LLM_GATEWAY__LOCAL__SMOL__MAX_QUEUE (local.smol.max_queue): must be >= 1, got 0"
     ]
+
+
+def test_discovered_workers_spawn_nothing() -> None:
+    local = parse_config(with_local({"smol": {
+        "model": "default", "discovery": "dns://llm-worker:8090"}}), {}).local["smol"]
+    assert (local.spawns, local.worker_count, local.discovery_interval_seconds) == (
+        False, 0, 5.0)
+
+
+@pytest.mark.parametrize(("discovery", "problem"), [
+    ("llm-worker:8090", "must be dns://name[:port] (e.g. dns://llm-worker:8090)"),
+    ("dns://", "has no host name"),
+    ("dns://llm-worker:http", "has an invalid port"),
+    ("dns://llm-worker:8090/v1", "must be dns://name[:port], nothing more"),
+])
+def test_discovery_must_be_a_dns_name(discovery: str, problem: str) -> None:
+    data = with_local({"smol": {"model": "default", "discovery": discovery}})
+    assert problems(data) == [f"local.smol.discovery: {problem}"]
+
+
+def test_discovery_excludes_urls_workers_and_gpus() -> None:
+    data = with_local({"smol": {"model": "default", "discovery": "dns://llm-worker",
+                                "urls": ["http://10.0.0.7:8090"], "workers": 2, "gpus": [0]}})
+    why = "not allowed with discovery (the workers are the addresses its DNS name resolves to)"
+    assert problems(data) == [f"local.smol.{key}: {why}" for key in ("urls", "workers", "gpus")]

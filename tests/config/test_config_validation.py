@@ -11,7 +11,7 @@ from llm_gateway.config import ConfigError, parse_config
 
 SERVER_KEYS = (
     "host, port, workers, max_body_bytes, max_upload_bytes, shutdown_grace_seconds, "
-    "log_level, access_log"
+    "log_level, log_format, log_bodies, access_log"
 )
 
 
@@ -135,7 +135,8 @@ def test_unknown_keys() -> None:
         f"server.prot: unknown key (expected one of: {SERVER_KEYS}); did you mean 'port'?"
     ]
     assert problems({"servers": {}}) == [
-        "servers: unknown key (expected one of: server, upstreams, local, models, routing); "
+        "servers: unknown key "
+        "(expected one of: server, upstreams, local, models, routing, metrics); "
         "did you mean 'server'?"
     ]
     # `name` and `source` are filled in by the loader, so they are not YAML keys.

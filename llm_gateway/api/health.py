@@ -1,0 +1,70 @@
+"""GET /healthz (alive) and GET /readyz (able to serve every configured model).
+
+Readiness, per configured model route: its backend is healthy, i.e. a local backend has at
+least one healthy worker and an upstream's recent calls have not all failed
+(`backends.health.RecentFailures`); a local backend with no healthy worker still counts as
+ready when its fallback model's backend is. The ledger check reads "not configured" until
+accounting exists.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+
+from llm_gateway.app.responses import BytesResponse
+from llm_gateway.app.state import State
+from llm_gateway.backends.base import Backend
+from llm_gateway.backends.local import LocalBackend
+from llm_gateway.backends.upstream import UpstreamBackend
+from llm_gateway.errors import ModelNotFound
+
+OK = "ok"
+_JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+_ALIVE = orjson.dumps({"status": "ok"})
+
+
+async def get_healthz(request: Request) -> BytesResponse:
+    return BytesResponse(200, _ALIVE, list(_JSON))
+
+
+async def get_readyz(request: Request) -> BytesResponse:
+    ready, checks = readiness(request.scope["lgw.state"])
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return BytesResponse(200 if ready else 503, orjson.dumps(body), list(_JSON))
+
+
+def readiness(state: State) -> tuple[bool, dict]:
+    models = {rule.name: _route_check(state, rule.backend) for rule in state.config.models}
+    checks: dict = {"config": OK, "ledger": "not configured", "models": models}
+    default = state.config.routing.default_backend
+    if default is not None:
+        checks["default_backend"] = _route_check(state, default)
+    ready = all(v == OK for v in models.values()) and checks.get("default_backend", OK) == OK
+    return ready, checks
+
+
+def _route_check(state: State, name: str) -> str:
+    backend = state.backends[name]
+    problem = _problem(backend)
+    if problem is None:
+        return OK
+    if isinstance(backend, LocalBackend) and backend.cfg.fallback is not None:
+        try:
+            spill = state.router.resolve(backend.cfg.fallback).backend
+        except ModelNotFound:
+            return problem
+        if spill is not backend and _problem(spill) is None:
+            return OK  # its calls spill over to the fallback model, which can take them
+    return problem
+
+
+def _problem(backend: Backend) -> str | None:
+    if isinstance(backend, LocalBackend):
+        if backend.pool.any_healthy():
+            return None
+        states = ", ".join(w.status for w in backend.pool.workers)
+        return f"local backend '{backend.name}' has no healthy worker ({states})"
+    if isinstance(backend, UpstreamBackend) and not backend.health.healthy:
+        return f"upstream '{backend.name}': its last {backend.health.streak} calls failed"
+    return None

@@ -1,0 +1,25 @@
+"""GET /metrics: Prometheus text format (see metrics/exposition.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+
+from llm_gateway.app.responses import BytesResponse
+from llm_gateway.app.state import State
+from llm_gateway.errors import NotFound
+from llm_gateway.metrics.exposition import CONTENT_TYPE
+
+_HEADERS = [(b"content-type", CONTENT_TYPE.encode()), (b"cache-control", b"no-store")]
+
+
+async def get_metrics(request: Request) -> BytesResponse:
+    state: State = request.scope["lgw.state"]
+    if state.exposition is None:
+        raise NotFound("Metrics are disabled (metrics.enabled: false).")
+    if state.recorder is not None:
+        state.recorder.flush()  # on the loop, which owns the pending sums
+    # Off the event loop: with several processes a scrape reads every process's files.
+    body = await asyncio.to_thread(state.exposition.render)
+    return BytesResponse(200, body, list(_HEADERS))

@@ -1,0 +1,2 @@
+"""The gateway's Prometheus metrics: definitions (registry), recording (recorder), /metrics
+(exposition)."""

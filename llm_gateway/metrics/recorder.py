@@ -1,0 +1,238 @@
+"""What the request path calls to be measured: one `RequestRecord` per request, finished once.
+
+The edge starts a record when a request arrives and finishes it when the response is over
+(for a stream: its last block sent, or the client gone), so metrics and the request log line
+are written in one place, once. In between, the dispatcher times the backend call through
+`RequestRecord.complete`, which also watches a stream for its first content and its usage.
+
+Overhead, the gateway's own time, is measured as (arrival -> backend call start) +
+(backend answer -> our response start). For a stream the backend "answers" with its headers;
+relaying the events afterwards is not counted (it cannot be told apart cheaply from waiting
+for the backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+from typing import Any
+
+from llm_gateway.accounting.usage import StreamWatch, Usage, usage_from_body
+from llm_gateway.app.logs import AccessLog
+from llm_gateway.backends.base import Backend
+from llm_gateway.backends.local import BackendSaturated
+from llm_gateway.call import Call, Result
+from llm_gateway.config import Config
+from llm_gateway.errors import GatewayError
+from llm_gateway.metrics.registry import NONE, Bounded, GatewayMetrics, ModelLabel
+from llm_gateway.metrics.tally import Tally
+from llm_gateway.routing.catalog import ModelCatalog
+from llm_gateway.routing.router import Router
+
+log = logging.getLogger(__name__)
+
+# Probes and scrapes are neither counted nor logged: they would drown the traffic.
+UNRECORDED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+# Backend answers that are the backend's (or our key's) problem rather than the client's.
+_ERROR_STATUSES = frozenset({401, 403, 429})
+_CLIENT_GONE = 499  # nothing was sent: the client left first (nginx's convention)
+FLUSH_SECONDS = 1.0  # a finished request reaches the metrics within this, or at a scrape
+BATCH = 256  # ... or once this many are waiting
+KEEP_BODY_BYTES = 8192  # a larger answer has its usage read at once, not kept until the batch
+_UNREAD: Any = object()
+
+
+class RequestRecord:
+    """What one request did, filled in along the path; finished by `Recorder.finish`."""
+
+    __slots__ = (
+        "_usage", "backend", "backend_end", "backend_start", "call", "ended", "inflight",
+        "method", "model", "path", "recorder", "request_id", "response_start", "result",
+        "started", "status", "team", "watch",
+    )
+
+    def __init__(self, recorder: Recorder, request_id: str, method: str, path: str) -> None:
+        self.started = perf_counter()
+        self.recorder = recorder
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.call: Call | None = None
+        self.team: str | None = None  # set by auth, once it exists
+        self.backend: str | None = None
+        self.backend_start = 0.0
+        self.backend_end = 0.0
+        self.response_start = 0.0
+        self.status = 0
+        self.result: Result | None = None
+        self.watch: StreamWatch | None = None
+        self.inflight: tuple[str, ...] | None = None  # the in-flight count it is part of
+        self.model: str | None = None  # the model asked for, kept once `call` is let go
+        self.ended = 0.0
+        self._usage = _UNREAD
+
+    def enter(self, backend: str) -> None:
+        """A backend call starts: label it, count it in flight, start the backend clock."""
+        self.backend = backend
+        if not self.backend_start:
+            self.backend_start = perf_counter()
+        tally = self.recorder.tally
+        if tally is not None:
+            if self.inflight is not None:
+                tally.inflight.add(self.inflight, -1)  # a spill-over: the first one is done
+            self.inflight = (backend,)
+            tally.inflight.add(self.inflight, 1)
+
+    def leave(self) -> None:
+        self.backend_end = perf_counter()
+
+    async def complete(self, backend: Backend, call: Call) -> Result:
+        """``backend.complete(call)``, timed, with its failures counted and its stream watched."""
+        self.call = call
+        self.enter(backend.name)
+        try:
+            result = await backend.complete(call)
+        except BackendSaturated:
+            self.leave()
+            self.recorder.backend_error(backend.name, "429")
+            raise
+        except GatewayError as exc:
+            self.leave()
+            if exc.status >= 500:
+                self.recorder.backend_error(backend.name, exc.code or str(exc.status))
+            raise
+        self.leave()
+        if result.status >= 500 or result.status in _ERROR_STATUSES:
+            self.recorder.backend_error(backend.name, str(result.status))
+        if result.stream is not None:
+            watch = self.watch = StreamWatch(keep=self.recorder.access.with_bodies())
+            result.stream = watch.relay(result.stream)
+        else:
+            self.result = result
+        return result
+
+    def responded(self, status: int) -> None:
+        self.status = status
+        self.response_start = perf_counter()
+
+    def usage(self) -> Usage | None:
+        """What the backend reported (read once: the log line and the metrics both use it)."""
+        if self._usage is _UNREAD:
+            if self.watch is not None:
+                self._usage = self.watch.usage()
+            elif self.result is not None and self.result.status == 200:
+                self._usage = usage_from_body(self.result.body)
+            else:
+                self._usage = None
+        return self._usage
+
+    def let_go(self) -> None:
+        """Keep only what the metrics need while waiting for the batch: not the request body,
+        nor a large answer."""
+        if self.call is not None:
+            self.model = self.call.model
+            self.call = None
+        if self.result is not None and len(self.result.body) > KEEP_BODY_BYTES:
+            self.usage()
+            self.result = None
+
+    def overhead(self) -> float | None:
+        if not self.backend_start or self.response_start < self.backend_end:
+            return None
+        return (self.backend_start - self.started) + (self.response_start - self.backend_end)
+
+
+class Recorder:
+    """Starts and finishes request records; finished ones are measured in batches.
+
+    Finishing a request only notes it: reading its usage and adding it to the metrics happens
+    in `flush`, for every request finished since the last one, within FLUSH_SECONDS, before a
+    scrape and at shutdown. Done per request, in between everything else a request does, the
+    same work costs about three times as much (measured in bench/overhead: cold caches).
+    """
+
+    __slots__ = ("_finished", "_timer", "access", "metrics", "models", "tally", "teams")
+
+    def __init__(self, metrics: GatewayMetrics | None, models: ModelLabel, teams: Bounded,
+                 access: AccessLog) -> None:
+        self.metrics = metrics
+        self.tally = Tally(metrics) if metrics is not None else None
+        self.models = models
+        self.teams = teams
+        self.access = access
+        self._finished: list[RequestRecord] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def build(cls, config: Config, router: Router, catalog: ModelCatalog) -> Recorder:
+        return cls(
+            GatewayMetrics() if config.metrics.enabled else None,
+            ModelLabel(router, catalog),
+            Bounded(()),  # no teams are configured until auth exists: every team is "none"
+            AccessLog(config.server.log_bodies),
+        )
+
+    def start(self, scope: dict, request_id: str) -> RequestRecord | None:
+        """A record for this request, or None when nothing would be recorded."""
+        if self.metrics is None and not self.access.enabled():
+            return None
+        if scope["path"] in UNRECORDED_PATHS:
+            return None
+        record = scope["lgw.record"] = RequestRecord(self, request_id, scope["method"],
+                                                     scope["path"])
+        return record
+
+    def backend_error(self, backend: str, code: str) -> None:
+        if self.tally is not None:
+            self.tally.backend_errors.add((backend, code))
+
+    def finish(self, r: RequestRecord) -> None:
+        """The request is over: write its log line now, its metrics at the next flush."""
+        try:
+            r.ended = perf_counter()
+            if self.access.enabled():
+                self.access.write(r, self.teams(r.team), r.ended, r.usage())
+            tally = self.tally
+            if tally is None:
+                return
+            if r.inflight is not None:
+                tally.inflight.add(r.inflight, -1)
+                r.inflight = None
+            r.let_go()
+            self._finished.append(r)
+            if len(self._finished) >= BATCH:
+                self.flush()
+            elif self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+        except Exception:
+            log.exception("could not record request %s", r.request_id)
+
+    def flush(self) -> None:
+        """Add the requests finished since the last flush to the metrics."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        tally = self.tally
+        if tally is None:
+            return
+        finished, self._finished = self._finished, []
+        for r in finished:
+            try:
+                self._measure(tally, r)
+            except Exception:
+                log.exception("could not measure request %s", r.request_id)
+        tally.flush()
+
+    def _measure(self, tally: Tally, r: RequestRecord) -> None:
+        backend = r.backend or NONE
+        ttft = None
+        watch = r.watch
+        if watch is not None:
+            if watch.first_content_at is not None:
+                ttft = watch.first_content_at - r.started
+            if watch.ended_in_error:
+                tally.backend_errors.add((backend, "stream_error"))
+        model = self.models(r.model) if r.model is not None else NONE
+        key = (model, backend, self.teams(r.team), str(r.status or _CLIENT_GONE))
+        tally.requests.add(key, r.ended - r.started, ttft, r.overhead(), r.usage())

@@ -1,0 +1,122 @@
+"""The gateway's metrics and their labels. The names are a contract: dashboards and alerts
+(k8s/grafana, k8s/prometheus) and README's table use them.
+
+Label values are bounded: `team` and `model` only take configured values (else ``other``),
+`backend` is a configured backend name, `status` and `code` come from small fixed sets; no
+key, user or request id ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from llm_gateway.routing.catalog import ModelCatalog
+from llm_gateway.routing.router import Router
+
+NONE = "none"  # no such thing for this request: no model (passthrough), no team (no auth yet)
+OTHER = "other"  # a value that is not configured, folded into one label value
+
+# Whole requests: from milliseconds (embeddings, errors) to minutes (long generations).
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                    300.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The gateway's own time: tens of microseconds to a few milliseconds when healthy.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class GatewayMetrics:
+    """Every gateway metric, in a registry of its own (one per app: tests run several).
+
+    The request path does not touch these: it adds to a `metrics.tally.Tally`, which applies
+    its sums here in batches.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "llm_gateway_requests", "Requests answered, by model, backend, team and HTTP status.",
+            ["model", "backend", "team", "status"], registry=r)
+        self.duration = Histogram(
+            "llm_gateway_request_duration_seconds",
+            "Time from a request's arrival to its last byte sent (streams included).",
+            ["model", "backend"], buckets=DURATION_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "llm_gateway_time_to_first_token_seconds",
+            "Streams: time from a request's arrival to the first content-bearing event sent.",
+            ["model", "backend"], buckets=TTFT_BUCKETS, registry=r)
+        self.overhead = Histogram(
+            "llm_gateway_overhead_seconds",
+            "Time spent in the gateway itself: arrival to backend call, plus backend answer "
+            "to our response start.", buckets=OVERHEAD_BUCKETS, registry=r)
+        self.tokens = Counter(
+            "llm_gateway_tokens", "Tokens the backends reported, by kind: prompt, completion, "
+            "cached (prompt tokens served from a prompt cache).",
+            ["model", "team", "kind"], registry=r)
+        self.cost = Counter(
+            "llm_gateway_cost_usd", "Cost of the requests in US dollars (from configured prices).",
+            ["model", "team"], registry=r)
+        self.grouped = Counter(
+            "llm_gateway_grouped_requests",
+            "Requests answered without a backend call of their own: coalesced or cache_hit.",
+            ["kind"], registry=r)
+        self.tokens_saved = Counter(
+            "llm_gateway_tokens_saved", "Tokens not generated thanks to grouping.",
+            ["team"], registry=r)
+        self.backend_errors = Counter(
+            "llm_gateway_backend_errors",
+            "Failed backend calls: an answer's HTTP status (5xx, 429, 401, 403), or the "
+            "failure (upstream_unavailable, upstream_timeout, service_unavailable, "
+            "stream_error).", ["backend", "code"], registry=r)
+        self.inflight = Gauge(
+            "llm_gateway_inflight_requests", "Requests a backend is working on right now.",
+            ["backend"], multiprocess_mode="livesum", registry=r)
+        self.ratelimited = Counter(
+            "llm_gateway_ratelimited", "Requests refused by a rate limit, by limit (rpm, tpm).",
+            ["team", "limit"], registry=r)
+        self.budget_remaining = Gauge(
+            "llm_gateway_budget_remaining", "What is left of a team's budget, by unit.",
+            ["team", "unit"], multiprocess_mode="livemostrecent", registry=r)
+        self.ledger_queue_depth = Gauge(
+            "llm_gateway_ledger_queue_depth", "Usage records waiting to be written to the ledger.",
+            multiprocess_mode="livesum", registry=r)
+        self.ledger_dropped = Counter(
+            "llm_gateway_ledger_dropped", "Usage records dropped because the ledger queue was "
+            "full.", registry=r)
+
+
+class Bounded:
+    """A label value: the value itself when it is one of ``known``, else ``other``."""
+
+    __slots__ = ("known",)
+
+    def __init__(self, known: Iterable[str]) -> None:
+        self.known = frozenset(known)
+
+    def __call__(self, value: str | None) -> str:
+        if value is None:
+            return NONE
+        return value if value in self.known else OTHER
+
+
+class ModelLabel:
+    """The `model` label: an exact route name or alias, or a name a backend lists itself.
+
+    A name that only a pattern matches cannot be enumerated from the config; it keeps its
+    name when it is in the catalog's cached model lists (patterns are open-ended, lists are
+    not), else it is ``other``. Two set lookups.
+    """
+
+    __slots__ = ("_catalog", "_exact")
+
+    def __init__(self, router: Router, catalog: ModelCatalog) -> None:
+        self._exact: Collection[str] = frozenset(router.routes_exactly())
+        self._catalog = catalog
+
+    def __call__(self, model: str | None) -> str:
+        if model is None:
+            return NONE
+        if model in self._exact or model in self._catalog.listed:
+            return model
+        return OTHER

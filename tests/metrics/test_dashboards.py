@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -120,9 +121,12 @@ def test_alert_rules_use_only_exported_metrics():
         assert name in used, name
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool not installed (apt-get install prometheus)")
 def test_alert_rules_load_in_promtool():
+    if shutil.which("promtool") is None:
+        # CI installs it (.ci/run); elsewhere the parser test above still checks the rules.
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing; CI must check the alert rules with it")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
     out = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -85,8 +86,12 @@ def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
                                 start_new_session=True)
 
 
-def stop(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> list[int]:
+def stop(proc: subprocess.Popen[bytes] | None, grace: float = 15.0,
+         first: int | None = None) -> list[int]:
     """SIGTERM ``proc``, then SIGKILL after ``grace`` s; then the same for any descendant it left.
+
+    ``first``, a descendant of ``proc`` (the server below a wrapper that forks), is stopped the
+    same way before ``proc``, so it shuts down cleanly instead of being orphaned.
 
     Only ever signals ``proc`` and the processes it started (found through /proc before it is
     signalled). Returns the pids that had to be killed after the grace period.
@@ -95,6 +100,16 @@ def stop(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> list[int]
         return []
     family = [p for p in descendants(proc.pid) if p != proc.pid]
     killed: list[int] = []
+    if first and first != proc.pid and alive(first):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while alive(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(first):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(first, signal.SIGKILL)
+                killed.append(first)
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -197,19 +212,32 @@ def own_cpu_seconds() -> float:
     return time.process_time()
 
 
+def self_and_children_cpu_seconds() -> float:
+    """This process's CPU time plus that of its reaped children (getrusage)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 class LoadProbe:
     """CPU that processes outside ours burn during a block, in cores.
 
     The machine's busy time minus that of this process and the process trees in ``own``. On a
     2-core machine anything else running skews every figure, so the scripts say so.
+    ``children``: also count this process's reaped children as its own (a load generator such
+    as wrk run to completion as a direct child).
     """
 
-    def __init__(self, own: Iterable[int]) -> None:
+    def __init__(self, own: Iterable[int], children: bool = False) -> None:
         self.own = list(own)
+        self.children = children
         self.cores = 0.0
 
     def _own(self) -> float:
-        return own_cpu_seconds() + tree_cpu_seconds(self.own)
+        mine = self_and_children_cpu_seconds() if self.children else own_cpu_seconds()
+        return mine + tree_cpu_seconds(self.own)
 
     def __enter__(self) -> LoadProbe:
         self.t0, self.busy0, self.own0 = time.monotonic(), machine_busy_seconds(), self._own()

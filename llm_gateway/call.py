@@ -13,6 +13,15 @@ from typing import Any
 import orjson
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Upstream credentials that replace the gateway's own for one call."""
+
+    api_key: str | None = field(default=None, repr=False)
+    organization: str | None = None
+    project: str | None = None
+
+
 @dataclass(slots=True)
 class Call:
     """One model request, as the backends see it."""
@@ -26,7 +35,9 @@ class Call:
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # client headers worth forwarding
     target_model: str | None = None  # the name the backend must see, when routing renamed it
-    principal: Any = None  # who is calling (filled by auth)
+    principal: Any = None  # who is calling (auth.principal.Principal, filled by auth)
+    # Upstream credentials replacing the backend's own (a team's key, passthrough mode).
+    credentials: Credentials | None = None
 
     def payload(self) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed."""
@@ -45,6 +56,9 @@ class Result:
     stream: AsyncIterator[bytes] | None = None
     media_type: str = "application/json"
     backend: str = ""
+    # How request grouping answered: None (not eligible), "miss" (it led a backend call),
+    # "coalesced" (it shared another request's call) or "hit" (from the response cache).
+    grouping: str | None = None
     # Releases what the result holds (an open upstream response) when nobody reads the stream.
     close: Callable[[], Awaitable[None]] | None = None
 

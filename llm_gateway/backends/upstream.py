@@ -22,7 +22,7 @@ from llm_gateway.backends.headers import response_headers
 from llm_gateway.backends.health import RecentFailures
 from llm_gateway.backends.sse import error_event, event_blocks
 from llm_gateway.backends.transport import make_transport, timeout_extension
-from llm_gateway.call import Call, Result
+from llm_gateway.call import Call, Credentials, Result
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 
@@ -95,7 +95,7 @@ class UpstreamBackend:
 
     # -- the Backend seam ------------------------------------------------------------------
     async def complete(self, call: Call) -> Result:
-        headers = self._headers(call.headers, call.request_id)
+        headers = self._headers(call.headers, call.request_id, call.credentials)
         headers["content-type"] = "application/json"
         # We read usage from the bodies, so ask for them uncompressed.
         headers["accept-encoding"] = "identity"
@@ -133,10 +133,11 @@ class UpstreamBackend:
         client_headers: Mapping[str, str],
         request_id: str,
         body: AsyncIterator[bytes] | None,
+        credentials: Credentials | None = None,
     ) -> Result:
         """Relay any other OpenAI path, streaming both bodies; the client's bytes are never held."""
         url = path + (f"?{query}" if query else "")
-        headers = self._headers(client_headers, request_id)
+        headers = self._headers(client_headers, request_id, credentials)
         deadline = self._deadline()
         if body is None:
             response = await self._send_with_retries(
@@ -155,8 +156,17 @@ class UpstreamBackend:
         )
 
     # -- internals ---------------------------------------------------------------------------
-    def _headers(self, client: Mapping[str, str], request_id: str | None) -> dict[str, str]:
+    def _headers(self, client: Mapping[str, str], request_id: str | None,
+                 credentials: Credentials | None = None) -> dict[str, str]:
         headers = {**client, **self._static, **self._auth}
+        if credentials is not None:
+            # A team's own credentials (or the client's, in passthrough mode) replace ours.
+            if credentials.api_key:
+                headers["authorization"] = f"Bearer {credentials.api_key}"
+            if credentials.organization:
+                headers["openai-organization"] = credentials.organization
+            if credentials.project:
+                headers["openai-project"] = credentials.project
         if request_id:
             headers["x-request-id"] = request_id
         return headers

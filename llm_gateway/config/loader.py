@@ -16,9 +16,10 @@ from typing import Any
 import yaml
 
 from .builder import Builder, describe, join
+from .checks import http_url
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
-from .schema import Config, LocalConfig, ModelRoute, RoutingConfig, _http_url, is_pattern
+from .schema import Config, LocalConfig, ModelRoute, RoutingConfig, is_pattern
 
 ENV_PREFIX = "LLM_GATEWAY__"
 CONFIG_PATH_VAR = "LLM_GATEWAY_CONFIG"
@@ -232,7 +233,7 @@ def _parse(data: Any, env: Mapping[str, str], source: str, problems: Problems) -
     # A backend's name is its key under `upstreams` or `local`; the builder cannot see keys.
     named = {
         section: {key: dataclasses.replace(item, name=key) for key, item in built.items()}
-        for section in ("upstreams", "local")
+        for section in ("upstreams", "local", "teams")
         if (built := parts.get(section)) is not None
     }
     return Config(**{**parts, **named}, source=source)
@@ -302,7 +303,7 @@ def _check_local(path: str, name: str, cfg: LocalConfig, parts: dict[str, Any], 
                    "addresses its DNS name resolves to)")
     elif cfg.urls:
         for i, url in enumerate(cfg.urls):
-            if problem := _http_url(url):
+            if problem := http_url(url):
                 b.fail(f"{path}.urls[{i}]", problem)
         if cfg.workers is not None:
             b.fail(f"{path}.workers", "not allowed with urls (the workers are external; "

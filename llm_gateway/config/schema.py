@@ -21,34 +21,18 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
+from llm_gateway.config.access import (
+    AuthConfig,
+    LimitsConfig,
+    TeamConfig,
+)
+from llm_gateway.config.accounting import AccountingConfig, StorageConfig
+from llm_gateway.config.checks import env_var_name, http_url, non_empty
+from llm_gateway.config.grouping import GroupingConfig
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
 Transport = Literal["aiohttp", "httpx"]
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def _http_url(value: str) -> str | None:
-    if not value.startswith(("http://", "https://")):
-        return "must start with http:// or https://"
-    if not urlsplit(value).hostname:
-        return "has no host name"
-    return None
-
-
-def _env_var_name(value: str) -> str | None:
-    # Deliberately does not echo the value: a mistake here is usually a pasted secret.
-    if _ENV_NAME.match(value):
-        return None
-    return (
-        "must be the NAME of the environment variable holding the key "
-        "(e.g. OPENAI_API_KEY), not the key itself"
-    )
-
-
-def _non_empty(value: str) -> str | None:
-    return None if value else "must not be empty"
-
 
 def is_pattern(name: str) -> bool:
     """True when a model name is a glob pattern ('*' or '?'), not an exact name."""
@@ -92,8 +76,8 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class UpstreamConfig:
-    base_url: str = field(metadata={"check": _http_url})
-    api_key_env: str | None = field(default=None, metadata={"check": _env_var_name})
+    base_url: str = field(metadata={"check": http_url})
+    api_key_env: str | None = field(default=None, metadata={"check": env_var_name})
     organization: str | None = None
     project: str | None = None
     # repr=False: static headers often carry credentials, and configs end up in logs.
@@ -179,18 +163,21 @@ class LocalConfig:
     n_batch: int = field(default=512, metadata={"ge": 1})
     n_threads: int | None = field(default=None, metadata={"ge": 1})  # None = the worker decides
     flash_attn: bool = False
-    chat_format: str | None = field(default=None, metadata={"check": _non_empty})
-    chat_template: str | None = field(default=None, metadata={"check": _non_empty})  # a file
-    lora: str | None = field(default=None, metadata={"check": _non_empty})
+    chat_format: str | None = field(default=None, metadata={"check": non_empty})
+    chat_template: str | None = field(default=None, metadata={"check": non_empty})  # a file
+    lora: str | None = field(default=None, metadata={"check": non_empty})
     embedding: bool = False
     max_queue: int = field(default=16, metadata={"ge": 1})  # per worker; beyond it: 429
     host: str = "127.0.0.1"  # where spawned workers listen
     base_port: int | None = field(default=None, metadata={"ge": 1, "le": 65535})  # None = free
-    fallback: str | None = field(default=None, metadata={"check": _non_empty})  # a model name
+    fallback: str | None = field(default=None, metadata={"check": non_empty})  # a model name
     health_interval_seconds: float = field(default=2.0, metadata={"gt": 0})
     restart_backoff_seconds: float = field(default=1.0, metadata={"ge": 0})
     max_restart_backoff_seconds: float = field(default=30.0, metadata={"ge": 0})
     startup_timeout_seconds: float = field(default=120.0, metadata={"gt": 0})
+    # batching: many sequences decoded together (`parallel` of them); simple: one at a time.
+    engine: Literal["batching", "simple"] = "batching"
+    parallel: int = field(default=8, metadata={"ge": 1})  # sequences decoded together
     affinity: bool = True  # send requests sharing a conversation prefix to the same worker
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     name: str = field(default="", metadata={"yaml": False})  # the key under `local`
@@ -214,9 +201,9 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class ModelRoute:
-    name: str = field(metadata={"check": _non_empty})  # exact name, or a '*'/'?' glob
+    name: str = field(metadata={"check": non_empty})  # exact name, or a '*'/'?' glob
     backend: str  # the name of an upstream or of a local backend
-    upstream_model: str | None = field(default=None, metadata={"check": _non_empty})
+    upstream_model: str | None = field(default=None, metadata={"check": non_empty})
     aliases: list[str] = field(default_factory=list)  # extra exact names; not on patterns
     owned_by: str | None = None
 
@@ -242,7 +229,7 @@ class MetricsConfig:
     enabled: bool = True  # GET /metrics and the per-request recording behind it
     # Where uvicorn worker processes (server.workers > 1) share their metrics; emptied at
     # start. None: a fresh temporary directory.
-    multiprocess_dir: str | None = field(default=None, metadata={"check": _non_empty})
+    multiprocess_dir: str | None = field(default=None, metadata={"check": non_empty})
 
 
 @dataclass(frozen=True)
@@ -253,6 +240,12 @@ class Config:
     models: list[ModelRoute] = field(default_factory=list)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    teams: dict[str, TeamConfig] = field(default_factory=dict)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    accounting: AccountingConfig = field(default_factory=AccountingConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages
 
     @property

@@ -1,0 +1,37 @@
+"""The caller as the layers after auth see it: a key, its team, what it may use and spend.
+
+Built by auth (from a stored key and its team), read by limits, grouping, routing (allowed
+models, the team's own upstream credentials) and accounting (attribution). Immutable: a
+cached Principal is shared by every request of its key until the cache entry expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llm_gateway.call import Credentials
+from llm_gateway.config.access import BudgetConfig, CoalesceMode, RateLimitConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str  # a stored key's id; "anonymous" (auth none); "pt_<hash>" (passthrough)
+    team: str | None = None
+    models: tuple[str, ...] = ()  # allowed names/globs, key's and team's intersected; () = all
+    key_limits: RateLimitConfig | None = None
+    team_limits: RateLimitConfig | None = None
+    key_budget: BudgetConfig | None = None
+    team_budget: BudgetConfig | None = None
+    # Per upstream backend name; "*" applies to every upstream (passthrough mode).
+    credentials: dict[str, Credentials] = field(default_factory=dict, repr=False)
+    coalesce: CoalesceMode | None = None  # the team's grouping override
+    shared_cache: bool = False
+
+    def credentials_for(self, backend: str) -> Credentials | None:
+        creds = self.credentials
+        if not creds:
+            return None
+        return creds.get(backend) or creds.get("*")
+
+
+ANONYMOUS = Principal(key_id="anonymous")

@@ -146,7 +146,7 @@ def test_env_overrides_reach_local_backends() -> None:
              "flash_attn, chat_format, chat_template, "
              "lora, embedding, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
-             "affinity, timeouts); did you mean 'model'?"],
+             "engine, parallel, affinity, timeouts); did you mean 'model'?"],
         ),
     ],
 )

@@ -1,23 +1,24 @@
-"""The shared path of every model endpoint: body -> validated Call -> route -> backend -> Result.
+"""The shared path of every model endpoint, DESIGN.md's request path in one straight line:
 
-This is the request path of DESIGN.md in one straight line; auth, limits and grouping slot in
-between parsing and routing as their issues land.
+auth -> body -> validated Call -> limits -> grouping -> routing -> backend -> accounting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from time import perf_counter
 
 import orjson
 from starlette.requests import Request
 
 from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
+from llm_gateway.auth.principal import Principal
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import client_headers
 from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
-from llm_gateway.errors import InvalidRequest
+from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.metrics.recorder import RequestRecord
 
 
@@ -35,9 +36,22 @@ def parse_json(raw: bytes) -> dict:
     return body
 
 
+async def caller(scope: dict) -> Principal:
+    """Who makes this request (authenticated once per request)."""
+    principal = scope.get("lgw.principal")
+    if principal is None:
+        principal = scope["lgw.state"].auth.authenticate(scope)
+        principal = scope["lgw.principal"] = await principal
+        record = scope.get("lgw.record")
+        if record is not None:
+            record.team = principal.team
+    return principal
+
+
 async def build_call(request: Request, operation: str, endpoint: str) -> tuple[State, Call]:
     scope = request.scope
     state: State = scope["lgw.state"]
+    principal = await caller(scope)  # before the body: a bad key is a 401, whatever it sent
     raw = await read_body(scope, request.receive, state.config.server.max_body_bytes)
     body = parse_json(raw)
     state.validators[operation](body)
@@ -53,7 +67,9 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         stream=operation in state.streaming_operations and body.get("stream") is True,
         request_id=scope["lgw.request_id"],
         headers=client_headers(scope["headers"], keep_encoding=False),
+        principal=principal,
     )
+    state.auth.check_model(principal, model)
     return state, call
 
 
@@ -65,10 +81,14 @@ def _complete(backend: Backend, call: Call, record: RequestRecord | None) -> Awa
 
 
 async def run_call(state: State, call: Call, record: RequestRecord | None = None) -> Result:
+    """Routing and the backend call (what grouping runs once for a group of calls)."""
     if record is not None:
         record.call = call
     route = state.router.resolve(call.model)
     call.target_model = route.target_model
+    principal: Principal | None = call.principal
+    if principal is not None and principal.credentials:
+        call.credentials = principal.credentials_for(route.backend.name)
     try:
         return await _complete(route.backend, call, record)
     except BackendSaturated as full:
@@ -76,6 +96,8 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
         # stays here, so backends never need to know about each other.
         spill = state.router.resolve(full.fallback)
         call.target_model = spill.target_model
+        if principal is not None and principal.credentials:
+            call.credentials = principal.credentials_for(spill.backend.name)
         try:
             return await _complete(spill.backend, call, record)
         except BackendSaturated:
@@ -84,4 +106,21 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     state, call = await build_call(request, operation, endpoint)
-    return await run_call(state, call, request.scope.get("lgw.record"))
+    started = perf_counter()
+    record = request.scope.get("lgw.record")
+    admission = await state.gate.admit(call.principal, call)  # 429 when over a limit
+    accountant = state.accountant
+    try:
+        accountant.prepare(call)
+        result = await state.grouper.run(
+            call, call.principal, lambda c: run_call(state, c, record))
+    except GatewayError as exc:
+        accountant.failed(call, admission, exc, started)
+        raise
+    except BaseException:
+        admission.settle(0, 0.0)
+        raise
+    result = accountant.track(call, admission, result, started)
+    if admission.headers:
+        result.headers.extend(admission.headers)
+    return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from llm_gateway.api.body import declared_length, stream_body
+from llm_gateway.api.dispatch import caller
 from llm_gateway.api.result import send_result
 from llm_gateway.backends.headers import client_headers
 from llm_gateway.backends.upstream import UpstreamBackend
@@ -38,6 +39,7 @@ async def forward_request(
     backend: UpstreamBackend, scope, body: AsyncIterator[bytes] | None
 ) -> Result:
     """Relay this request, as the client made it, to `backend`."""
+    principal = await caller(scope)
     record = scope.get("lgw.record")  # metrics and the request log: which backend, how long
     if record is not None:
         record.enter(backend.name)
@@ -49,6 +51,7 @@ async def forward_request(
             client_headers(scope["headers"], keep_encoding=True),
             scope["lgw.request_id"],
             body,
+            principal.credentials_for(backend.name),
         )
     finally:
         if record is not None:

@@ -7,16 +7,22 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from llm_gateway.accounting.accountant import Accountant
 from llm_gateway.app.validation import Validator, compile_request_validators
+from llm_gateway.auth.authenticate import Authenticator
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
+from llm_gateway.grouping.layer import Grouper
+from llm_gateway.limits.gate import Gate
 from llm_gateway.metrics.exposition import Exposition
 from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
+from llm_gateway.storage.database import open_database
 
 
 class BoundedMap(OrderedDict):
@@ -46,6 +52,12 @@ class State:
     validators: dict[str, Validator]
     streaming_operations: frozenset[str]
     passthrough: UpstreamBackend | None
+    # The request path's layers, in order: auth -> limits -> grouping -> (routing, backends)
+    # -> accounting.
+    auth: Authenticator
+    gate: Gate
+    grouper: Grouper
+    accountant: Accountant
     response_owners: BoundedMap = field(default_factory=lambda: BoundedMap(100_000))
     request_ids: Callable[[], str] = new_request_id
     recorder: Recorder | None = None  # per-request metrics and log lines
@@ -72,12 +84,24 @@ class State:
             validators=compile_request_validators(spec),
             streaming_operations=_streaming_operations(spec),
             passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
+            auth=Authenticator(config, env),
+            gate=Gate(config, env),
+            grouper=Grouper(config, env),
+            accountant=Accountant(config, env),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )
 
+    db: Any = None  # storage.Database, opened at start when keys or the ledger need it
+
     async def start(self) -> None:
-        """Start what runs in the background: local workers and their health checks."""
+        """Open the database, start the layers' background work, local workers and their
+        health checks."""
+        self.db = await open_database(self.config)
+        await self.auth.start(self.db)
+        await self.accountant.start(self.db)
+        await self.gate.start(self.accountant.ledger)
+        await self.grouper.start()
         for backend in self.backends.values():
             if isinstance(backend, LocalBackend):
                 await backend.start()
@@ -85,6 +109,13 @@ class State:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        # After the backends: every stream is over, so every usage record is in.
+        await self.grouper.aclose()
+        await self.accountant.aclose()
+        await self.gate.aclose()
+        await self.auth.aclose()
+        if self.db is not None:
+            await self.db.aclose()
         if self.recorder is not None:
             self.recorder.flush()
         if self.exposition is not None:

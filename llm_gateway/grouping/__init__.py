@@ -1,0 +1,1 @@
+"""Request grouping: identical in-flight requests share one backend call; answers cached."""

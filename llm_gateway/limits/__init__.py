@@ -1,0 +1,1 @@
+"""Rate limits (requests and tokens per minute) and budgets, enforced before a backend call."""

@@ -1,0 +1,1 @@
+"""The database behind keys, teams and the usage ledger: SQLite or PostgreSQL."""

@@ -38,6 +38,9 @@ class Call:
     principal: Any = None  # who is calling (auth.principal.Principal, filled by auth)
     # Upstream credentials replacing the backend's own (a team's key, passthrough mode).
     credentials: Credentials | None = None
+    # Whether the client itself asked for stream usage (stream_options.include_usage); the
+    # gateway always asks the backend, and strips the usage chunk when this is False.
+    wants_usage: bool = True
 
     def payload(self) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed."""

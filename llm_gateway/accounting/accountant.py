@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llm_gateway.backends.base import Backend
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
@@ -14,8 +15,10 @@ from llm_gateway.limits.gate import Admission
 
 
 class Accountant:
-    def __init__(self, config: Config, env: Mapping[str, str]) -> None:
+    def __init__(self, config: Config, env: Mapping[str, str],
+                 backends: Mapping[str, Backend]) -> None:
         self.config = config
+        self.backends = backends  # to ask a local worker what a cut stream had produced
         self.ledger = None  # accounting.ledger.Ledger once started, when enabled
 
     async def start(self, db: object) -> None:

@@ -87,7 +87,7 @@ class State:
             auth=Authenticator(config, env),
             gate=Gate(config, env),
             grouper=Grouper(config, env),
-            accountant=Accountant(config, env),
+            accountant=Accountant(config, env, backends),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )

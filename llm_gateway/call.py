@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
+
+NO_HINTS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,9 @@ class Call:
     # Whether the client itself asked for stream usage (stream_options.include_usage); the
     # gateway always asks the backend, and strips the usage chunk when this is False.
     wants_usage: bool = True
+    # The client's x-lgw-* request headers (directives to the gateway, e.g. x-lgw-group: off):
+    # read by the layers, never forwarded upstream.
+    hints: Mapping[str, str] = field(default_factory=lambda: NO_HINTS)
 
     def payload(self) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed."""

@@ -97,6 +97,14 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class QuotaExceeded(GatewayError):
+    """A key's or team's budget is used up (OpenAI's shape for an exhausted quota)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class UpstreamUnavailable(GatewayError):
     """The backend could not be reached (connect error, dropped connection)."""
 

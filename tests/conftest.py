@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import openai
@@ -12,6 +13,16 @@ from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
 from gateway_support import ENV, UPSTREAM_KEY, gateway_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_in_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Gateways under test keep their database and ledger spool (storage.data_dir) in a temp
+    dir, never in the real home: through ENV for in-thread gateways, os.environ for
+    `llm-gateway serve` subprocesses."""
+    path = str(tmp_path_factory.mktemp("gateway-state"))
+    ENV["LLM_GATEWAY__STORAGE__DATA_DIR"] = path
+    os.environ["LLM_GATEWAY__STORAGE__DATA_DIR"] = path
 
 
 @pytest.fixture(scope="session")

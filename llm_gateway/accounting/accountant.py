@@ -1,41 +1,155 @@
 """Attributes each request's usage: a ledger record, and the admission settled with it.
 
-STUB: records nothing; the accounting issue replaces the body.
+`prepare` makes streams report their usage (metering), `track` wraps the result so that when
+it is over (a body at once, a stream at its end, however it ended) one `UsageRecord` is
+written to the ledger and the admission is settled exactly once with what was charged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from time import perf_counter
+from typing import Any
 
+from llm_gateway.accounting import metering
+from llm_gateway.accounting.ledger import Ledger
+from llm_gateway.accounting.metering import Metered
+from llm_gateway.accounting.prices import Prices
+from llm_gateway.accounting.record import UsageRecord
 from llm_gateway.backends.base import Backend
+from llm_gateway.backends.local import LocalBackend
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
 from llm_gateway.limits.gate import Admission
 
+GROUPED = frozenset({"coalesced", "hit"})  # answered without a backend call of their own
+_DONE = b"data: [DONE]"
+
 
 class Accountant:
     def __init__(self, config: Config, env: Mapping[str, str],
-                 backends: Mapping[str, Backend]) -> None:
+                 backends: Mapping[str, Backend], metrics: Any = None) -> None:
         self.config = config
         self.backends = backends  # to ask a local worker what a cut stream had produced
-        self.ledger = None  # accounting.ledger.Ledger once started, when enabled
+        self.metrics = metrics  # metrics.registry.GatewayMetrics (ledger queue), or None
+        self.ledger: Ledger | None = None  # once started, when accounting is enabled
+        self.prices = Prices(config.accounting.prices)
+        self.charge_grouped = config.accounting.charge_grouped
+        self._counting: set[asyncio.Task] = set()  # cut streams being counted
 
-    async def start(self, db: object) -> None:
-        pass
+    async def start(self, db: Any) -> None:
+        if self.config.accounting.enabled and db is not None:
+            self.ledger = Ledger.from_config(db, self.config, metrics=self.metrics)
+            await self.ledger.start()
 
     def prepare(self, call: Call) -> None:
         """Before the backend call: ask for stream usage the client did not ask for."""
+        metering.ask_for_usage(call)
 
     def track(self, call: Call, admission: Admission, result: Result, started: float) -> Result:
         """The result as the client will get it; its record is written when it is over."""
-        admission.settle(0, 0.0)
+        settled = False
+
+        def on_done(metered: Metered) -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
+            try:
+                rec = self._record(call, result, metered, started)
+            except Exception:
+                admission.settle(0, 0.0)
+                raise  # metering logs it
+            admission.settle(rec.prompt_tokens + rec.completion_tokens if rec.charged else 0,
+                             rec.cost)
+            if self.ledger is not None:
+                self.ledger.record(rec)
+
+        result = metering.meter(call, result, self.backends, on_done, tasks=self._counting)
+        if result.stream is not None and self.ledger is not None:
+            result.stream = _recorded_before_done(result.stream)
         return result
 
     def failed(self, call: Call, admission: Admission, error: GatewayError,
                started: float) -> None:
         """The call ended in an error before any result."""
         admission.settle(0, 0.0)
+        if self.ledger is None:
+            return
+        ended = perf_counter()
+        outcome = ("timeout" if error.status == 504 else
+                   "upstream_error" if error.status in (502, 503) else "error")
+        principal = call.principal
+        self.ledger.record(UsageRecord(
+            request_id=call.request_id, time=time.time() - (ended - started),
+            key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
+            model=call.model, served_model=call.target_model or call.model, backend="",
+            latency_ms=(ended - started) * 1000, status=error.status, outcome=outcome,
+            charged=False))
+
+    def _record(self, call: Call, result: Result, metered: Metered,
+                started: float) -> UsageRecord:
+        usage = metered.usage
+        served = call.target_model or call.model
+        grouped = result.grouping in GROUPED
+        charged = not grouped or self.charge_grouped
+        if isinstance(self.backends.get(result.backend), LocalBackend):
+            # Local models are free unless priced by their own name: an alias that an
+            # upstream glob (gpt-*) matches must not price a local answer as OpenAI's.
+            cost = self.prices.cost(usage, served) if charged else 0.0
+        else:
+            cost = self.prices.cost(usage, served, call.model) if charged else 0.0
+        principal = call.principal
+        first = metered.first_token_at
+        return UsageRecord(
+            request_id=call.request_id,
+            time=time.time() - (perf_counter() - started),
+            key_id=getattr(principal, "key_id", None),
+            team=getattr(principal, "team", None),
+            model=call.model, served_model=served, backend=result.backend,
+            prompt_tokens=usage.prompt if usage else 0,
+            completion_tokens=usage.completion if usage else 0,
+            cached_tokens=usage.cached if usage else 0,
+            cost=cost,
+            latency_ms=(metered.ended_at - started) * 1000,
+            ttft_ms=None if first is None else (first - started) * 1000,
+            status=metered.status, outcome=metered.outcome, partial=metered.partial,
+            grouping=result.grouping,
+            saved_tokens=usage.total if usage is not None and grouped else 0,
+            charged=charged)
 
     async def aclose(self) -> None:
-        pass
+        await metering.drain(self._counting)  # cut streams still being counted
+        if self.ledger is not None:
+            await self.ledger.aclose()
+
+
+async def _recorded_before_done(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The metered stream, except that the block ending it (`data: [DONE]`) is held until the
+    stream behind it has ended, which is when its record is spooled: a client that got the
+    whole answer always has its record on disk, even if the process dies right after.
+
+    Backends close the stream after [DONE] (OpenAI's protocol), so holding it costs nothing.
+    """
+    blocks = stream.__aiter__()
+    try:
+        while True:
+            try:
+                block = await blocks.__anext__()
+            except StopAsyncIteration:
+                return
+            if _DONE not in block:
+                yield block
+                continue
+            try:
+                after = await blocks.__anext__()
+            except StopAsyncIteration:
+                yield block
+                return
+            yield block
+            yield after
+    finally:
+        await blocks.aclose()  # type: ignore[attr-defined]

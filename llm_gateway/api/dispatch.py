@@ -15,7 +15,7 @@ from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
 from llm_gateway.auth.principal import Principal
 from llm_gateway.backends.base import Backend
-from llm_gateway.backends.headers import client_headers
+from llm_gateway.backends.headers import client_headers, gateway_hints
 from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InvalidRequest
@@ -68,6 +68,7 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         request_id=scope["lgw.request_id"],
         headers=client_headers(scope["headers"], keep_encoding=False),
         principal=principal,
+        hints=gateway_hints(scope["headers"]),
     )
     state.auth.check_model(principal, model)
     return state, call

@@ -3,8 +3,9 @@
 Readiness, per configured model route: its backend is healthy, i.e. a local backend has at
 least one healthy worker and an upstream's recent calls have not all failed
 (`backends.health.RecentFailures`); a local backend with no healthy worker still counts as
-ready when its fallback model's backend is. The ledger check reads "not configured" until
-accounting exists.
+ready when its fallback model's backend is. The ledger check reports whether usage records
+reach the database; it does not make the gateway unready, since records queue on disk while
+the database is away and requests keep being served.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ async def get_readyz(request: Request) -> BytesResponse:
 
 def readiness(state: State) -> tuple[bool, dict]:
     models = {rule.name: _route_check(state, rule.backend) for rule in state.config.models}
-    checks: dict = {"config": OK, "ledger": "not configured", "models": models}
+    ledger = state.accountant.ledger
+    checks: dict = {"config": OK, "ledger": ledger.health() if ledger is not None
+                    else "not configured", "models": models}
     default = state.config.routing.default_backend
     if default is not None:
         checks["default_backend"] = _route_check(state, default)

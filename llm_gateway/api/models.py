@@ -7,17 +7,26 @@ from starlette.requests import Request
 
 from llm_gateway.api.dispatch import caller
 from llm_gateway.app.responses import BytesResponse
+from llm_gateway.errors import ModelNotFound
 
 _JSON = [(b"content-type", b"application/json")]
 
 
 async def list_models(request: Request) -> BytesResponse:
-    await caller(request.scope)
-    models = await request.scope["lgw.state"].catalog.list()
+    principal = await caller(request.scope)
+    state = request.scope["lgw.state"]
+    # Only what this key may use: a list a client can pick from without meeting a 403.
+    models = [m for m in await state.catalog.list() if state.auth.allowed(principal, m["id"])]
     return BytesResponse(200, orjson.dumps({"object": "list", "data": models}), list(_JSON))
 
 
 async def retrieve_model(request: Request) -> BytesResponse:
-    await caller(request.scope)
-    model = await request.scope["lgw.state"].catalog.get(request.path_params["model"])
+    principal = await caller(request.scope)
+    state = request.scope["lgw.state"]
+    name = request.path_params["model"]
+    if not state.auth.allowed(principal, name):
+        # OpenAI's answer for a model the key has no access to: it does not exist for it.
+        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access "
+                            "to it.", param="model")
+    model = await state.catalog.get(name)
     return BytesResponse(200, orjson.dumps(model), list(_JSON))

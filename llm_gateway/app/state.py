@@ -32,7 +32,7 @@ class BoundedMap(OrderedDict):
         super().__init__()
         self.limit = limit
 
-    def remember(self, key: str, value: str) -> None:
+    def remember(self, key: str, value: object) -> None:
         self[key] = value
         self.move_to_end(key)
         while len(self) > self.limit:
@@ -85,9 +85,9 @@ class State:
             streaming_operations=_streaming_operations(spec),
             passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
             auth=Authenticator(config, env),
-            gate=Gate(config, env),
-            grouper=Grouper(config, env),
-            accountant=Accountant(config, env, backends),
+            gate=Gate(config, env, metrics=recorder.metrics),
+            grouper=Grouper(config, env, metrics=recorder.metrics),
+            accountant=Accountant(config, env, backends, metrics=recorder.metrics),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )

@@ -17,7 +17,10 @@ from llm_gateway.config.access import BudgetConfig, CoalesceMode, RateLimitConfi
 class Principal:
     key_id: str  # a stored key's id; "anonymous" (auth none); "pt_<hash>" (passthrough)
     team: str | None = None
-    models: tuple[str, ...] = ()  # allowed names/globs, key's and team's intersected; () = all
+    # Allowed names/globs: a model must match the key's list and the team's list (an empty
+    # list allows everything). Two lists, since two glob lists rarely intersect into one.
+    models: tuple[str, ...] = ()  # the key's
+    team_models: tuple[str, ...] = ()  # the team's
     key_limits: RateLimitConfig | None = None
     team_limits: RateLimitConfig | None = None
     key_budget: BudgetConfig | None = None

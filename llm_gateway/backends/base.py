@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from llm_gateway.accounting.usage import Usage
 from llm_gateway.call import Call, Result
 
 
@@ -22,3 +23,12 @@ class Backend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    async def usage_of(self, request_id: str) -> Usage | None:
+        """What an earlier call with this request id used, by the backend's own count, when
+        its stream ended before reporting usage (the client left, a worker failed).
+
+        Optional: backends that cannot tell (an upstream API) may leave it out; callers
+        look it up with ``getattr`` and count tokens themselves when it is missing or None.
+        """
+        return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from llm_gateway.call import NO_HINTS
 
 # RFC 9110 connection-specific headers: they describe one hop, never the next.
 HOP_BY_HOP = frozenset({
@@ -28,6 +30,17 @@ def client_headers(raw: Iterable[tuple[bytes, bytes]], *, keep_encoding: bool) -
             continue
         out[name] = value.decode("latin-1")
     return out
+
+
+def gateway_hints(raw: Iterable[tuple[bytes, bytes]]) -> Mapping[str, str]:
+    """The client's x-lgw-* headers: directives to the gateway (`client_headers` drops them)."""
+    out: dict[str, str] | None = None
+    for key, value in raw:
+        if key[:6].lower() == b"x-lgw-":
+            if out is None:
+                out = {}
+            out[key.decode("latin-1").lower()] = value.decode("latin-1").strip().lower()
+    return NO_HINTS if out is None else out
 
 
 def response_headers(

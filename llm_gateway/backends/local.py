@@ -17,14 +17,17 @@ only decides where a call goes and what to do when a worker is full or gone:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
+from llm_gateway.accounting.usage import Usage
 from llm_gateway.backends.discovery import Resolver
 from llm_gateway.backends.pool import Worker, WorkerPool
 from llm_gateway.backends.supervisor import Supervisor
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS = frozenset({"/chat/completions", "/completions", "/embeddings"})
 PROMPT_PREFIX_CHARS = 512  # how much of a completions prompt keys affinity
+SERVED_MEMORY = 8192  # streams whose worker is remembered, to ask it what they used
+USAGE_WAIT_SECONDS = 2.0  # how long a worker may take to settle a cut stream's counts
 
 
 class BackendSaturated(Exception):  # a signal to the dispatcher more than an error
@@ -105,6 +110,8 @@ class LocalBackend:
         self._clock = clock
         # worker index -> ((url, generation), its client, the worker)
         self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend, Worker]] = {}
+        # request id -> the worker that streamed it and its generation then (bounded LRU)
+        self._served: OrderedDict[str, tuple[Worker, int]] = OrderedDict()
         self._created = int(time.time())
 
     @property
@@ -167,11 +174,47 @@ class LocalBackend:
                 full.add(worker.index)
                 last_full = result
                 continue
+            if result.stream is not None:
+                self._remember(call.request_id, worker)
             return self._tracked(result, worker)
 
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": self.name, "object": "model", "created": self._created,
                  "owned_by": "local"}]
+
+    async def usage_of(self, request_id: str) -> Usage | None:
+        """What the worker that streamed ``request_id`` counted for it, cut short or not.
+
+        None when that is unknown: no stream by that id, or its worker restarted since (its
+        log went with it), or the worker could not be asked.
+        """
+        served = self._served.get(request_id)
+        if served is None or served[0].generation != served[1] or not served[0].url:
+            return None
+        client = await self._client(served[0])
+        result: Result | None = None
+        try:
+            async with asyncio.timeout(USAGE_WAIT_SECONDS + 5):
+                result = await client.forward(
+                    "GET", f"/internal/usage/{request_id}", f"wait={USAGE_WAIT_SECONDS}", {},
+                    request_id, None)
+                body = b"".join([block async for block in result.stream or ()])
+        except Exception as exc:  # accounting falls back to counting tokens itself
+            log.warning("local %s: could not ask a worker what %s used: %r", self.name,
+                        request_id, exc)
+            return None
+        finally:
+            if result is not None:
+                await result.aclose()
+        if result.status != 200:
+            return None
+        try:
+            used = orjson.loads(body)
+            prompt, completion = int(used["prompt_tokens"]), int(used["completion_tokens"])
+            cached = int(used.get("cached_tokens") or 0)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+        return Usage(prompt, completion, cached, prompt + completion)
 
     async def aclose(self) -> None:
         await self.supervisor.aclose()
@@ -200,6 +243,12 @@ class LocalBackend:
         client = UpstreamBackend(cfg, {})
         self._clients[worker.index] = (version, client, worker)
         return client
+
+    def _remember(self, request_id: str, worker: Worker) -> None:
+        self._served[request_id] = (worker, worker.generation)
+        self._served.move_to_end(request_id)
+        if len(self._served) > SERVED_MEMORY:
+            self._served.popitem(last=False)
 
     async def _close_departed(self) -> None:
         """Close the clients of workers that discovery dropped, once nothing runs on them."""

@@ -54,6 +54,8 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
         "--n-ctx", str(cfg.n_ctx),
         "--n-batch", str(cfg.n_batch),
         "--max-queue", str(cfg.max_queue),
+        "--engine", cfg.engine,
+        "--parallel", str(cfg.parallel),
     ]
     if cfg.n_threads is not None:
         cmd += ["--n-threads", str(cfg.n_threads)]

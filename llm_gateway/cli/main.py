@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from llm_gateway import __version__
+from llm_gateway.cli.keys import add_arguments as keys_arguments
+from llm_gateway.cli.teams import add_arguments as teams_arguments
+from llm_gateway.cli.usage import add_arguments as usage_arguments
 from llm_gateway.cli.worker import add_arguments as worker_arguments
 
 
@@ -26,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and report every problem")
     check.add_argument("file")
+
+    keys_arguments(sub.add_parser("keys", help="gateway keys: create, list, revoke, rotate..."))
+    teams_arguments(sub.add_parser("teams", help="teams: create, list, show, update"))
+    usage_arguments(sub.add_parser("usage", help="usage from the ledger, by team, key, "
+                                   "model or day"))
     return parser
 
 
@@ -46,4 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         ok, message = check_file(args.file)
         print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
+    if args.command == "keys":
+        from llm_gateway.cli.keys import main as keys_main
+
+        return keys_main(args)
+    if args.command == "teams":
+        from llm_gateway.cli.teams import main as teams_main
+
+        return teams_main(args)
+    if args.command == "usage":
+        from llm_gateway.cli.usage import main as usage_main
+
+        return usage_main(args)
     return 2

@@ -37,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=16,
                         help="requests that may wait for the model; more get 429 "
                              "(default: %(default)s)")
+    parser.add_argument("--engine", choices=["batching", "simple"], default="batching",
+                        help="batching: up to --parallel requests decoded together; simple: "
+                             "one at a time (default: %(default)s)")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="sequences the batching engine decodes together "
+                             "(default: %(default)s)")
+    parser.add_argument("--kv-unified", action="store_true",
+                        help="batching: one KV cache of --n-ctx cells shared by all sequences "
+                             "(less memory; answers may drift from those given alone) instead "
+                             "of --n-ctx cells for each")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
@@ -49,6 +59,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         n_threads=args.n_threads, flash_attn=args.flash_attn, chat_format=args.chat_format,
         chat_template=args.chat_template, lora=args.lora, embedding=args.embedding,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
+        engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
     )
 
 
@@ -59,6 +70,8 @@ def _precheck(config: WorkerConfig) -> str | None:
 
     if config.max_queue < 0:
         return "--max-queue must be 0 or more"
+    if config.parallel < 1:
+        return "--parallel must be 1 or more"
     if config.n_ctx < 0 or config.n_batch < 1:
         return "--n-ctx must be 0 or more and --n-batch 1 or more"
     try:

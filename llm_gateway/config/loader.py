@@ -15,10 +15,13 @@ from typing import Any
 
 import yaml
 
+from .access import TeamConfig
+from .accounting import StorageConfig
 from .builder import Builder, describe, join
 from .checks import http_url
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
+from .grouping import GroupingConfig
 from .schema import Config, LocalConfig, ModelRoute, RoutingConfig, is_pattern
 
 ENV_PREFIX = "LLM_GATEWAY__"
@@ -291,6 +294,22 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
         for name, cfg in local.items():
             if isinstance(cfg, LocalConfig):
                 _check_local(join("local", name), name, cfg, parts, b)
+
+    storage = parts.get("storage", StorageConfig())
+    grouping = parts.get("grouping", GroupingConfig())
+    if (isinstance(storage, StorageConfig) and isinstance(grouping, GroupingConfig)
+            and grouping.cache.backend == "redis" and storage.redis_url is None):
+        b.fail("grouping.cache.backend", "redis needs storage.redis_url")
+    teams = parts.get("teams")
+    if isinstance(teams, dict) and isinstance(ups, dict):
+        for name, team in teams.items():
+            if not isinstance(team, TeamConfig):
+                continue
+            for upstream in team.upstreams:
+                if upstream not in ups:
+                    b.fail(join(join(join("teams", name), "upstreams"), upstream),
+                           f"unknown upstream {upstream!r} "
+                           f"(known: {', '.join(ups) or 'none'})")
 
 
 def _check_local(path: str, name: str, cfg: LocalConfig, parts: dict[str, Any], b: Builder) -> None:

@@ -25,7 +25,7 @@ from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
-from llm_gateway.metrics.registry import NONE, Bounded, GatewayMetrics, ModelLabel
+from llm_gateway.metrics.registry import NONE, Bounded, Capped, GatewayMetrics, ModelLabel
 from llm_gateway.metrics.tally import Tally
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
@@ -154,7 +154,7 @@ class Recorder:
 
     __slots__ = ("_finished", "_timer", "access", "metrics", "models", "tally", "teams")
 
-    def __init__(self, metrics: GatewayMetrics | None, models: ModelLabel, teams: Bounded,
+    def __init__(self, metrics: GatewayMetrics | None, models: ModelLabel, teams: Bounded | Capped,
                  access: AccessLog) -> None:
         self.metrics = metrics
         self.tally = Tally(metrics) if metrics is not None else None
@@ -169,7 +169,7 @@ class Recorder:
         return cls(
             GatewayMetrics() if config.metrics.enabled else None,
             ModelLabel(router, catalog),
-            Bounded(()),  # no teams are configured until auth exists: every team is "none"
+            Capped(),
             AccessLog(config.server.log_bodies),
         )
 

@@ -73,11 +73,15 @@ class GatewayMetrics:
             "llm_gateway_inflight_requests", "Requests a backend is working on right now.",
             ["backend"], multiprocess_mode="livesum", registry=r)
         self.ratelimited = Counter(
-            "llm_gateway_ratelimited", "Requests refused by a rate limit, by limit (rpm, tpm).",
+            "llm_gateway_ratelimited", "Requests refused by a rate limit, by limit (rpm, tpm), "
+            "or because a budget was used up (budget).",
             ["team", "limit"], registry=r)
         self.budget_remaining = Gauge(
             "llm_gateway_budget_remaining", "What is left of a team's budget, by unit.",
             ["team", "unit"], multiprocess_mode="livemostrecent", registry=r)
+        self.limits_degraded = Counter(
+            "llm_gateway_limits_degraded", "Calls whose rate limits and budgets were counted "
+            "by this replica alone because Redis could not be reached.", registry=r)
         self.ledger_queue_depth = Gauge(
             "llm_gateway_ledger_queue_depth", "Usage records waiting to be written to the ledger.",
             multiprocess_mode="livesum", registry=r)
@@ -98,6 +102,30 @@ class Bounded:
         if value is None:
             return NONE
         return value if value in self.known else OTHER
+
+
+class Capped:
+    """A label value kept as is for the first ``limit`` distinct values, then ``other``.
+
+    For teams: they are created at run time (admin API), so they cannot be listed up front,
+    but there are few of them; the cap only guards the metrics against a runaway.
+    """
+
+    __slots__ = ("limit", "seen")
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if value is None:
+            return NONE
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return OTHER
 
 
 class ModelLabel:

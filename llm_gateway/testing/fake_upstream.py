@@ -120,17 +120,22 @@ def _tracking_protocol(transports: dict[Peer, asyncio.Transport]) -> type[asynci
 
     class TrackingProtocol(base):  # type: ignore[misc, valid-type]
         _fake_peer: Peer | None = None
+        _fake_transport: asyncio.Transport | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             peer = transport.get_extra_info("peername")
             if isinstance(peer, tuple) and len(peer) >= 2:
                 self._fake_peer = (str(peer[0]), int(peer[1]))
+                self._fake_transport = transport
                 transports[self._fake_peer] = transport
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._fake_peer is not None:
-                transports.pop(self._fake_peer, None)
+            # Only this connection's own entry: a quickly reused port may already map to a
+            # newer connection's transport.
+            peer = self._fake_peer
+            if peer is not None and transports.get(peer) is self._fake_transport:
+                del transports[peer]
             super().connection_lost(exc)
 
     return TrackingProtocol

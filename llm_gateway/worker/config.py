@@ -21,5 +21,8 @@ class WorkerConfig:
     lora: str | None = None
     embedding: bool = False
     max_queue: int = 16
+    engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
+    parallel: int = 8  # sequences the batching engine decodes together
+    kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"

@@ -30,6 +30,16 @@ class _EngineCollector(Collector):
         generated = CounterMetricFamily("llm_worker_generated_tokens", "Tokens generated.")
         kv = GaugeMetricFamily("llm_worker_kv_cache_usage_ratio",
                                "Fraction of the KV cache holding tokens.")
+        cached = GaugeMetricFamily("llm_worker_cached_sequences",
+                                   "Finished sequences kept in the KV cache for prefix reuse.")
+        rate = GaugeMetricFamily("llm_worker_tokens_per_second",
+                                 "Tokens generated per second over the last few seconds.")
+        steps = CounterMetricFamily("llm_worker_steps", "Batched decode steps.")
+        step_time = CounterMetricFamily("llm_worker_step_seconds",
+                                        "Wall time of the decode steps.")
+        decode_time = CounterMetricFamily(
+            "llm_worker_decode_seconds",
+            "Time inside llama_decode; step minus decode is the Python overhead.")
         if stats is not None:
             queue.add_metric([], stats.queue_depth)
             active.add_metric([], stats.active)
@@ -37,7 +47,14 @@ class _EngineCollector(Collector):
             generated.add_metric([], stats.generated_tokens_total)
             if stats.kv_cache_usage is not None:
                 kv.add_metric([], stats.kv_cache_usage)
-        yield from (queue, active, prompt, generated, kv)
+            cached.add_metric([], stats.cached_sequences)
+            if stats.tokens_per_second is not None:
+                rate.add_metric([], stats.tokens_per_second)
+            steps.add_metric([], stats.steps_total)
+            step_time.add_metric([], stats.step_seconds_total)
+            decode_time.add_metric([], stats.decode_seconds_total)
+        yield from (queue, active, prompt, generated, kv, cached, rate, steps, step_time,
+                    decode_time)
 
 
 class WorkerMetrics:

@@ -25,7 +25,13 @@ from starlette.routing import Route
 
 from llm_gateway.app.responses import BytesResponse, StreamResponse, error_response
 from llm_gateway.backends.sse import DONE
-from llm_gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable, status_error_type
+from llm_gateway.errors import (
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    status_error_type,
+)
 from llm_gateway.worker.config import WorkerConfig
 from llm_gateway.worker.engines.base import Engine, EngineClosed, QueueFull
 from llm_gateway.worker.metrics import CONTENT_TYPE
@@ -34,6 +40,7 @@ from llm_gateway.worker.shapes import ChatShaper, CompletionShaper, embedding_li
 from llm_gateway.worker.state import EngineFactory, WorkerState
 from llm_gateway.worker.streaming import ClientGone, collect, sse_blocks, unless_disconnected
 from llm_gateway.worker.tools import tool_chunks, tool_response
+from llm_gateway.worker.usage_log import UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,9 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
                     shaper: ChatShaper | CompletionShaper):
     with engine_errors():
         stream = await engine.submit(prepared.job)
+    # Counted by request id, so the gateway can ask what a cut-short stream used.
+    stream = _usage_log(request).watch(stream, request.scope["lgw.request_id"], prepared.job,
+                                       engine.cancel)
     histogram = _state(request).metrics.time_per_output_token
     logprobs = prepared.job.logprobs
     if prepared.stream:
@@ -132,6 +142,9 @@ async def _tool_call(request: Request, engine: Engine, prompter: Prompter, body:
                 request.receive, engine.run_chat_handler(prompter.handler_request(body)))
         except ValueError as exc:  # the library's word for a bad request (too long, ...)
             raise InvalidRequest(str(exc), param="messages") from None
+    used = result.get("usage") or {}
+    _usage_log(request).record(request.scope["lgw.request_id"], used.get("prompt_tokens", 0),
+                               used.get("completion_tokens", 0))
     if not stream:
         return _json(tool_response(result, shaper))
 
@@ -182,6 +195,27 @@ async def list_models(request: Request):
 
 
 @endpoint
+async def request_usage(request: Request):
+    """Internal (the gateway's): what a recent request used, even if it was cut short.
+
+    ``?wait=S`` waits up to S seconds (at most 10) for a request still running to end.
+    """
+    request_id = request.path_params["request_id"]
+    try:
+        wait = float(request.query_params.get("wait", "0"))
+    except ValueError:
+        raise InvalidRequest("wait must be a number of seconds.", param="wait") from None
+    entry = await _usage_log(request).wait(request_id, wait)
+    if entry is None:
+        raise NotFound(f"No recent request has the id '{request_id}'.", code="unknown_request")
+    return _json(entry.as_json(request_id))
+
+
+def _usage_log(request: Request) -> UsageLog:
+    return request.app.state.usage
+
+
+@endpoint
 async def health(request: Request):
     state = _state(request)
     return _json(state.health(), 200 if state.status == "ok" else 503)
@@ -226,6 +260,7 @@ class RequestIds:
 
 def create_app(config: WorkerConfig, *, engine_factory: EngineFactory | None = None) -> Starlette:
     state = WorkerState(config, engine_factory)
+    usage = UsageLog()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -235,16 +270,19 @@ def create_app(config: WorkerConfig, *, engine_factory: EngineFactory | None = N
         finally:
             loading.cancel()
             await state.close()
+            await usage.aclose()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/internal/usage/{request_id}", request_usage, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds)],
                     exception_handlers={HTTPException: _http_error})
     app.state.worker = state
+    app.state.usage = usage
     return app

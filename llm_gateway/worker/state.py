@@ -34,6 +34,17 @@ def simple_engine(config: WorkerConfig, path: Path) -> Engine:
                         seed=config.seed)
 
 
+def batching_engine(config: WorkerConfig, path: Path) -> Engine:
+    from llm_gateway.worker.engines.batching import BatchingEngine
+
+    return BatchingEngine(lambda: load_llama(path, config), parallel=config.parallel,
+                          max_queue=config.max_queue, seed=config.seed,
+                          kv_unified=config.kv_unified)
+
+
+ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}
+
+
 class WorkerState:
     def __init__(self, config: WorkerConfig, engine_factory: EngineFactory | None = None,
                  validators: dict[str, Validator] | None = None) -> None:
@@ -47,7 +58,7 @@ class WorkerState:
         self.metrics = WorkerMetrics(self.stats)
         self.validators = validators if validators is not None else \
             compile_request_validators(load_spec())
-        self._engine_factory = engine_factory or simple_engine
+        self._engine_factory = engine_factory or ENGINES[config.engine]
 
     async def load(self) -> None:
         started = time.monotonic()
@@ -92,6 +103,11 @@ class WorkerState:
             "queue_depth": stats.queue_depth if stats else 0,
             "active": stats.active if stats else 0,
             "max_queue": self.config.max_queue,
+            "engine": self.config.engine,
+            "parallel": stats.parallel if stats else None,
+            "cached_sequences": stats.cached_sequences if stats else 0,
+            "kv_cache_usage": stats.kv_cache_usage if stats else None,
+            "tokens_per_second": stats.tokens_per_second if stats else None,
             "n_ctx": info.n_ctx if info else (self.config.n_ctx or None),
             "embedding": self.config.embedding,
         }

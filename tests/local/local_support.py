@@ -51,6 +51,9 @@ def config_with_local(fake_url: str, local: dict[str, dict]) -> dict:
             *({"name": name, "backend": name} for name in local),
             {"name": "gpt-*", "backend": "openai"},
         ],
+        # These tests send identical temperature-0 requests to see each reach a worker:
+        # request grouping (coalescing, the response cache) would answer them itself.
+        "grouping": {"coalesce": "off", "cache": {"enabled": False}},
     }
 
 

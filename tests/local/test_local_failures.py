@@ -91,8 +91,8 @@ async def test_queue_full_answers_429_or_spills_to_the_fallback(
 ) -> None:
     # One worker each, one request running and one waiting at most.
     gateway: LocalGateway = make_local_gateway({
-        "tight": {"max_queue": 1},
-        "spill": {"max_queue": 1, "fallback": "gpt-4o-mini"},
+        "tight": {"max_queue": 1, "parallel": 1},
+        "spill": {"max_queue": 1, "parallel": 1, "fallback": "gpt-4o-mini"},
     })
     await asyncio.to_thread(gateway.wait_ready, "tight")
     await asyncio.to_thread(gateway.wait_ready, "spill")

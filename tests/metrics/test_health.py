@@ -20,7 +20,7 @@ def test_healthz_and_readyz(make_gateway):
     body = ready.json()
     assert body["status"] == "ready"
     assert body["checks"]["config"] == "ok"
-    assert body["checks"]["ledger"] == "not configured"
+    assert body["checks"]["ledger"] == "ok"  # accounting is on by default (SQLite)
     assert body["checks"]["models"] == {name: "ok" for name in (
         "gpt-4o-mini", "house-model", "gpt-*", "text-embedding-*", "acme/house-llm")}
     assert httpx.post(f"{gw.base}/healthz").status_code == 405

@@ -9,7 +9,7 @@ import pytest
 
 from llm_gateway.metrics.registry import OTHER, Bounded
 
-from gateway_support import gateway_config
+from gateway_support import UPSTREAM_KEY, gateway_config
 from metrics_support import label_values, scrape, settled, value
 
 
@@ -37,9 +37,15 @@ def test_counts_and_token_sums_match_the_traffic(fake, make_gateway):
             model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
             messages=[{"role": "user", "content": f"count {i} words please"}]))
         add(chunks[-1].usage)
-    for _ in range(2):  # streams without usage: counted, but they report no tokens
-        list(client.chat.completions.create(
+    for _ in range(2):  # streams whose client did not ask for usage: the gateway asks, and
+        # counts it; what it counts is what the fake reports for the same stream asked directly
+        chunks = list(client.chat.completions.create(
             model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi"}]))
+        assert all(c.choices for c in chunks)  # the usage chunk was not passed on
+        direct = openai.OpenAI(base_url=fake.url, api_key=UPSTREAM_KEY, max_retries=0)
+        add(list(direct.chat.completions.create(
+            model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "hi"}]))[-1].usage)
     add(client.completions.create(model="gpt-4o-mini", prompt="say this please").usage)
     add(client.responses.create(model="gpt-4o-mini", input="a responses request").usage)
     alias = client.chat.completions.create(

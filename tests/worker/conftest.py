@@ -8,21 +8,29 @@ import openai
 import pytest
 
 from gateway_support import require_local_extra
-from worker_support import WorkerProcess, default_model_path
+from worker_support import ENGINES, WorkerProcess, default_model_path
 
 require_local_extra()
 
 
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test on `worker` or `small_worker` runs once per engine."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def worker() -> Iterator[WorkerProcess]:
-    server = WorkerProcess("--served-name", "smollm2").start()
+def worker(engine: str) -> Iterator[WorkerProcess]:
+    server = WorkerProcess("--served-name", "smollm2", "--engine", engine).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def small_worker() -> Iterator[WorkerProcess]:
-    server = WorkerProcess("--n-ctx", "256", "--max-queue", "1", "--embedding").start()
+def small_worker(engine: str) -> Iterator[WorkerProcess]:
+    # One sequence at a time on either engine: the queue tests count on one running job.
+    server = WorkerProcess("--n-ctx", "256", "--max-queue", "1", "--embedding", "--engine",
+                           engine, "--parallel", "1").start()
     yield server
     server.stop()
 

@@ -19,6 +19,8 @@ import openai
 
 from gateway_support import MODEL_FILE
 
+ENGINES = ("simple", "batching")  # `llm-gateway worker --engine`
+
 
 def free_port() -> int:
     with socket.socket() as s:

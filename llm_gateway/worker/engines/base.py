@@ -121,6 +121,13 @@ class EngineStats:
     prompt_tokens_total: int
     generated_tokens_total: int
     kv_cache_usage: float | None  # fraction of the KV cache in use, when known
+    # Batching engines only (the defaults fit a one-at-a-time engine):
+    parallel: int = 1  # sequences that can be decoded together
+    cached_sequences: int = 0  # finished sequences kept for prefix reuse
+    tokens_per_second: float | None = None  # generated, over the last few seconds
+    steps_total: int = 0  # decode steps (one llama_decode each)
+    step_seconds_total: float = 0.0  # wall time of those steps
+    decode_seconds_total: float = 0.0  # the part of it spent inside llama_decode
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,9 +105,14 @@ def reuse_prefix(llama: llama_cpp.Llama, tokens: Sequence[int]) -> int:
     return 0
 
 
-def token_logprob(llama: llama_cpp.Llama, vocab: Vocab, token: int, top: int) -> TokenLogprob:
-    """The token's log-probability under the model (before sampling settings), and the top n."""
-    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(-1), shape=(llama.n_vocab(),))
+def token_logprob(llama: llama_cpp.Llama, vocab: Vocab, token: int, top: int,
+                  index: int = -1) -> TokenLogprob:
+    """The token's log-probability under the model (before sampling settings), and the top n.
+
+    `index` is the batch position whose logits to read (the last one by default).
+    """
+    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(index),
+                                   shape=(llama.n_vocab(),))
     logits = logits.astype(np.float64)
     peak = logits.max()
     logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))

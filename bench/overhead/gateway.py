@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -81,10 +82,12 @@ class Gateway:
     pid: int
     port: int
     log: Path
+    key: str = API_KEY  # what clients send: the gateway key when keys are on
 
 
 def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
-                   metrics: bool = True) -> dict[str, Any]:
+                   metrics: bool = True, accounting: bool = False,
+                   data_dir: Path | None = None) -> dict[str, Any]:
     def upstream(base_url: str) -> dict[str, Any]:
         return {
             "base_url": base_url,
@@ -108,31 +111,49 @@ def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
                    {"name": "bench-sse", "backend": "sse"}],
         "routing": {"default_backend": None, "passthrough_backend": "fixed"},
         "metrics": {"enabled": metrics},
+        # accounting on: a gateway key is required and every request goes to the usage
+        # ledger (SQLite, spooled to disk first), as a production gateway runs; off: neither.
+        "auth": {"mode": "keys" if accounting else "none"},
+        "accounting": {"enabled": accounting},
+        "storage": {"data_dir": str(data_dir)} if data_dir is not None else {},
     }
 
 
+def create_key(gateway: list[str], cfg: Path, env: dict[str, str]) -> str:
+    """A gateway key in the config's database, made with the CLI as an operator would."""
+    proc = subprocess.run([*gateway, "keys", "create", "--config", str(cfg), "--name", "bench",
+                           "--format", "json"], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llm-gateway keys create failed:\n{proc.stdout}{proc.stderr}")
+    return json.loads(proc.stdout)["key"]
+
+
 def start_gateway(tmp: Path, transport: str, json_port: int, sse_port: int,
-                  pin: bool, metrics: bool = True) -> Gateway:
+                  pin: bool, metrics: bool = True, accounting: bool = False) -> Gateway:
     port = common.free_port()
-    stem = f"gateway-{transport}-metrics-{'on' if metrics else 'off'}"
+    stem = (f"gateway-{transport}-metrics-{'on' if metrics else 'off'}"
+            f"-accounting-{'on' if accounting else 'off'}")
     cfg = tmp / f"{stem}.yaml"
-    cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port, metrics),
-                                  sort_keys=False))
+    data_dir = tmp / f"{stem}-data"
+    cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port, metrics,
+                                                 accounting, data_dir), sort_keys=False))
     log = tmp / f"{stem}.log"
     env = {**os.environ, API_KEY_ENV: API_KEY}
     gateway = common.console_script("llm-gateway", "llm_gateway")
+    key = create_key(gateway, cfg, env) if accounting else API_KEY
     cmd = pinned(GATEWAY_CORE, [*gateway, "serve", "--config", str(cfg),
                                 "--host", "127.0.0.1", "--port", str(port)], pin)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    gw = Gateway(proc, proc.pid, port, log)
+    gw = Gateway(proc, proc.pid, port, log, key)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {proc.returncode}:\n{common.tail(log)}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                     break
             except urllib.error.HTTPError as exc:  # it answered, just not with 200
                 print(f"  note: GET /v1/models answered {exc.code}: {exc.read()[:300]!r}")

@@ -7,7 +7,6 @@ from typing import Any
 from settings import (
     CONNECTIONS,
     CONTENT_CHUNKS,
-    METRICS_MAX_COST,
     SCENARIOS,
     TARGET_ADDED_P50_MS,
     TARGET_RPS,
@@ -22,8 +21,9 @@ def compare_cell(transport: str, run: dict[str, Any]) -> str:
             f"{'  n/a' if cpu is None else f'{cpu:.3f}'}")
 
 
-def compare_metrics(on: dict[str, Any], off: dict[str, Any]) -> list[dict[str, Any]]:
-    """Metrics on against off, run by run; the 32-connection throughput is the target."""
+def compare_variants(on: dict[str, Any], off: dict[str, Any], what: str,
+                     max_cost: float) -> list[dict[str, Any]]:
+    """A feature on against off, run by run; the 32-connection throughput is the target."""
     print(f"{'run':<15}{'off r/s':>9}{'on r/s':>9}{'on/off':>8}{'off CPU':>9}{'on CPU':>8}"
           f"{'on/off':>8}")
     checks = []
@@ -38,10 +38,10 @@ def compare_metrics(on: dict[str, Any], off: dict[str, Any]) -> list[dict[str, A
               f"{'n/a' if cpu_on is None else f'{cpu_on:.3f}':>8}"
               f"{'n/a' if cpu_ratio is None else f'{cpu_ratio:.3f}':>8}")
         if key.endswith(f"/c{max(CONNECTIONS)}"):
-            checks.append({"check": f"{key}: metrics on >= {1 - METRICS_MAX_COST:.0%} of "
-                                    "the req/s with metrics off",
+            checks.append({"check": f"{key}: {what} on >= {1 - max_cost:.0%} of "
+                                    f"the req/s with {what} off",
                            "value": None if ratio is None else round(ratio, 3),
-                           "pass": ratio is not None and ratio >= 1 - METRICS_MAX_COST})
+                           "pass": ratio is not None and ratio >= 1 - max_cost})
     for c in checks:
         print(f"  {'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']}")
     return checks

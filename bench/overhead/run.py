@@ -24,8 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # bench/common.py (bench/ is not a package)
 from gateway import Gateway, describe_gateway, start_gateway, status_kib, stop, upstream_connections
 from nginx import start_nginx
-from report import compare_cell, compare_metrics, evaluate, print_table
-from settings import CONNECTIONS, CONTENT_CHUNKS, GATEWAY_CORE, LOAD_CORE, SCENARIOS
+from report import compare_cell, compare_variants, evaluate, print_table
+from settings import (
+    ACCOUNTING_MAX_COST,
+    CONNECTIONS,
+    CONTENT_CHUNKS,
+    GATEWAY_CORE,
+    LOAD_CORE,
+    METRICS_MAX_COST,
+    SCENARIOS,
+)
 from wrk import WrkResult, combine, measure, smoke, write_lua
 
 FOREIGN_WARN = common.FOREIGN_WARN
@@ -48,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--transport", choices=("aiohttp", "httpx", "both"), default="aiohttp")
     p.add_argument("--metrics", choices=("on", "off", "both"), default="on",
                    help="gateway metrics (metrics.enabled); both: compare their cost")
+    p.add_argument("--accounting", choices=("on", "off", "both"), default="off",
+                   help="gateway keys required and the usage ledger on; both: compare their "
+                        "cost (not together with --metrics both)")
     p.add_argument("--rounds", type=int, default=None,
                    help="measured runs per scenario and gateway, alternating between the "
                         "gateways (default 3 with --metrics both, else 1)")
@@ -57,8 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 3
+    if args.metrics == "both" and args.accounting == "both":
+        p.error("compare one thing at a time: --metrics both or --accounting both")
     if args.rounds is None:
-        args.rounds = 3 if args.metrics == "both" else 1
+        args.rounds = 3 if "both" in (args.metrics, args.accounting) else 1
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     if args.duration < 1 or args.warmup < 1:
@@ -75,10 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.sched_getaffinity(0)
     args.pin = {0, 1} <= cores and shutil.which("taskset") is not None
     transports = ["aiohttp", "httpx"] if args.transport == "both" else [args.transport]
-    metric_modes = ["off", "on"] if args.metrics == "both" else [args.metrics]
+    # The gateways compared side by side: "off" then "on" of the feature under comparison.
+    compared = "accounting" if args.accounting == "both" else "metrics"
+    metric_modes = ["off", "on"] if "both" in (args.metrics, args.accounting) else ["on"]
+
+    def settings(mode: str) -> tuple[bool, bool]:
+        """(metrics, accounting) of the gateway run in this mode."""
+        if compared == "accounting":
+            return args.metrics == "on", mode == "on"
+        metrics = mode == "on" if args.metrics == "both" else args.metrics == "on"
+        return metrics, args.accounting == "on"
 
     def variant(transport: str, mode: str) -> str:
-        return transport if len(metric_modes) == 1 else f"{transport}, metrics {mode}"
+        return transport if len(metric_modes) == 1 else f"{transport}, {compared} {mode}"
 
     # Ctrl-C raises KeyboardInterrupt; make SIGTERM do the same so `finally` cleans up.
     def on_term(signum: int, _frame: Any) -> None:
@@ -92,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"llm-gateway overhead benchmark: {args.duration} s runs after {args.warmup} s "
               f"warm-up, wrk -t1, transports {', '.join(transports)}, "
-              f"metrics {' and '.join(metric_modes)}")
+              f"metrics {args.metrics}, accounting {args.accounting}")
         print(f"  python {platform.python_version()}, {version(['nginx', '-v'])}, "
               f"{version(['wrk', '-v'])}, {os.cpu_count()} CPUs, "
               f"{platform.machine()} {platform.release()}")
@@ -128,17 +150,23 @@ def main(argv: list[str] | None = None) -> int:
             # With metrics both, the two gateways run side by side and their runs alternate
             # (rounds of off, on / on, off), so a slow spell of the machine hits both alike.
             for mode in metric_modes:
-                print(f"\nthrough the gateway (transport {transport}, metrics {mode})")
+                metrics_on, accounting_on = settings(mode)
+                print(f"\nthrough the gateway (transport {transport}, metrics "
+                      f"{'on' if metrics_on else 'off'}, accounting "
+                      f"{'on' if accounting_on else 'off'})")
                 gateways[mode] = start_gateway(tmp, transport, json_port, sse_port, args.pin,
-                                               mode == "on")
+                                               metrics_on, accounting_on)
                 describe_gateway(gateways[mode])
             urls = {m: f"http://127.0.0.1:{g.port}/v1/chat/completions"
                     for m, g in gateways.items()}
-            smoke_problems = {m: {s: p for s in SCENARIOS if (p := smoke(urls[m], s))}
+            scripts = {m: {s: write_lua(tmp, s, g.key, f"-{transport}-{m}") for s in SCENARIOS}
+                       for m, g in gateways.items()}
+            smoke_problems = {m: {s: p for s in SCENARIOS
+                                  if (p := smoke(urls[m], s, gateways[m].key))}
                               for m in metric_modes}
             for m, problems in smoke_problems.items():
                 for s, p in problems.items():
-                    print(f"  SMOKE FAIL metrics {m} {s}: {p}")
+                    print(f"  SMOKE FAIL {compared} {m} {s}: {p}")
             cpu_start = {m: common.cpu_seconds(g.pid) for m, g in gateways.items()}
             rounds: dict[str, dict[str, list[WrkResult]]] = {m: {} for m in metric_modes}
             own = [nginx.pid, *(g.pid for g in gateways.values())]
@@ -146,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 for c in CONNECTIONS:
                     for i in range(args.rounds):
                         for m in (metric_modes if i % 2 == 0 else metric_modes[::-1]):
-                            where = f" metrics {m}" if len(metric_modes) > 1 else ""
-                            r = measure(urls[m], lua[s], c, args, gateways[m].pid, own,
+                            where = f" {compared} {m}" if len(metric_modes) > 1 else ""
+                            r = measure(urls[m], scripts[m][s], c, args, gateways[m].pid, own,
                                         f"{s} c={c}{where}")
                             rounds[m].setdefault(f"{s}/c{c}", []).append(r)
             for mode in metric_modes:
@@ -202,12 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                     for t in transports)
                 print(f"  {key:<15} {cells}")
 
-        metrics_cost: dict[str, Any] = {}
+        feature_cost: dict[str, Any] = {}
         if len(metric_modes) > 1:
+            limit = ACCOUNTING_MAX_COST if compared == "accounting" else METRICS_MAX_COST
             for transport in transports:
-                print(f"\nmetrics on against off (transport {transport}; CPU in ms/request)")
-                metrics_cost[transport] = compare_metrics(results[variant(transport, "on")],
-                                                          results[variant(transport, "off")])
+                print(f"\n{compared} on against off (transport {transport}; CPU in ms/request)")
+                feature_cost[transport] = compare_variants(
+                    results[variant(transport, "on")], results[variant(transport, "off")],
+                    compared, limit)
 
         disturbed = [f"{where} {key} ({r['foreign_cores']:.0%})"
                      for where, runs in [("direct", {k: asdict(v) for k, v in direct.items()}),
@@ -218,13 +248,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nWARNING: {len(disturbed)} runs shared the 2 cores with other processes "
                   f"(share of a core): {', '.join(disturbed)}")
         all_pass = all(c["pass"] for r in results.values() for c in r["checks"]) and all(
-            c["pass"] for checks in metrics_cost.values() for c in checks)
+            c["pass"] for checks in feature_cost.values() for c in checks)
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "duration_s": args.duration, "warmup_s": args.warmup, "pinned": args.pin,
                 "content_chunks": CONTENT_CHUNKS, "python": platform.python_version(),
                 "direct": {k: asdict(v) for k, v in direct.items()},
-                "gateway": results, "metrics_cost": metrics_cost, "all_pass": all_pass,
+                "gateway": results, "compared": compared, "cost": feature_cost,
+                "all_pass": all_pass,
                 "disturbed_runs": disturbed,
                 "foreign_load_before_cores": idle_load,
             }, indent=2))

@@ -78,15 +78,16 @@ def request_body(scenario: str) -> str:
     })
 
 
-def write_lua(tmp: Path, scenario: str) -> Path:
-    path = tmp / f"{scenario}.lua"
+def write_lua(tmp: Path, scenario: str, key: str = API_KEY, tag: str = "") -> Path:
+    path = tmp / f"{scenario}{tag}.lua"
     # Long-bracket string: the JSON needs no escaping. The key goes to nginx on direct runs
-    # and is replaced by the gateway's own on gateway runs, so both paths pass nginx's check.
+    # and is replaced by the gateway's own on gateway runs, so both paths pass nginx's check;
+    # with gateway keys on, it is the gateway key the benchmark created.
     path.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = [[{request_body(scenario)}]]\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {API_KEY}"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
     return path
 
@@ -152,11 +153,11 @@ def combine(runs: list[WrkResult]) -> WrkResult:
     return out
 
 
-def smoke(url: str, scenario: str) -> str | None:
+def smoke(url: str, scenario: str, key: str = API_KEY) -> str | None:
     """One request before the load: None if the answer looks right, else what came back."""
     req = urllib.request.Request(
         url, data=request_body(scenario).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             status, ctype, body = resp.status, resp.headers.get("content-type", ""), resp.read()

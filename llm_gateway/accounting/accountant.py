@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -26,7 +26,6 @@ from llm_gateway.errors import GatewayError
 from llm_gateway.limits.gate import Admission
 
 GROUPED = frozenset({"coalesced", "hit"})  # answered without a backend call of their own
-_DONE = b"data: [DONE]"
 
 
 class Accountant:
@@ -35,6 +34,9 @@ class Accountant:
         self.config = config
         self.backends = backends  # to ask a local worker what a cut stream had produced
         self.metrics = metrics  # metrics.registry.GatewayMetrics (ledger queue), or None
+        # Told of each record with a cost or saved tokens (the metrics recorder; it owns the
+        # bounded label values, so the accountant need not know them).
+        self.on_record: Callable[[UsageRecord], None] | None = None
         self.ledger: Ledger | None = None  # once started, when accounting is enabled
         self.prices = Prices(config.accounting.prices)
         self.charge_grouped = config.accounting.charge_grouped
@@ -67,10 +69,10 @@ class Accountant:
                              rec.cost)
             if self.ledger is not None:
                 self.ledger.record(rec)
+            if self.on_record is not None and (rec.cost or rec.saved_tokens):
+                self.on_record(rec)  # the cost and tokens-saved metrics
 
         result = metering.meter(call, result, self.backends, on_done, tasks=self._counting)
-        if result.stream is not None and self.ledger is not None:
-            result.stream = _recorded_before_done(result.stream)
         return result
 
     def failed(self, call: Call, admission: Admission, error: GatewayError,
@@ -125,31 +127,3 @@ class Accountant:
         await metering.drain(self._counting)  # cut streams still being counted
         if self.ledger is not None:
             await self.ledger.aclose()
-
-
-async def _recorded_before_done(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The metered stream, except that the block ending it (`data: [DONE]`) is held until the
-    stream behind it has ended, which is when its record is spooled: a client that got the
-    whole answer always has its record on disk, even if the process dies right after.
-
-    Backends close the stream after [DONE] (OpenAI's protocol), so holding it costs nothing.
-    """
-    blocks = stream.__aiter__()
-    try:
-        while True:
-            try:
-                block = await blocks.__anext__()
-            except StopAsyncIteration:
-                return
-            if _DONE not in block:
-                yield block
-                continue
-            try:
-                after = await blocks.__anext__()
-            except StopAsyncIteration:
-                yield block
-                return
-            yield block
-            yield after
-    finally:
-        await blocks.aclose()  # type: ignore[attr-defined]

@@ -152,6 +152,10 @@ class _StreamMeter:
                     self.kept_bytes += len(block)
                 else:
                     self.overflow_events += block.count(b"data:")
+                if self.usage is not None and _DONE in block:
+                    # Reported before the block that ends the answer goes out: a client that
+                    # got the whole answer has its record spooled, even if we die right after.
+                    self.finish("ok")
                 yield block
             outcome = self._ending()
         except (GeneratorExit, asyncio.CancelledError):

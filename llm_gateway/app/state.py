@@ -76,6 +76,8 @@ class State:
         passthrough = backends.get(upstream.name) if upstream else None
         catalog = ModelCatalog(router, backends)
         recorder = Recorder.build(config, router, catalog)
+        accountant = Accountant(config, env, backends, metrics=recorder.metrics)
+        accountant.on_record = recorder.account
         return cls(
             config=config,
             backends=backends,
@@ -87,7 +89,7 @@ class State:
             auth=Authenticator(config, env),
             gate=Gate(config, env, metrics=recorder.metrics),
             grouper=Grouper(config, env, metrics=recorder.metrics),
-            accountant=Accountant(config, env, backends, metrics=recorder.metrics),
+            accountant=accountant,
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )

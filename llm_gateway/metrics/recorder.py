@@ -18,6 +18,7 @@ import logging
 from time import perf_counter
 from typing import Any
 
+from llm_gateway.accounting.record import UsageRecord
 from llm_gateway.accounting.usage import StreamWatch, Usage, usage_from_body
 from llm_gateway.app.logs import AccessLog
 from llm_gateway.backends.base import Backend
@@ -182,6 +183,17 @@ class Recorder:
         record = scope["lgw.record"] = RequestRecord(self, request_id, scope["method"],
                                                      scope["path"])
         return record
+
+    def account(self, rec: UsageRecord) -> None:
+        """A usage record with a cost or tokens saved by grouping: add them to the metrics."""
+        metrics = self.metrics
+        if metrics is None:
+            return
+        team = self.teams(rec.team)
+        if rec.cost:
+            metrics.cost.labels(self.models(rec.model), team).inc(rec.cost)
+        if rec.saved_tokens:
+            metrics.tokens_saved.labels(team).inc(rec.saved_tokens)
 
     def backend_error(self, backend: str, code: str) -> None:
         if self.tally is not None:

@@ -151,9 +151,14 @@ def test_gateway_deployment(overlay, rendered) -> None:
     for name, upstream in config.get("upstreams", {}).items():
         if upstream.get("api_key_env"):
             assert upstream["api_key_env"] in variables, name
-    # Shared state for the accounting and grouping issues, at the in-cluster Services.
-    assert variables["LLM_GATEWAY_REDIS_URL"].startswith("redis://llm-redis:6379")
-    assert "@llm-postgres:5432/" in variables["LLM_GATEWAY_POSTGRES_URL"]
+    # Shared state (limits, budgets, cache; keys and the ledger) at the in-cluster Services,
+    # as config overrides, and one key-hash secret for every replica.
+    assert variables["LLM_GATEWAY__STORAGE__REDIS_URL"].startswith("redis://llm-redis:6379")
+    assert variables["LLM_GATEWAY__STORAGE__URL"].startswith("postgresql://")
+    assert "@llm-postgres:5432/" in variables["LLM_GATEWAY__STORAGE__URL"]
+    key_secret = variables["LLM_GATEWAY_KEY_SECRET"]["secretKeyRef"]
+    assert key_secret["name"].startswith("llm-gateway-keys") and key_secret["key"] == "secret"
+    assert not key_secret.get("optional")  # a replica with its own secret rejects every key
     # Streams in flight get to finish: the pod's grace covers the gateway's own.
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert grace > config["server"]["shutdown_grace_seconds"] + 5
@@ -317,7 +322,8 @@ def test_services_select_pods_and_ports_exist(overlay, rendered) -> None:
 def test_references_to_configmaps_and_secrets_resolve(overlay, rendered) -> None:
     docs = rendered(overlay)
     present = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    external = EXTERNAL | ({("Secret", "llm-postgres")} if overlay == "gpu" else set())
+    made_by_hand = {"llm-postgres", "llm-gateway-keys"} if overlay == "gpu" else set()
+    external = EXTERNAL | {("Secret", name) for name in made_by_hand}
 
     def refs(node: Any):
         if isinstance(node, dict):
@@ -335,7 +341,7 @@ def test_references_to_configmaps_and_secrets_resolve(overlay, rendered) -> None
         for kind, name, optional in refs(doc.get("spec", {})):
             if (kind, name) in external:
                 # Made elsewhere: optional where the pod must start without it.
-                assert optional or (overlay, name) == ("gpu", "llm-postgres"), (kind, name)
+                assert optional or name in made_by_hand, (kind, name)
             else:
                 assert (kind, name) in present, f"{doc['metadata']['name']}: {kind} {name}"
 

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import logging
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,20 +41,17 @@ from llama_cpp import _internals
 
 from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import (
-    Engine,
-    EngineClosed,
     EngineError,
     EngineStats,
     EventStream,
     Finished,
     Job,
-    ModelInfo,
     Piece,
-    QueueFull,
 )
 from llm_gateway.worker.engines.batch_scheduler import Scheduler
 from llm_gateway.worker.engines.batch_sequence import Out
-from llm_gateway.worker.engines.simple import _JobStream, _model_info, _Work
+from llm_gateway.worker.engines.jobs import JobStream, Work
+from llm_gateway.worker.engines.threaded import Report, ThreadedEngine
 
 log = logging.getLogger(__name__)
 
@@ -120,52 +116,29 @@ class _Rate:
         return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-class BatchingEngine(Engine):
+class BatchingEngine(ThreadedEngine):
+    thread_name = "llama-batching"
+
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
                  max_queue: int = 16, seed: int | None = None,
                  kv_unified: bool = False) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
-        self._load = load
+        super().__init__(load, max_queue=max_queue, seed=seed)
         self.parallel = parallel
         self.kv_unified = kv_unified
-        self.max_queue = max_queue
-        self._seed = seed  # for requests without one; None: random per request
-        self._cond = threading.Condition()
-        self._waiting: deque[_Work] = deque()  # jobs (run is None) and exclusive calls
+        # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
-        self._running: dict[str, _Work] = {}
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self._info: ModelInfo | None = None
+        self._running: dict[str, Work] = {}
         self._scheduler: Scheduler | None = None
         self._rate = _Rate()
         self._step_seconds = 0.0
         self._extra_prompt_tokens = 0  # embeddings and chat-handler calls
         self._extra_generated_tokens = 0
 
-    @property
-    def info(self) -> ModelInfo:
-        if self._info is None:
-            raise EngineClosed("the model is not loaded")
-        return self._info
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def report(error: BaseException | None) -> None:
-            if not ready.done():
-                ready.set_exception(error) if error else ready.set_result(None)
-
-        self._thread = threading.Thread(target=self._main, args=(loop, report),
-                                        name="llama-batching", daemon=True)
-        self._thread.start()
-        await ready
-
     # -- the engine thread ------------------------------------------------------------------
 
-    def _main(self, loop: asyncio.AbstractEventLoop, report: Callable) -> None:
+    def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
         try:
             llama = self._load()
             n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
@@ -175,7 +148,7 @@ class BatchingEngine(Engine):
             n_ctx = batched_context(llama, n_seq_max, self.kv_unified)
             llama_cpp.llama_set_embeddings(llama._ctx.ctx, False)  # on only inside embed()
             vocab = llama_run.Vocab(llama)
-            self._info = dataclasses.replace(_model_info(llama), n_ctx=n_ctx)
+            self._info = dataclasses.replace(llama_run.model_info(llama), n_ctx=n_ctx)
             scheduler = self._scheduler = Scheduler(llama, vocab, self.parallel, n_seq_max,
                                                     n_ctx, self.kv_unified)
         except BaseException as exc:
@@ -190,18 +163,16 @@ class BatchingEngine(Engine):
                 seq.end(out, "cancelled")
             _deliver_all(out)
             with self._cond:
-                left, self._waiting = list(self._waiting), deque()
                 self._running.clear()
-            for work in left:
-                work.send(EngineClosed("the worker is shutting down"))
+            self._refuse_waiting()
             self._scheduler = None
             scheduler.close()
             llama.close()
 
     def _loop(self, llama: llama_cpp.Llama, scheduler: Scheduler) -> None:
         while True:
-            exclusive: _Work | None = None
-            admit: list[_Work] = []
+            exclusive: Work | None = None
+            admit: list[Work] = []
             with self._cond:
                 while not self._waiting and not scheduler.running and not self._closing:
                     self._cond.wait()
@@ -235,7 +206,7 @@ class BatchingEngine(Engine):
                 self._step_seconds += time.perf_counter() - started
                 self._rate.mark(time.monotonic(), scheduler.generated_tokens)
 
-    def _admit(self, scheduler: Scheduler, work: _Work, out: Out) -> None:
+    def _admit(self, scheduler: Scheduler, work: Work, out: Out) -> None:
         job = self._jobs[work.id]
         if work.cancelled:
             out.append((work, _cancelled_before_start(job)))
@@ -259,7 +230,7 @@ class BatchingEngine(Engine):
                     self._jobs.pop(work_id, None)
 
     def _run_exclusive(self, llama: llama_cpp.Llama, scheduler: Scheduler,
-                       work: _Work) -> None:
+                       work: Work) -> None:
         try:
             if not work.cancelled:
                 scheduler.clear()
@@ -276,44 +247,26 @@ class BatchingEngine(Engine):
 
     # -- the event loop side ----------------------------------------------------------------
 
-    def _enqueue(self, work: _Work, job: Job | None = None) -> None:
+    def _loaded(self) -> bool:
+        return self._scheduler is not None
+
+    def _free_slots(self) -> int:
+        return max(0, self.parallel - len(self._running))
+
+    def _enqueue(self, work: Work, job: Job | None = None) -> None:
+        # _cond's lock is an RLock: held across the checks and the append in the base class,
+        # so the engine thread cannot take the work before its job is known.
         with self._cond:
-            if self._closing or self._scheduler is None:
-                raise EngineClosed("the model is not loaded")
-            # Only jobs that cannot start at once count against the queue's bound.
-            free = max(0, self.parallel - len(self._running))
-            if len(self._waiting) >= self.max_queue + free:
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
+            super()._enqueue(work)
             if job is not None:
                 self._jobs[work.id] = job
-            self._waiting.append(work)
-            self._cond.notify()
 
     async def submit(self, job: Job) -> EventStream:
         events: asyncio.Queue = asyncio.Queue()
         # run=None marks a generation job: the scheduler runs it among the others.
-        work = _Work(job.id, None, events.put_nowait, asyncio.get_running_loop())
+        work = Work(job.id, None, events.put_nowait, asyncio.get_running_loop())
         self._enqueue(work, job)
-        return _JobStream(self, work, events)
-
-    async def _call(self, fn: Callable[[llama_cpp.Llama], Any], name: str) -> Any:
-        """Run `fn(llama)` alone on the engine thread, once the running sequences are done."""
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future = loop.create_future()
-
-        def settle(item: Any) -> None:
-            if not result.done():
-                if isinstance(item, BaseException):
-                    result.set_exception(item)
-                else:
-                    result.set_result(item)
-
-        work = _Work(f"{name}-{id(result):x}", lambda llama, _: fn(llama), settle, loop)
-        self._enqueue(work)
-        try:
-            return await result
-        finally:
-            self.cancel(work.id)  # a no-op once it ran; drops it if the caller went away
+        return JobStream(self, work, events)
 
     async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
         if not self.info.embedding:
@@ -379,7 +332,7 @@ def _cancelled_before_start(job: Job) -> Finished:
 
 def _deliver_all(out: Out) -> None:
     """Hand a step's events to their event loops: one wake-up per loop, not one per event."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Work, Any]]] = \
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Work, Any]]] = \
         collections.defaultdict(list)
     for work, item in out:
         by_loop[work.loop].append((work, item))
@@ -388,6 +341,6 @@ def _deliver_all(out: Out) -> None:
             loop.call_soon_threadsafe(_deliver, items)
 
 
-def _deliver(items: list[tuple[_Work, Any]]) -> None:
+def _deliver(items: list[tuple[Work, Any]]) -> None:
     for work, item in items:
         work.sink(item)

@@ -18,12 +18,39 @@ from llama_cpp import _internals
 from llm_gateway.worker.engines.base import (
     Finished,
     Job,
+    ModelInfo,
     Piece,
     SamplingParams,
     TokenLogprob,
     TopLogprob,
 )
 from llm_gateway.worker.engines.text import TextStream
+
+
+def model_info(llama: llama_cpp.Llama) -> ModelInfo:
+    """The `ModelInfo` of a loaded `llama`, for the request layer."""
+    model = llama._model
+
+    def text_of(token: int) -> str:
+        return model.token_get_text(token) if token >= 0 else ""
+
+    def tokenize(text: str, add_special: bool, parse_special: bool) -> list[int]:
+        return llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
+
+    embedding = bool(llama.context_params.embeddings)
+    return ModelInfo(
+        n_ctx=llama.n_ctx(),
+        n_vocab=llama.n_vocab(),
+        n_embd=llama.n_embd(),
+        max_embedding_tokens=min(llama.n_batch, llama.n_ctx()),
+        embedding=embedding,
+        metadata=dict(llama.metadata),
+        bos_token=text_of(llama.token_bos()),
+        eos_token=text_of(llama.token_eos()),
+        bos_id=llama.token_bos(),
+        tokenize=tokenize,
+        detokenize=lambda tokens: llama.detokenize(list(tokens)),
+    )
 
 
 class Vocab:

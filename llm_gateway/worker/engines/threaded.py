@@ -1,0 +1,115 @@
+"""What the engines that own their Llama on one thread of their own share.
+
+`ThreadedEngine.start` runs the subclass's `_main` on a daemon thread and returns once that
+thread reports the model loaded (or raises what loading raised). `_enqueue` bounds the queue
+the same way for all: only works that cannot start at once (`_free_slots`) count against
+`max_queue`. `_call` queues a library call (embeddings, a chat handler) and awaits its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import llama_cpp
+
+from llm_gateway.worker.engines.base import Engine, EngineClosed, ModelInfo, QueueFull
+from llm_gateway.worker.engines.jobs import Work
+
+# Called on the event loop by the engine thread: None once the model is loaded, else the error.
+Report = Callable[[BaseException | None], None]
+
+
+class ThreadedEngine(Engine):
+    thread_name = "llama-engine"
+
+    def __init__(self, load: Callable[[], llama_cpp.Llama], *, max_queue: int,
+                 seed: int | None) -> None:
+        self._load = load
+        self.max_queue = max_queue
+        self._seed = seed  # for requests without one; None: random per request
+        self._cond = threading.Condition()
+        self._waiting: deque[Work] = deque()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._info: ModelInfo | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise EngineClosed("the model is not loaded")
+        return self._info
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def report(error: BaseException | None) -> None:
+            if ready.done():
+                return
+            if error is None:
+                ready.set_result(None)
+            else:
+                ready.set_exception(error)
+
+        self._thread = threading.Thread(target=self._main, args=(loop, report),
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        await ready
+
+    @abstractmethod
+    def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
+        """The engine thread: load the model, `report` through `loop`, then serve the queue."""
+
+    @abstractmethod
+    def _loaded(self) -> bool:
+        """Whether the engine thread has the model and serves the queue (under `_cond`)."""
+
+    @abstractmethod
+    def _free_slots(self) -> int:
+        """How many works could start at once if queued now: idle slots (under `_cond`)."""
+
+    def _enqueue(self, work: Work) -> None:
+        """Queue `work` for the engine thread; raises `EngineClosed` or `QueueFull`."""
+        with self._cond:
+            if self._closing or not self._loaded():
+                raise EngineClosed("the model is not loaded")
+            # Only jobs that cannot start at once count against the queue's bound.
+            if len(self._waiting) >= self.max_queue + self._free_slots():
+                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
+            self._waiting.append(work)
+            self._cond.notify()
+
+    async def _call(self, fn: Callable[[llama_cpp.Llama], Any], name: str) -> Any:
+        """Run `fn(llama)` on the engine thread when `_enqueue`'s order gets to it.
+
+        No cancelling it once it runs; a caller that goes away before that drops it.
+        """
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future = loop.create_future()
+
+        def settle(item: Any) -> None:
+            if result.done():
+                return
+            if isinstance(item, BaseException):
+                result.set_exception(item)
+            else:
+                result.set_result(item)
+
+        work = Work(f"{name}-{id(result):x}", lambda llama, _: fn(llama), settle, loop)
+        self._enqueue(work)
+        try:
+            return await result
+        finally:
+            self.cancel(work.id)  # a no-op once it ran; drops it if the caller went away
+
+    def _refuse_waiting(self) -> None:
+        """On the engine thread, at shutdown: fail every work still waiting."""
+        with self._cond:
+            left, self._waiting = list(self._waiting), deque()
+        for work in left:
+            work.send(EngineClosed("the worker is shutting down"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import asdict, dataclass, field, fields
+import os
+import time
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
+
+
+def new_record_id() -> str:
+    """Unique, and rising with time: inserts append to the primary key's index instead of
+    landing at random places in it (a random uuid made each insert several times dearer)."""
+    return f"{time.time_ns():016x}{os.urandom(6).hex()}"
 
 
 @dataclass(slots=True)
@@ -32,7 +39,7 @@ class UsageRecord:
     charged: bool = True  # whether its tokens and cost count against budgets
     # The record's identity, made here: a replayed record is written once (idempotent
     # inserts), while two requests sharing a client-chosen x-request-id still count twice.
-    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    record_id: str = field(default_factory=lambda: new_record_id())
 
     @property
     def total_tokens(self) -> int:
@@ -40,7 +47,7 @@ class UsageRecord:
 
     def to_json(self) -> bytes:
         """One spool line (without its newline)."""
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson reads (slotted) dataclasses natively, and fast
 
     @classmethod
     def from_json(cls, line: bytes) -> UsageRecord:

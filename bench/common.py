@@ -11,6 +11,7 @@ Everything here reads /proc, so it is Linux-only, like the benchmarks.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import resource
 import shutil
@@ -18,13 +19,63 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 FOREIGN_WARN = 0.05  # cores of other load that make a run's figures suspect
+
+
+# --------------------------------------------------------------------------- a script's run
+
+
+def exit_codes(main: Callable[..., int]) -> Callable[..., int]:
+    """A benchmark's main(): Ctrl-C (or SIGTERM, see `session`) exits 130, a failure to set up
+    or measure (a server that does not start, a tool that fails) exits 2 with its message."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+@contextlib.contextmanager
+def session(prefix: str, keep_temp: bool) -> Iterator[tuple[Path, contextlib.ExitStack]]:
+    """A temp dir and a stack of clean-ups, run however the block ends.
+
+    SIGTERM raises KeyboardInterrupt like Ctrl-C, so a killed benchmark still stops what it
+    started; while cleaning up, a second Ctrl-C/SIGTERM is ignored, so nothing is left
+    running. Register clean-ups with ``stack.callback(...)``; they run last-first.
+    """
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    stack = contextlib.ExitStack()
+    try:
+        yield tmp, stack
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.close()
+        if keep_temp:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- ports and HTTP

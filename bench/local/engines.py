@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +226,7 @@ def report(results: dict[str, dict[int, Result]], args: argparse.Namespace) -> N
                   f"({r.step_ms:.1f} ms per step; target < 20% at 8)")
 
 
+@common.exit_codes
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     gguf = Path(args.model).resolve() if args.model else default_gguf()
@@ -242,19 +242,21 @@ def main(argv: list[str] | None = None) -> int:
         args.skip += ",llama_cpp.server"
     banned = gguf_control_tokens(gguf)
     counter = Counter()
-    tmp = Path(tempfile.mkdtemp(prefix="llm-gw-engines-"))
-    print(f"engines benchmark: {gguf.name}, {args.threads} threads, streams "
-          f"{args.stream_counts}, {args.max_tokens} tokens, parallel {args.parallel}; "
-          f"logs in {tmp}")
     results: dict[str, dict[int, Result]] = {}
-    port = common.free_port()
-    for label, (cmd, ready) in server_commands(args, gguf, our_model, port).items():
-        print(f"\n{label}", flush=True)
-        proc = launch(label, cmd, f"http://127.0.0.1:{port}", ready, tmp / f"{label}.log")
-        try:
-            results[label] = measure(label, f"http://127.0.0.1:{port}", args, banned, counter)
-        finally:
-            common.stop(proc)
+    # The logs are kept: they are where a server that misbehaved says why.
+    with common.session("llm-gw-engines-", keep_temp=True) as (tmp, _):
+        print(f"engines benchmark: {gguf.name}, {args.threads} threads, streams "
+              f"{args.stream_counts}, {args.max_tokens} tokens, parallel {args.parallel}; "
+              f"logs in {tmp}")
+        port = common.free_port()
+        for label, (cmd, ready) in server_commands(args, gguf, our_model, port).items():
+            print(f"\n{label}", flush=True)
+            proc = launch(label, cmd, f"http://127.0.0.1:{port}", ready, tmp / f"{label}.log")
+            try:
+                results[label] = measure(label, f"http://127.0.0.1:{port}", args, banned,
+                                         counter)
+            finally:
+                common.stop(proc)
     report(results, args)
     if any(r.tokens_per_request < args.max_tokens for rs in results.values()
            for r in rs.values()):

@@ -12,11 +12,7 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -69,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@common.exit_codes
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model:
@@ -89,11 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     banned = gguf_control_tokens(gguf)
 
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="llm-gw-local-bench-"))
     server: Server | None = None
     counter = Counter()
     result: dict[str, Any] = {
@@ -101,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_run": args.requests, "ttft_requests": args.ttft_requests,
         "banned_tokens": banned, "python": platform.python_version(),
     }
-    try:
+
+    def stop_server() -> None:  # the one running when the run ends, whichever it is by then
+        if server is not None:
+            common.stop(server.proc)
+
+    with common.session("llm-gw-local-bench-", args.keep_temp) as (tmp, cleanup):
+        cleanup.callback(stop_server)
         import llama_cpp
 
         print(f"llm-gateway local benchmark: {gguf.name}, n_threads {args.threads}, "
@@ -254,21 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(result, indent=2))
             print(f"\nwrote {args.json}")
         return 1 if args.strict and not all_pass else 0
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if server is not None:
-            common.stop(server.proc)
-        if args.keep_temp:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

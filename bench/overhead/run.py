@@ -12,10 +12,8 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -79,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@common.exit_codes
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for tool in ("nginx", "wrk"):
@@ -102,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     def variant(transport: str, mode: str) -> str:
         return transport if len(metric_modes) == 1 else f"{transport}, {compared} {mode}"
 
-    # Ctrl-C raises KeyboardInterrupt; make SIGTERM do the same so `finally` cleans up.
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    tmp = Path(tempfile.mkdtemp(prefix="llm-gw-overhead-"))
     nginx: subprocess.Popen[bytes] | None = None
     gateways: dict[str, Gateway] = {}  # running now, by metrics mode
-    try:
+
+    def stop_servers() -> None:
+        for running in gateways.values():
+            stop(running.proc, running.pid)
+        common.stop(nginx, grace=10)
+
+    with common.session("llm-gw-overhead-", args.keep_temp) as (tmp, cleanup):
+        cleanup.callback(stop_servers)
         print(f"llm-gateway overhead benchmark: {args.duration} s runs after {args.warmup} s "
               f"warm-up, wrk -t1, transports {', '.join(transports)}, "
               f"metrics {args.metrics}, accounting {args.accounting}")
@@ -261,23 +260,6 @@ def main(argv: list[str] | None = None) -> int:
             }, indent=2))
             print(f"\nwrote {args.json}")
         return 1 if args.strict and not all_pass else 0
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        # Ignore a second Ctrl-C/SIGTERM while tearing down, so nothing is left running.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for running in gateways.values():
-            stop(running.proc, running.pid)
-        common.stop(nginx, grace=10)
-        if args.keep_temp:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
 from llm_gateway.auth.principal import Principal
 from llm_gateway.backends.base import Backend
-from llm_gateway.backends.headers import client_headers, gateway_hints
+from llm_gateway.backends.headers import split_client_headers
 from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InvalidRequest
@@ -58,6 +58,7 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter.", param="model")
+    headers, hints = split_client_headers(scope["headers"], keep_encoding=False)
     call = Call(
         operation=operation,
         endpoint=endpoint,
@@ -66,9 +67,9 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         raw=raw,
         stream=operation in state.streaming_operations and body.get("stream") is True,
         request_id=scope["lgw.request_id"],
-        headers=client_headers(scope["headers"], keep_encoding=False),
+        headers=headers,
         principal=principal,
-        hints=gateway_hints(scope["headers"]),
+        hints=hints,
     )
     state.auth.check_model(principal, model)
     return state, call

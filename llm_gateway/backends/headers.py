@@ -21,26 +21,29 @@ _RESPONSE_DROP = HOP_BY_HOP | {"content-length", "date", "server", "x-request-id
 
 def client_headers(raw: Iterable[tuple[bytes, bytes]], *, keep_encoding: bool) -> dict[str, str]:
     """Client request headers worth forwarding upstream (unknown ones included: transparency)."""
+    return split_client_headers(raw, keep_encoding=keep_encoding)[0]
+
+
+def split_client_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, keep_encoding: bool
+) -> tuple[dict[str, str], Mapping[str, str]]:
+    """(headers to forward upstream, the client's x-lgw-* directives to the gateway), read in
+    one pass: the directives are never forwarded."""
     out: dict[str, str] = {}
+    hints: dict[str, str] | None = None
     for key, value in raw:
         name = key.decode("latin-1").lower()
-        if name in _REQUEST_DROP or name.startswith("x-lgw-"):
+        if name.startswith("x-lgw-"):
+            if hints is None:
+                hints = {}
+            hints[name] = value.decode("latin-1").strip().lower()
+            continue
+        if name in _REQUEST_DROP:
             continue
         if name == "accept-encoding" and not keep_encoding:
             continue
         out[name] = value.decode("latin-1")
-    return out
-
-
-def gateway_hints(raw: Iterable[tuple[bytes, bytes]]) -> Mapping[str, str]:
-    """The client's x-lgw-* headers: directives to the gateway (`client_headers` drops them)."""
-    out: dict[str, str] | None = None
-    for key, value in raw:
-        if key[:6].lower() == b"x-lgw-":
-            if out is None:
-                out = {}
-            out[key.decode("latin-1").lower()] = value.decode("latin-1").strip().lower()
-    return NO_HINTS if out is None else out
+    return out, NO_HINTS if hints is None else hints
 
 
 def response_headers(

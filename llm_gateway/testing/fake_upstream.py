@@ -15,6 +15,11 @@ Answers are deterministic echoes of the request; the text and token-counting rul
 :meth:`~FakeUpstream.drop_next_stream`. Any ``/v1`` path without a model endpoint echoes
 what it received (method, size, sha256), for testing transparent passthrough.
 
+The server's pieces live beside it: connection tracking and streamed bodies in
+:mod:`~llm_gateway.testing.fake_connections`, the request handlers in
+:mod:`~llm_gateway.testing.fake_endpoints`, failure injection in
+:mod:`~llm_gateway.testing.fake_failures`.
+
 Standalone, for benchmarks::
 
     python -m llm_gateway.testing.fake_upstream --host 127.0.0.1 --port 9999 [--chunk-delay S]
@@ -26,32 +31,37 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import hashlib
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from llm_gateway.testing import fake_responses as fr
+from llm_gateway.testing.fake_connections import (
+    FakeConnections,
+    Peer,
+    _DropConnection,
+    _EventStream,
+    _pause,
+    _tracking_protocol,
+)
+from llm_gateway.testing.fake_endpoints import FakeEndpoints, _error, _Incoming, _read_body
+from llm_gateway.testing.fake_failures import FakeFailures, _Failure
 from llm_gateway.testing.threaded import ThreadedServer
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Echo bodies above this are hashed but not kept, so multi-GiB uploads cost no memory.
 ECHO_KEEP_LIMIT = 1024 * 1024
-
-Peer = tuple[str, int]
 
 
 @dataclass
@@ -66,161 +76,7 @@ class RecordedRequest:
     json: Any | None
 
 
-@dataclass
-class _Failure:
-    status: int
-    retry_after: str | None
-    message: str
-
-
-@dataclass
-class _Incoming:
-    """What a handler needs of a request, once its body has been read."""
-
-    method: str
-    path: str
-    query: str
-    request: Request
-    json: Any | None
-    size: int
-    sha256: str
-
-
-def _json_response(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
-
-
-def _error(
-    status: int, message: str, type_: str, code: str | None, param: str | None = None
-) -> Response:
-    return Response(
-        fr.error_body(message, type_, code, param),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
-def _json_object(inc: _Incoming) -> dict[str, Any]:
-    if not isinstance(inc.json, dict):
-        raise fr.BadRequest(
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly.)"
-        )
-    return inc.json
-
-
-def _tracking_protocol(transports: dict[Peer, asyncio.Transport]) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, noting each connection's transport by peer address.
-
-    ASGI gives an app no way to close its connection without answering; the fake needs
-    that to simulate an upstream that dies mid-request, so it finds the transport by the
-    scope's ``client`` (uvicorn fills it from the same peer address).
-    """
-    base: Any = AutoHTTPProtocol
-
-    class TrackingProtocol(base):  # type: ignore[misc, valid-type]
-        _fake_peer: Peer | None = None
-        _fake_transport: asyncio.Transport | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:
-            super().connection_made(transport)
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                self._fake_peer = (str(peer[0]), int(peer[1]))
-                self._fake_transport = transport
-                transports[self._fake_peer] = transport
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            # Only this connection's own entry: a quickly reused port may already map to a
-            # newer connection's transport.
-            peer = self._fake_peer
-            if peer is not None and transports.get(peer) is self._fake_transport:
-                del transports[peer]
-            super().connection_lost(exc)
-
-    return TrackingProtocol
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _pause(seconds: float, wake: asyncio.Event) -> None:
-    """Sleep, cut short when ``wake`` is set (client gone, or the server stopping)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), seconds)
-
-
-class _DropConnection(Response):
-    """Closes the connection without sending a single byte of response."""
-
-    def __init__(self, owner: FakeUpstream) -> None:
-        super().__init__()
-        self._owner = owner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._owner._sever(scope, _wait_disconnect(receive))
-
-
-class _EventStream(Response):
-    """An SSE body sent event by event, noticing when the client goes away mid-stream."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, owner: FakeUpstream, events: list[bytes], droppable: int) -> None:
-        # Not Response.__init__: it would announce a content-length for an empty body.
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"cache-control": "no-cache"})
-        self._owner = owner
-        self._events = events
-        self._droppable = droppable  # events before the terminal ones
-        self._delay = owner.chunk_delay
-        self.drop_after: int | None = None
-
-    def dropping(self, after: int) -> _EventStream:
-        self.drop_after = max(0, min(after, self._droppable))
-        return self
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        owner = self._owner
-        wake = owner._waker()
-        gone = False
-
-        async def watch() -> None:
-            nonlocal gone
-            await _wait_disconnect(receive)
-            gone = True
-            wake.set()
-
-        watcher = asyncio.create_task(watch())
-        last = len(self._events) - 1
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            for i, event in enumerate(self._events):
-                if i == self.drop_after:
-                    await owner._sever(scope, watcher)
-                    return
-                if i and self._delay > 0:
-                    await _pause(self._delay, wake)
-                if gone:
-                    owner._note_disconnect()
-                    return
-                # The terminal event ends the body in the same write, so a client that stops
-                # reading right after [DONE] is not mistaken for one that went away.
-                await send({"type": "http.response.body", "body": event, "more_body": i < last})
-        except OSError:  # servers on ASGI spec >= 2.4 raise this once the client is gone
-            owner._note_disconnect()
-        except asyncio.CancelledError:
-            owner._note_disconnect()
-            raise
-        finally:
-            watcher.cancel()
-            owner._wakers.discard(wake)
-
-
-class FakeUpstream:
+class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
     """The fake OpenAI server; see the module docstring. Control methods are thread-safe.
 
     Attributes read by tests (reset by :meth:`reset`):
@@ -301,55 +157,13 @@ class FakeUpstream:
         self._runner = None
         self._stopping = False
 
-    def _wake_all(self) -> None:
-        self._stopping = True
-        for wake in self._wakers:
-            wake.set()
-
-    def _waker(self) -> asyncio.Event:
-        wake = asyncio.Event()
-        if self._stopping:
-            wake.set()
-        self._wakers.add(wake)
-        return wake
-
-    def _abort_all(self) -> None:
-        for transport in list(self._transports.values()):
-            transport.abort()
-
     def __enter__(self) -> FakeUpstream:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # --- control (called from the test thread) ------------------------------------------------
-
-    def fail_next(
-        self,
-        status: int,
-        times: int = 1,
-        *,
-        retry_after: str | None = None,
-        message: str = "injected failure",
-    ) -> None:
-        """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body."""
-        with self._lock:
-            self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
-
-    def delay_next(self, seconds: float, times: int = 1) -> None:
-        """The next ``times`` requests to /v1 wait ``seconds`` before the first response byte."""
-        with self._lock:
-            self._delays.extend([seconds] * times)
-
-    def drop_next_stream(self, after_chunks: int = 2, times: int = 1) -> None:
-        """The next ``times`` requests that get past auth and injected failures are cut off.
-
-        A stream sends ``after_chunks`` data events (never its finish chunk or [DONE]) and then
-        the connection closes; a non-stream request's connection closes with no response.
-        """
-        with self._lock:
-            self._drops.extend([after_chunks] * times)
+    # --- control (called from the test thread; injections are in FakeFailures) --------------------
 
     def reset(self) -> None:
         """Forget counters, recorded requests, stored responses and pending injections."""
@@ -373,22 +187,6 @@ class FakeUpstream:
             time.sleep(0.01)
 
     # --- server side --------------------------------------------------------------------------
-
-    def _note_disconnect(self) -> None:
-        with self._lock:
-            self.disconnects += 1
-
-    async def _sever(self, scope: Scope, disconnected: Awaitable[None]) -> None:
-        """Close the request's connection abruptly and wait until uvicorn has noticed."""
-        client = scope.get("client")
-        transport = self._transports.get((str(client[0]), int(client[1]))) if client else None
-        if transport is None:
-            # Unknown server protocol: an exception is the next best way to cut the connection.
-            raise RuntimeError("fake upstream: cannot find the connection to drop")
-        # close(), not abort(): already-sent events must reach the client before the FIN.
-        transport.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(disconnected, 5)
 
     def _build_app(self) -> Starlette:
         def route(
@@ -475,125 +273,6 @@ class FakeUpstream:
         response.headers["x-request-id"] = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
         response.headers["openai-processing-ms"] = "1"
         return response
-
-    def _stream(self, built: tuple[list[bytes], int]) -> _EventStream:
-        return _EventStream(self, *built)
-
-    # --- endpoints ----------------------------------------------------------------------------
-
-    def _chat(self, inc: _Incoming) -> Response:
-        body = _json_object(inc)
-        answer = fr.chat_answer(body)
-        if body.get("stream") is True:
-            return self._stream(fr.chat_stream(answer))
-        return _json_response(fr.chat_completion(answer))
-
-    def _completions(self, inc: _Incoming) -> Response:
-        body = _json_object(inc)
-        answer = fr.completion_answer(body)
-        if body.get("stream") is True:
-            return self._stream(fr.completion_stream(answer))
-        return _json_response(fr.completion(answer))
-
-    def _embeddings(self, inc: _Incoming) -> Response:
-        return _json_response(fr.embeddings(_json_object(inc)))
-
-    def _models(self, inc: _Incoming) -> Response:
-        return _json_response(fr.model_list(self.models))
-
-    def _model(self, inc: _Incoming) -> Response:
-        model_id = inc.request.path_params["model_id"]
-        if model_id not in self.models:
-            return _error(
-                404,
-                f"The model '{model_id}' does not exist or you do not have access to it.",
-                "invalid_request_error",
-                "model_not_found",
-                "model",
-            )
-        return _json_response(fr.model_object(model_id))
-
-    def _responses(self, inc: _Incoming) -> Response:
-        body = _json_object(inc)
-        answer = fr.response_answer(body)
-        final = fr.response_object(answer, body)
-        if final["store"]:
-            with self._lock:
-                self._stored[answer.id] = final
-        if body.get("stream") is True:
-            return self._stream(fr.response_stream(answer, final, body))
-        return _json_response(final)
-
-    def _response(self, inc: _Incoming) -> Response:
-        response_id = inc.request.path_params["response_id"]
-        with self._lock:
-            stored = (
-                self._stored.pop(response_id, None)
-                if inc.method == "DELETE"
-                else self._stored.get(response_id)
-            )
-        if stored is None:
-            return _error(
-                404, f"Response with id '{response_id}' not found.", "invalid_request_error", None
-            )
-        if inc.method == "DELETE":
-            return _json_response(fr.response_deleted(response_id))
-        return _json_response(stored)
-
-    def _echo(self, inc: _Incoming) -> Response:
-        size_param = inc.request.query_params.get("size")
-        if inc.method == "GET" and size_param is not None:
-            if not size_param.isdigit():
-                raise fr.BadRequest("Invalid 'size': expected a non-negative integer.", "size")
-            size = int(size_param)
-            return StreamingResponse(
-                _download(size),
-                media_type="application/octet-stream",
-                headers={"content-length": str(size)},
-            )
-        return _json_response(
-            {
-                "object": "echo",
-                "method": inc.method,
-                "path": inc.path,
-                "query": inc.query,
-                "content_type": inc.request.headers.get("content-type"),
-                "bytes": inc.size,
-                "sha256": inc.sha256,
-            }
-        )
-
-    def _unknown(self, inc: _Incoming) -> Response:
-        return _error(
-            404, f"Invalid URL ({inc.method} {inc.path})", "invalid_request_error", "unknown_url"
-        )
-
-
-async def _read_body(
-    request: Request,
-    *,
-    hashing: bool,
-    keep_limit: int | None,
-) -> tuple[bytes, int, str]:
-    """Read the body as a stream: (kept bytes, total size, sha256 hex or "")."""
-    digest = hashlib.sha256() if hashing else None
-    parts: list[bytes] = []
-    size = 0
-    keep = True
-    async for chunk in request.stream():
-        size += len(chunk)
-        if digest is not None:
-            digest.update(chunk)
-        if keep:
-            parts.append(chunk)
-            if keep_limit is not None and size > keep_limit:
-                keep, parts = False, []
-    return b"".join(parts), size, digest.hexdigest() if digest is not None else ""
-
-
-async def _download(size: int) -> AsyncIterator[bytes]:
-    for offset in range(0, size, fr.DOWNLOAD_PIECE):
-        yield fr.download_piece(offset, min(fr.DOWNLOAD_PIECE, size - offset))
 
 
 def main(argv: list[str] | None = None) -> None:

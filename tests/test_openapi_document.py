@@ -1,31 +1,19 @@
-"""Our OpenAPI document: its shape, its refs, and its request schemas against OpenAI's examples.
+"""Our OpenAPI document: its shape, its refs and how cheap its request schemas are.
 
-The request schemas are compiled into the validators that run on every request, so besides
-checking the document's structure these tests feed them every request body we can recover
-from OpenAI's published specification (curl ``-d`` payloads, Python SDK calls and any
-``requestBody`` examples) and a set of bodies that must be refused.
+Its request schemas, against OpenAI's examples and bodies that must be refused, are tested in
+``test_openapi_examples.py``.
 """
 
 from __future__ import annotations
 
-import ast
-import itertools
-import json
-import os
-import shlex
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
-from llm_gateway.app.validation import compile_request_validators
-from llm_gateway.errors import InvalidRequest
-
-DOCUMENT = Path(__file__).resolve().parents[1] / "openapi" / "openai.yaml"
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/openai-openapi/openapi.yaml"
+from openapi_examples import DOCUMENT, REQUEST_SCHEMAS, _operations
 
 # operationId -> (path in our document, method).
 OPERATIONS = {
@@ -38,29 +26,7 @@ OPERATIONS = {
     "getResponse": ("/v1/responses/{response_id}", "get"),
     "deleteResponse": ("/v1/responses/{response_id}", "delete"),
 }
-REQUEST_SCHEMAS = {
-    "createChatCompletion": "CreateChatCompletionRequest",
-    "createCompletion": "CreateCompletionRequest",
-    "createEmbedding": "CreateEmbeddingRequest",
-    "createResponse": "CreateResponse",
-}
 STREAMING = {"createChatCompletion", "createCompletion", "createResponse"}
-
-# How the Python SDK spells each operation (the attribute chain after the client object).
-SDK_METHODS = {
-    "createChatCompletion": "chat.completions.create",
-    "createCompletion": "completions.create",
-    "createEmbedding": "embeddings.create",
-    "createResponse": "responses.create",
-}
-# Fewest distinct example bodies each operation must yield from the reference, a little below
-# what it holds today, so that a broken extractor cannot pass by finding nothing.
-MIN_EXAMPLES = {
-    "createChatCompletion": 4,
-    "createCompletion": 2,
-    "createEmbedding": 1,
-    "createResponse": 6,
-}
 
 # What a request schema may use: cheap to compile and cheap to run.
 ALLOWED_KEYWORDS = {
@@ -81,7 +47,6 @@ ALLOWED_KEYWORDS = {
     "default",
     "example",
 }
-_HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,34 +60,9 @@ def document() -> dict:
         return yaml.safe_load(fh)
 
 
-@pytest.fixture(scope="module")
-def validators(document: dict) -> dict[str, Callable[[object], None]]:
-    return compile_request_validators(document)
-
-
-@pytest.fixture(scope="module")
-def reference() -> dict:
-    if not REFERENCE.is_file():
-        reason = f"OpenAI reference specification not found at {REFERENCE}"
-        if "CI" in os.environ:
-            pytest.fail(f"{reason}; CI is set, and CI must never skip this check")
-        pytest.skip(reason)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the file is ~90k lines
-    with REFERENCE.open("rb") as fh:
-        return yaml.load(fh, Loader=loader)
-
-
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _operations(spec: dict) -> Iterator[tuple[str, str, dict]]:
-    for path, item in (spec.get("paths") or {}).items():
-        for method in _HTTP_METHODS:
-            op = item.get(method)
-            if isinstance(op, dict):
-                yield path, method, op
 
 
 def _walk(node: Any, where: str = "#") -> Iterator[tuple[str, dict]]:
@@ -170,128 +110,6 @@ def _request_schema(spec: dict, operation_id: str) -> dict:
     path, method = OPERATIONS[operation_id]
     body = spec["paths"][path][method]["requestBody"]
     return body["content"]["application/json"]["schema"]
-
-
-# --------------------------------------------------------------------------------------------
-# Recovering request bodies from the reference specification
-# --------------------------------------------------------------------------------------------
-
-
-def _reference_operation(reference: dict, operation_id: str) -> dict:
-    found = [op for _, _, op in _operations(reference) if op.get("operationId") == operation_id]
-    assert len(found) == 1, f"{operation_id} appears {len(found)} times in the reference"
-    return found[0]
-
-
-def _snippets(op: dict) -> Iterator[tuple[str, str, str]]:
-    """(example title, language, code) for every request snippet under x-oaiMeta.examples."""
-    examples = (op.get("x-oaiMeta") or {}).get("examples") or []
-    if isinstance(examples, dict):  # a single example is stored without the list
-        examples = [examples]
-    for index, example in enumerate(examples):
-        if not isinstance(example, dict):
-            continue
-        title = str(example.get("title") or f"example {index}")
-        request = example.get("request")
-        if isinstance(request, str):
-            yield title, "curl", request
-        elif isinstance(request, dict):
-            for language, code in request.items():
-                if isinstance(code, str):
-                    yield title, str(language), code
-
-
-def _curl_bodies(code: str) -> Iterator[Any]:
-    """JSON payloads passed to curl with -d/--data/--data-raw/--data-binary/--json."""
-    try:
-        words = shlex.split(code.replace("\\\n", " "))
-    except ValueError:  # unbalanced quotes: not a snippet we can read
-        return
-    for flag, payload in itertools.pairwise(words):
-        if flag in ("-d", "--data", "--data-raw", "--data-binary", "--json"):
-            try:
-                yield json.loads(payload)
-            except ValueError:
-                continue
-
-
-def _python_bodies(code: str, sdk_method: str) -> Iterator[Any]:
-    """Keyword arguments of ``client.<sdk_method>(...)`` calls that are plain literals.
-
-    Module-level assignments of literals (``tools = [...]``) are substituted for names; a call
-    with any argument we cannot evaluate is skipped rather than guessed at.
-    """
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return
-    names: dict[str, Any] = {}
-    for stmt in tree.body:
-        if (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name)
-        ):
-            try:
-                names[stmt.targets[0].id] = ast.literal_eval(stmt.value)
-            except ValueError:
-                continue
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or node.args:
-            continue
-        chain: list[str] = []
-        func = node.func
-        while isinstance(func, ast.Attribute):
-            chain.append(func.attr)
-            func = func.value
-        if ".".join(reversed(chain)) != sdk_method:
-            continue
-        body: dict[str, Any] = {}
-        try:
-            for keyword in node.keywords:
-                if keyword.arg is None:
-                    raise ValueError("**kwargs")
-                if isinstance(keyword.value, ast.Name):
-                    if keyword.value.id not in names:
-                        raise ValueError(keyword.value.id)
-                    value = names[keyword.value.id]
-                else:
-                    value = ast.literal_eval(keyword.value)
-                if keyword.arg == "extra_body" and isinstance(value, dict):
-                    body.update(value)
-                elif keyword.arg not in ("extra_headers", "extra_query", "timeout"):
-                    body[keyword.arg] = value
-            # Through JSON, as the SDK would send it (tuples become lists, and so on).
-            yield json.loads(json.dumps(body))
-        except (ValueError, TypeError):
-            continue
-
-
-def reference_request_bodies(reference: dict, operation_id: str) -> list[tuple[str, Any]]:
-    """Distinct request bodies the reference gives for one operation, each with its source."""
-    op = _reference_operation(reference, operation_id)
-    found: list[tuple[str, Any]] = []
-
-    media = ((op.get("requestBody") or {}).get("content") or {}).get("application/json") or {}
-    if "example" in media:
-        found.append(("requestBody example", media["example"]))
-    for name, example in (media.get("examples") or {}).items():
-        if isinstance(example, dict) and "value" in example:
-            found.append((f"requestBody examples/{name}", example["value"]))
-
-    for title, language, code in _snippets(op):
-        if language == "curl":
-            bodies = _curl_bodies(code)
-        elif language == "python":
-            bodies = _python_bodies(code, SDK_METHODS[operation_id])
-        else:
-            continue
-        found.extend((f"{title} ({language})", body) for body in bodies)
-
-    distinct: dict[str, tuple[str, Any]] = {}
-    for source, body in found:
-        distinct.setdefault(json.dumps(body, sort_keys=True), (source, body))
-    return list(distinct.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,225 +252,3 @@ def test_connexion_accepts_the_document(document: dict) -> None:
 
     app = AsyncApp(__name__)
     app.add_api(document, resolver=Resolver(function_resolver=lambda _: handler))
-
-
-# --------------------------------------------------------------------------------------------
-# The request validators, against OpenAI's own examples and against bodies that must fail
-# --------------------------------------------------------------------------------------------
-
-
-def test_validators_cover_every_request_body(validators: dict) -> None:
-    assert set(REQUEST_SCHEMAS) <= set(validators)
-
-
-@pytest.mark.parametrize("operation_id", list(REQUEST_SCHEMAS))
-def test_reference_examples_validate(reference: dict, validators: dict, operation_id: str) -> None:
-    bodies = reference_request_bodies(reference, operation_id)
-    assert len(bodies) >= MIN_EXAMPLES[operation_id], (
-        f"only {len(bodies)} example bodies recovered for {operation_id}: "
-        "has the reference changed how it stores examples?"
-    )
-    failures = []
-    for source, body in bodies:
-        try:
-            validators[operation_id](body)
-        except InvalidRequest as exc:
-            failures.append(f"{source}: {exc.message} (param={exc.param})")
-    assert not failures, "reference examples refused:\n" + "\n".join(failures)
-
-
-def test_extractors_read_curl_and_python() -> None:
-    curl = """curl https://api.openai.com/v1/embeddings \\
-  -H "Content-Type: application/json" \\
-  -d '{"model": "m", "input": "it'\\''s"}'
-"""
-    assert list(_curl_bodies(curl)) == [{"model": "m", "input": "it's"}]
-    python = """
-from openai import OpenAI
-client = OpenAI()
-messages = [{"role": "user", "content": "hi"}]
-client.chat.completions.create(model="m", messages=messages, stream=True)
-client.completions.create(model="m", prompt=open("f").read())
-"""
-    assert list(_python_bodies(python, "chat.completions.create")) == [
-        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    ]
-    assert list(_python_bodies(python, "completions.create")) == []
-
-
-_USER = [{"role": "user", "content": "Hello"}]
-
-GOOD_BODIES = [
-    ("createChatCompletion", {"model": "m", "messages": _USER}),
-    (
-        "createChatCompletion",
-        {
-            "model": "m",
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "x"}]},
-                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]},
-                {"role": "tool", "tool_call_id": "c1", "content": "42"},
-            ],
-            "temperature": None,
-            "stop": None,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "logit_bias": {"50256": -100},
-            "response_format": {"type": "json_object"},
-            "tool_choice": {"type": "function", "function": {"name": "f"}},
-            "a_field_we_do_not_know": {"anything": [1, 2]},
-        },
-    ),
-    ("createChatCompletion", {"model": "m", "messages": _USER, "stop": ["a", "b", "c", "d"]}),
-    ("createCompletion", {"model": "m", "prompt": [[1, 2], [3]], "logprobs": 5, "echo": True}),
-    ("createCompletion", {"model": "m", "prompt": ["a", "b"], "suffix": None, "best_of": 2}),
-    ("createEmbedding", {"model": "m", "input": [1, 2, 3], "encoding_format": "base64"}),
-    ("createEmbedding", {"model": "m", "input": ["a", "b"], "dimensions": 256}),
-    ("createResponse", {"input": "no model: a stored prompt may supply it"}),
-    (
-        "createResponse",
-        {
-            "model": "m",
-            "input": [{"role": "user", "content": "hi"}],
-            "max_output_tokens": 16,
-            "metadata": {"k": "v"},
-            "previous_response_id": None,
-        },
-    ),
-]
-
-BAD_BODIES = [
-    ("createChatCompletion", "missing messages", {"model": "m"}, "messages"),
-    (
-        "createChatCompletion",
-        "unknown role",
-        {"model": "m", "messages": [{"role": "robot", "content": "x"}]},
-        "role",
-    ),
-    (
-        "createChatCompletion",
-        "message without role",
-        {"model": "m", "messages": [{"content": "x"}]},
-        "role",
-    ),
-    (
-        "createChatCompletion",
-        "temperature 3",
-        {"model": "m", "messages": _USER, "temperature": 3},
-        "temperature",
-    ),
-    ("createChatCompletion", "model 42", {"model": 42, "messages": _USER}, "model"),
-    ("createChatCompletion", "missing model", {"messages": _USER}, "model"),
-    ("createChatCompletion", "no messages", {"model": "m", "messages": []}, "messages"),
-    (
-        "createChatCompletion",
-        "content is a number",
-        {"model": "m", "messages": [{"role": "user", "content": 5}]},
-        "content",
-    ),
-    (
-        "createChatCompletion",
-        "content part without type",
-        {"model": "m", "messages": [{"role": "user", "content": [{"text": "x"}]}]},
-        "content",
-    ),
-    ("createChatCompletion", "top_p 1.5", {"model": "m", "messages": _USER, "top_p": 1.5}, "top_p"),
-    ("createChatCompletion", "n 0", {"model": "m", "messages": _USER, "n": 0}, "n"),
-    ("createChatCompletion", "n 129", {"model": "m", "messages": _USER, "n": 129}, "n"),
-    (
-        "createChatCompletion",
-        "presence_penalty -3",
-        {"model": "m", "messages": _USER, "presence_penalty": -3},
-        "presence_penalty",
-    ),
-    (
-        "createChatCompletion",
-        "top_logprobs 21",
-        {"model": "m", "messages": _USER, "top_logprobs": 21},
-        "top_logprobs",
-    ),
-    (
-        "createChatCompletion",
-        "logprobs as int",
-        {"model": "m", "messages": _USER, "logprobs": 3},
-        "logprobs",
-    ),
-    (
-        "createChatCompletion",
-        "five stop sequences",
-        {"model": "m", "messages": _USER, "stop": ["a", "b", "c", "d", "e"]},
-        "stop",
-    ),
-    (
-        "createChatCompletion",
-        "stream as string",
-        {"model": "m", "messages": _USER, "stream": "yes"},
-        "stream",
-    ),
-    (
-        "createChatCompletion",
-        "max_tokens -1",
-        {"model": "m", "messages": _USER, "max_tokens": -1},
-        "max_tokens",
-    ),
-    (
-        "createChatCompletion",
-        "response_format without type",
-        {"model": "m", "messages": _USER, "response_format": {}},
-        "response_format",
-    ),
-    (
-        "createChatCompletion",
-        "tool without type",
-        {"model": "m", "messages": _USER, "tools": [{"function": {"name": "f"}}]},
-        "tools",
-    ),
-    ("createChatCompletion", "body is a list", [{"model": "m"}], ""),
-    ("createCompletion", "missing prompt", {"model": "m"}, "prompt"),
-    ("createCompletion", "prompt is a number", {"model": "m", "prompt": 7}, "prompt"),
-    ("createCompletion", "logprobs 6", {"model": "m", "prompt": "x", "logprobs": 6}, "logprobs"),
-    ("createEmbedding", "missing input", {"model": "m"}, "input"),
-    (
-        "createEmbedding",
-        "unknown encoding",
-        {"model": "m", "input": "x", "encoding_format": "int8"},
-        "encoding_format",
-    ),
-    (
-        "createEmbedding",
-        "dimensions 0",
-        {"model": "m", "input": "x", "dimensions": 0},
-        "dimensions",
-    ),
-    ("createEmbedding", "empty input list", {"model": "m", "input": []}, "input"),
-    (
-        "createResponse",
-        "temperature 2.5",
-        {"model": "m", "input": "x", "temperature": 2.5},
-        "temperature",
-    ),
-    (
-        "createResponse",
-        "max_output_tokens below minimum",
-        {"model": "m", "input": "x", "max_output_tokens": 15},
-        "max_output_tokens",
-    ),
-    ("createResponse", "input is a number", {"model": "m", "input": 42}, "input"),
-    ("createResponse", "model 42", {"model": 42, "input": "x"}, "model"),
-]
-
-
-@pytest.mark.parametrize(("operation_id", "body"), GOOD_BODIES)
-def test_valid_bodies_pass(validators: dict, operation_id: str, body: Any) -> None:
-    validators[operation_id](body)
-
-
-@pytest.mark.parametrize(
-    ("operation_id", "body", "param"),
-    [pytest.param(op, body, param, id=f"{op}-{label}") for op, label, body, param in BAD_BODIES],
-)
-def test_invalid_bodies_fail(validators: dict, operation_id: str, body: Any, param: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        validators[operation_id](body)
-    assert param in (caught.value.param or ""), caught.value.message

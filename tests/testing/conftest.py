@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from fake_support import KEY
 
 from llm_gateway.testing import FakeUpstream
+
+from fake_support import KEY
 
 
 @pytest.fixture(scope="module")

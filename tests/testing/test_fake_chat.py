@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+
 from fake_support import chat_body
 
 # --- chat completions -------------------------------------------------------------------------

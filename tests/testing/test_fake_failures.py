@@ -7,9 +7,10 @@ import time
 import httpx
 import openai
 import pytest
-from fake_support import chat_body
 
 from llm_gateway.testing import FakeUpstream
+
+from fake_support import chat_body
 
 # --- injections -------------------------------------------------------------------------------
 

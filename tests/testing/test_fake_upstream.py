@@ -9,9 +9,10 @@ import sys
 import httpx
 import openai
 import pytest
-from fake_support import KEY, chat_body
 
 from llm_gateway.testing import FakeUpstream
+
+from fake_support import KEY, chat_body
 
 # --- auth, bookkeeping, standalone ------------------------------------------------------------
 

@@ -116,12 +116,13 @@ def build_sampler(
 def reuse_prefix(llama: llama_cpp.Llama, tokens: Sequence[int]) -> int:
     """Keep the KV cache for the longest prefix the context already holds; return its length.
 
-    At least one prompt token is always evaluated again: sampling needs fresh logits.
+    At least the last two prompt tokens are evaluated again: sampling needs fresh logits,
+    and a lone token's logits round differently from a fresh run's (see batch_prefix.best).
     """
     held = llama.n_tokens
     if held == 0:
         return 0
-    limit = min(held, len(tokens) - 1)
+    limit = min(held, len(tokens) - 2)
     if limit > 0:
         same = llama.input_ids[:limit] == np.asarray(tokens[:limit], dtype=np.intc)
         common = limit if same.all() else int(np.argmin(same))

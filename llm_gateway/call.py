@@ -70,6 +70,9 @@ class Result:
     grouping: str | None = None
     # Releases what the result holds (an open upstream response) when nobody reads the stream.
     close: Callable[[], Awaitable[None]] | None = None
+    # The client left mid-stream: whether to cancel the request's task at once (the default).
+    # A shared stream's reader that is pulling for others says no (grouping/fanout.py).
+    on_gone: Callable[[], bool] | None = None
 
     async def aclose(self) -> None:
         if self.close is not None:

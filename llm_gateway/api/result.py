@@ -10,7 +10,8 @@ def to_response(result: Result) -> BytesResponse | StreamResponse:
     headers = encode_headers(result.headers, result.media_type)
     headers.append((b"x-lgw-backend", result.backend.encode()))
     if result.stream is not None:
-        return StreamResponse(result.status, result.stream, headers, on_close=result.close)
+        return StreamResponse(result.status, result.stream, headers, on_close=result.close,
+                              on_gone=result.on_gone)
     return BytesResponse(result.status, result.body, headers)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ from llm_gateway.app.state import State
 from llm_gateway.config import Config, load_config
 
 log = logging.getLogger(__name__)
+
+YOUNG_GC_THRESHOLD = 10_000  # see settle_heap
 
 
 def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> Edge:
@@ -39,6 +42,25 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     return Edge(inner, state, PathTable(spec, ops))
 
 
+def settle_heap() -> None:
+    """Exempt what start-up built from garbage collection (call once the app is built).
+
+    The parsed OpenAPI documents, the routes and the imported modules are hundreds of
+    thousands of objects that live as long as the process; every full collection walked all
+    of them, about a tenth of a busy gateway's CPU. Frozen, the collector walks only what
+    requests make. (Not in create_app: tests build many apps in one process.)
+
+    The young generation's threshold goes from 700 to 10,000 container allocations: a busy
+    gateway holds a few thousand young containers across its concurrent requests, most of
+    which die by reference counting, so at 700 the collector ran every few requests to find
+    almost nothing (about 4% of the CPU under load).
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
+
+
 def app_from_env() -> Edge:
     """Factory for `uvicorn --factory` and multi-worker serving: the config path is in the env.
 
@@ -46,4 +68,6 @@ def app_from_env() -> Edge:
     """
     config = load_config()
     configure_logging(config.server)
-    return create_app(config)
+    app = create_app(config)
+    settle_heap()
+    return app

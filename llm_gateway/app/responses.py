@@ -46,7 +46,7 @@ class StreamResponse:
     for nobody until its next chunk; so a watcher task listens for the disconnect instead.
     """
 
-    __slots__ = ("blocks", "headers", "on_close", "status")
+    __slots__ = ("blocks", "headers", "on_close", "on_gone", "status")
 
     def __init__(
         self,
@@ -54,11 +54,13 @@ class StreamResponse:
         blocks: AsyncIterator[bytes],
         headers: RawHeaders,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        on_gone: Callable[[], bool] | None = None,
     ) -> None:
         self.status = status
         self.blocks = blocks
         self.headers = headers
         self.on_close = on_close
+        self.on_gone = on_gone  # asked before cancelling: False means the producer ends itself
 
     async def __call__(self, scope, receive, send) -> None:
         task = asyncio.current_task()
@@ -70,7 +72,8 @@ class StreamResponse:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     gone.append(True)
-                    task.cancel()
+                    if self.on_gone is None or self.on_gone():
+                        task.cancel()
                     return
 
         watcher = asyncio.create_task(watch())

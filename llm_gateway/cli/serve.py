@@ -74,7 +74,9 @@ def serve(
             if created and folder is not None:
                 remove_multiprocess_dir(folder)
     else:
-        from llm_gateway.app.factory import create_app
+        from llm_gateway.app.factory import create_app, settle_heap
 
-        uvicorn.run(create_app(config), **options)
+        app = create_app(config)
+        settle_heap()
+        uvicorn.run(app, **options)
     return 0

@@ -39,17 +39,20 @@ class CachedAnswer:
 
 class Cache(Protocol):
     max_entry_bytes: int
-    local: bool  # in this process: a put never waits, so it is made inline
 
     async def get(self, key: str) -> CachedAnswer | None: ...
     async def put(self, key: str, answer: CachedAnswer) -> None: ...
+    def put_soon(self, key: str, answer: CachedAnswer) -> None:
+        """Store without making the caller wait (and never fail it)."""
     async def aclose(self) -> None: ...
 
 
 class MemoryCache:
-    """LRU by bytes with a TTL; `clock` (monotonic seconds) is injectable for tests."""
+    """LRU by bytes with a TTL; `clock` (monotonic seconds) is injectable for tests.
 
-    local = True
+    Nothing here waits, so the grouping layer calls `lookup` and `put_soon` directly: a
+    coroutine per request is measurable on the path of every deterministic request.
+    """
 
     def __init__(self, *, ttl: float, max_bytes: int, max_entry_bytes: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -58,29 +61,38 @@ class MemoryCache:
         self.max_entry_bytes = max_entry_bytes
         self.clock = clock
         self.size = 0
-        self._entries: OrderedDict[str, tuple[CachedAnswer, float, int]] = OrderedDict()
+        # key -> (body, backend, events, expires, cost): a tuple of plain values, which the
+        # garbage collector stops tracking, so a full cache adds nothing to its passes (a
+        # CachedAnswer per entry made them measurably slower on a busy gateway).
+        self._entries: OrderedDict[str, tuple[bytes, str, bool, float, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     async def get(self, key: str) -> CachedAnswer | None:
+        return self.lookup(key)
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        self.put_soon(key, answer)
+
+    def lookup(self, key: str) -> CachedAnswer | None:
         found = self._entries.get(key)
         if found is None:
             return None
-        answer, expires, _ = found
-        if self.clock() >= expires:
+        if self.clock() >= found[3]:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return answer
+        return CachedAnswer(found[0], found[1], found[2])
 
-    async def put(self, key: str, answer: CachedAnswer) -> None:
+    def put_soon(self, key: str, answer: CachedAnswer) -> None:
         cost = len(answer.body) + len(key) + ENTRY_OVERHEAD
         if len(answer.body) > self.max_entry_bytes or cost > self.max_bytes:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (answer, self.clock() + self.ttl, cost)
+        self._entries[key] = (answer.body, answer.backend, answer.events,
+                              self.clock() + self.ttl, cost)
         self.size += cost
         # Least recently used first. Expired entries are not hunted down: they are dropped
         # when met, and being least recently used, they are the first to go here too.
@@ -88,8 +100,7 @@ class MemoryCache:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: str) -> None:
-        _, _, cost = self._entries.pop(key)
-        self.size -= cost
+        self.size -= self._entries.pop(key)[4]
 
     async def aclose(self) -> None:
         self._entries.clear()
@@ -104,10 +115,9 @@ class RedisCache:
     TTL). ``max_entry_bytes`` still applies per answer.
     """
 
-    local = False
-
     def __init__(self, url: str, *, ttl: float, max_entry_bytes: int,
                  timeout: float = REDIS_TIMEOUT) -> None:
+        self.writes: set[asyncio.Task[None]] = set()  # put_soon's writes under way
         try:
             import redis.asyncio as aioredis
         except ImportError:  # pragma: no cover - depends on the install
@@ -143,5 +153,13 @@ class RedisCache:
         except Exception as exc:
             log.warning("response cache: redis SET failed: %r", exc)
 
+    def put_soon(self, key: str, answer: CachedAnswer) -> None:
+        # Over the network: not on the answer's way to the client.
+        task = asyncio.get_running_loop().create_task(self.put(key, answer))
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+
     async def aclose(self) -> None:
+        if self.writes:
+            await asyncio.wait(self.writes, timeout=2)
         await self.client.aclose()

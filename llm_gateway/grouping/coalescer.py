@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable
 
 from llm_gateway.grouping.fanout import SharedCall
 
@@ -19,26 +18,27 @@ class Coalescer:
     def __init__(self, limit: int) -> None:
         self.limit = limit  # grouping.max_waiter_buffer_bytes
         self.joinable: dict[str, SharedCall] = {}
-        self.running: set[SharedCall] = set()  # every shared call whose task is not over
+        # Shared calls with a task of their own under way (a stream's pump, a call made again
+        # for members its leader left): shutdown cancels them. A leader's inline call is its
+        # request's, not tracked here.
+        self.running: set[SharedCall] = set()
 
     def find(self, key: str) -> SharedCall | None:
         """The call an identical request may join, if one is in flight and still joinable."""
         return self.joinable.get(key)
 
     def open(self, key: str, *, register: bool,
-             on_done: Callable[[SharedCall], Awaitable[None]] | None) -> SharedCall:
+             on_done: Callable[[SharedCall], None] | None) -> SharedCall:
         """A new shared call, joinable under ``key`` when ``register``; start it next."""
-        shared = SharedCall(self.limit, partial(self._detach, key), on_done)
+        shared = SharedCall(self, key, on_done)
         if register:
             self.joinable[key] = shared
-        self.running.add(shared)
         return shared
 
-    def _detach(self, key: str, shared: SharedCall) -> None:
-        if self.joinable.get(key) is shared:
-            del self.joinable[key]
-        if shared.done:
-            self.running.discard(shared)
+    def detach(self, shared: SharedCall) -> None:
+        """No longer joinable (idempotent)."""
+        if self.joinable.get(shared.key) is shared:
+            del self.joinable[shared.key]
 
     async def aclose(self) -> None:
         """Shutdown: cancel what still runs (the backends are closed by now anyway)."""

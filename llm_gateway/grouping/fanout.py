@@ -1,16 +1,18 @@
 """One backend call shared by identical requests: each gets its own Result, in its own shape.
 
 The request that starts the call (the leader) makes it inline, which keeps the common case of
-nobody joining as cheap as a plain call; an answer that streams is then pumped by a task of its
-own, not by any request's, so the leader is just its first reader: when the leader's client
-goes away the stream goes on for the others, and it is cancelled only when its last member
-leaves. (A leader cancelled before the backend answered hands the call over: it is made again
-in the background for the members still waiting.) An error, raised or streamed, reaches every
-member.
+nobody joining as cheap as a plain call. An answer that streams is pulled by its readers:
+while the leader reads alone it pulls each block itself (no task, no hand-off per block); as
+soon as a second member reads, a task of its own pulls it instead, so the leader is just its
+first reader: when the leader's client goes away the stream goes on for the others, and it is
+cancelled only when its last member leaves. (A leader whose client leaves while it is pulling
+for others finishes that one pull first: cancelling it would break the stream for them. A
+leader cancelled before the backend answered hands the call over: it is made again in the
+background for the members still waiting.) An error, raised or streamed, reaches every member.
 
 A streamed answer goes into a **replay buffer** that every member reads with its own cursor,
-at its own pace: the task appending to it never waits for a reader, so one slow client cannot
-slow the others. A member that joins late starts at the beginning and gets every chunk already
+at its own pace: once several read, the task appending to it never waits for a reader, so one
+slow client cannot slow the others. A member that joins late starts at the beginning and gets every chunk already
 sent, then the live ones. The buffer is bounded by ``grouping.max_waiter_buffer_bytes``:
 
 * while the stream is within that size, the buffer is kept whole and the call can be joined;
@@ -30,13 +32,17 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InternalError, ServiceUnavailable
 from llm_gateway.grouping.replay import Assembly
 from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, whole_result
+
+if TYPE_CHECKING:
+    from llm_gateway.grouping.coalescer import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +53,17 @@ CANCELLED = ServiceUnavailable("The request was cancelled.")
 
 
 class SharedCall:
-    def __init__(self, limit: int, detach: Callable[[SharedCall], None],
-                 on_done: Callable[[SharedCall], Awaitable[None]] | None = None) -> None:
-        self.limit = limit  # grouping.max_waiter_buffer_bytes
-        self.detach = detach  # takes it out of the in-flight map (idempotent)
-        self.on_done = on_done  # after a complete answer (the cache write)
-        self.ready = asyncio.Event()  # the backend answered (result) or failed (failure)
+    # Most shared calls are led and finished by one request that nobody joins, so what only
+    # a member or a reader needs (the events they wait on, a Reader for the leader) is made
+    # when one turns up: on the path of every deterministic request, it is measurable.
+    def __init__(self, owner: Coalescer, key: str,
+                 on_done: Callable[[SharedCall], None] | None = None) -> None:
+        self.owner = owner  # the in-flight map it is joinable in, and its running set
+        self.key = key
+        self.limit = owner.limit  # grouping.max_waiter_buffer_bytes
+        self.on_done = on_done  # after a complete answer (the cache write); never waits
+        self.answered = False  # the backend answered (result) or failed (failure)
+        self._ready: asyncio.Event | None = None  # set when answered, if anyone waits
         self.result: Result | None = None
         self.failure: BaseException | None = None
         self.blocks: list[bytes] = []  # the replay buffer
@@ -60,11 +71,15 @@ class SharedCall:
         self.size = 0  # bytes streamed so far
         self.done = False  # nothing more will be appended
         self.joinable = True
-        self.changed = asyncio.Event()  # set (and at once cleared) on each append
+        self._changed: asyncio.Event | None = None  # set and cleared on each append
         self.readers: set[Reader] = set()  # members reading the stream
         self.members = 0  # requests still waiting for or reading this call
         self.task: asyncio.Task[None] | None = None
         self.call: Call | None = None  # the leader's: routing fills in its target model
+        # Who pulls a streamed answer from the backend: its only reader, inline (pulling),
+        # or, once several read, a task of its own (pumped). See Reader.blocks.
+        self.pulling: Reader | None = None
+        self.pumped = False
 
     # --- the backend side --------------------------------------------------------------------
 
@@ -73,7 +88,7 @@ class SharedCall:
         case of nobody joining. Only a stream is then pumped by a task of its own, so that
         every member, the leader included, reads it at its own pace."""
         self.call = call
-        reader = Reader(self)
+        self.members += 1  # the leader: a member leaving meanwhile must not cancel the call
         try:
             result = await produce(call)
         except asyncio.CancelledError:
@@ -81,18 +96,21 @@ class SharedCall:
             # is made again for them, in the background (the first one is lost with the
             # leader's task). With uvicorn this happens only at shutdown: a request's task is
             # not cancelled when its client leaves.
-            reader.leave()
+            self.members -= 1
             if self.members and not self.done:
-                self.task = asyncio.get_running_loop().create_task(self._run(call, produce))
+                self._spawn(self._run(call, produce))
             elif not self.done:
                 self._fail(CANCELLED)
             raise
         except Exception as exc:
+            self.members -= 1
             self._fail(exc)
-            reader.leave()
             raise
-        await self._answered(result)
-        return await self._member(reader, call, "miss", leader=True)
+        self._answered(result)
+        self.members -= 1
+        if result.stream is None:
+            return self._whole(call, "miss", leader=True)
+        return await self._member(Reader(self), call, "miss", leader=True)
 
     async def _run(self, call: Call, produce: Produce) -> None:
         """The backend call for the members left when the leader went away."""
@@ -104,17 +122,33 @@ class SharedCall:
         except Exception as exc:
             self._fail(exc)
             return
-        await self._answered(result)
+        self._answered(result)
 
-    async def _answered(self, result: Result) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.task = task
+        self.owner.running.add(self)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # Also for a task cancelled before it ran (it never reached _finish); not for a
+        # hand-over's call that went on to pump a stream.
+        if self.task is task:
+            self.owner.running.discard(self)
+
+    def _answered(self, result: Result) -> None:
         self.result = result
-        self.ready.set()
+        self._signal()
         if result.stream is not None:
-            self.task = asyncio.get_running_loop().create_task(self._stream(result))
-            return
+            return  # its readers pull it (Reader.blocks)
         self._finish()
         if self.on_done is not None:
-            await self.on_done(self)
+            self.on_done(self)
+
+    def _signal(self) -> None:
+        self.answered = True
+        if self._ready is not None:
+            self._ready.set()
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc  # every member raises it (a copy each)
@@ -122,37 +156,58 @@ class SharedCall:
 
     def _finish(self) -> None:
         self.done = True
-        self.ready.set()
+        self._signal()
         self._wake()
-        self.detach(self)
+        self.owner.detach(self)
+        self.owner.running.discard(self)  # at once: its task may take a while to unwind
 
-    async def _stream(self, result: Result) -> None:
-        try:
-            await self._pump(result)
-        finally:
-            self._finish()
-        if self.on_done is not None:
-            await self.on_done(self)
+    def start_pump(self) -> None:
+        """Several members read: from now on a task of its own pulls the stream, so that each
+        reads at its own pace and none waits for another's client."""
+        self.pumped = True
+        self._spawn(self._pump())
 
-    async def _pump(self, result: Result) -> None:
-        stream = result.stream
-        assert stream is not None
+    async def _pump(self) -> None:
+        while await self.pull():
+            pass
+
+    async def pull(self) -> bool:
+        """One block from the backend into the replay buffer; False once the stream is over."""
+        result = self.result
+        assert result is not None and result.stream is not None
         try:
-            async for block in stream:
-                self._append(block)
+            block = await result.stream.__anext__()
+        except StopAsyncIteration:
+            await self._end()
+            return False
         except asyncio.CancelledError:
-            if self.members:  # shutting down under readers: end their streams visibly
+            if self.members:  # cancelled under readers (shutdown): end their streams visibly
                 self._append(error_event("The gateway is shutting down.",
                                          code="service_unavailable"))
+            await self._close_backend()
+            self._finish()
             raise
         except Exception as exc:
             log.warning("shared stream failed: %r", exc)
             self._append(error_event("The backend stream failed.", code="stream_error"))
-        finally:
-            with contextlib.suppress(Exception):
-                await stream.aclose()  # type: ignore[attr-defined]
-            with contextlib.suppress(Exception):
-                await result.aclose()
+            await self._end()
+            return False
+        self._append(block)
+        return True
+
+    async def _end(self) -> None:
+        await self._close_backend()
+        self._finish()
+        if self.on_done is not None:
+            self.on_done(self)
+
+    async def _close_backend(self) -> None:
+        result = self.result
+        assert result is not None
+        with contextlib.suppress(Exception):
+            await result.stream.aclose()  # type: ignore[union-attr]
+        with contextlib.suppress(Exception):
+            await result.aclose()
 
     def _append(self, block: bytes) -> None:
         self.blocks.append(block)
@@ -160,15 +215,23 @@ class SharedCall:
         if self.size > self.limit:
             if self.joinable:
                 self.joinable = False
-                self.detach(self)
+                self.owner.detach(self)
             self._bound()
         self._wake()
 
     def _wake(self) -> None:
         # Event.set() wakes every reader waiting now; clearing at once re-arms it for the next
         # block (a reader checks the buffer before it waits, so it misses nothing).
-        self.changed.set()
-        self.changed.clear()
+        changed = self._changed
+        if changed is not None:
+            changed.set()
+            changed.clear()
+
+    def changed(self) -> asyncio.Event:
+        """What a reader waits on for the next block (or the end)."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
 
     def _bound(self) -> None:
         """Drop what every reader has read; disconnect readers too far behind."""
@@ -185,10 +248,15 @@ class SharedCall:
             self.first = low
 
     def cancel(self) -> None:
+        """Nobody is left to read it: stop the backend."""
         self.joinable = False
-        self.detach(self)
+        self.owner.detach(self)
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        elif (self.result is not None and self.result.stream is not None
+              and self.pulling is None and not self.done):
+            self._finish()  # a stream nobody pulls now: close it in the background
+            self._spawn(self._close_backend())
 
     # --- the members' side -------------------------------------------------------------------
 
@@ -196,8 +264,10 @@ class SharedCall:
         """A joining member's own Result, once the backend has answered."""
         reader = Reader(self)
         try:
-            if not self.ready.is_set():
-                await self.ready.wait()
+            if not self.answered:
+                if self._ready is None:
+                    self._ready = asyncio.Event()
+                await self._ready.wait()
             if self.failure is not None:
                 raise _copy(self.failure)
         except BaseException:
@@ -207,20 +277,20 @@ class SharedCall:
 
     async def _member(self, reader: Reader, call: Call, kind: str, leader: bool) -> Result:
         """A member's own Result: its own stream, or a whole answer, in the shape it wants."""
-        want_stream = call.stream
         try:
+            if self.result is not None and self.result.stream is None:
+                reader.leave()
+                return self._whole(call, kind, leader)
             result = self.result
             assert result is not None and self.call is not None
             call.target_model = self.call.target_model  # what served it, for the ledger
             headers = _headers(result.headers, kind, leader)
-            if result.stream is None:
-                reader.leave()
-                return whole_result(result, want_stream, headers, kind)
+            want_stream = call.stream
             self.readers.add(reader)
             if want_stream:
                 return Result(result.status, headers, stream=reader.blocks(),
                               media_type=result.media_type, backend=result.backend,
-                              grouping=kind, close=reader.close)
+                              grouping=kind, close=reader.close, on_gone=reader.client_gone)
             reader.collect = True
             assembly = Assembly()
             async for block in reader.blocks():
@@ -231,10 +301,18 @@ class SharedCall:
             raise
 
 
+    def _whole(self, call: Call, kind: str, leader: bool) -> Result:
+        """A member's own Result from a whole (not streamed) answer."""
+        result = self.result
+        assert result is not None and self.call is not None
+        call.target_model = self.call.target_model  # what served it, for the ledger
+        return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind)
+
+
 class Reader:
     """One member: its cursor in the replay buffer."""
 
-    __slots__ = ("collect", "consumed", "dropped", "left", "pos", "shared")
+    __slots__ = ("collect", "consumed", "dropped", "leaving", "left", "pos", "shared")
 
     def __init__(self, shared: SharedCall) -> None:
         self.shared = shared
@@ -242,13 +320,20 @@ class Reader:
         self.consumed = 0
         self.collect = False  # collects a whole answer: never dropped for lagging
         self.dropped = False
+        self.leaving = False  # its client left while it pulled for others: stop after the pull
         self.left = False
         shared.members += 1
 
     async def blocks(self) -> AsyncIterator[bytes]:
+        """This member's stream: what the buffer holds past its cursor, then the live blocks.
+
+        When it has read everything and nobody is pulling the backend's stream, it pulls the
+        next block itself if it is the only member (the common case: no task, no hand-off
+        per block), or starts the pump task if others read too.
+        """
         shared = self.shared
         try:
-            while True:
+            while not self.leaving:
                 if self.dropped:
                     yield error_event(
                         f"This client fell more than {shared.limit} bytes behind the shared "
@@ -263,13 +348,37 @@ class Reader:
                     yield block
                 elif shared.done:
                     return
+                elif shared.pumped or shared.pulling is not None:
+                    await shared.changed().wait()
+                elif shared.members > 1:
+                    shared.start_pump()
                 else:
-                    await shared.changed.wait()
+                    shared.pulling = self
+                    try:
+                        await shared.pull()
+                    finally:
+                        shared.pulling = None
         finally:
             self.leave()
 
     async def close(self) -> None:
         self.leave()
+
+    def client_gone(self) -> bool:
+        """Its client left: whether to cancel the request's task now (`StreamResponse`).
+
+        Not while it pulls the backend's stream and others read too: a cancelled pull would
+        break the stream for them, so it stops after the block under way instead (the others
+        then go on, and the next of them pulls or starts the pump).
+        """
+        shared = self.shared
+        if shared.pulling is self:
+            if shared.members > 1:
+                self.leaving = True
+                return False
+            shared.joinable = False  # the stream dies with this request: nobody may join it
+            shared.owner.detach(shared)
+        return True
 
     def leave(self) -> None:
         if self.left:
@@ -289,6 +398,8 @@ def _copy(exc: BaseException) -> BaseException:
 
 
 def _headers(headers: list[tuple[str, str]], kind: str, leader: bool) -> list[tuple[str, str]]:
-    out = [h for h in headers if leader or h[0] not in _PRIVATE_HEADERS]
+    if leader:
+        return [*headers, (CACHE_HEADER, kind)]
+    out = [h for h in headers if h[0] not in _PRIVATE_HEADERS]
     out.append((CACHE_HEADER, kind))
     return out

@@ -16,9 +16,7 @@ in `Result.grouping` (the accountant records it, and the tokens a non-``miss`` o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from typing import Any
 
 from llm_gateway.auth.principal import Principal
@@ -42,8 +40,9 @@ class Grouper:
         grouping = config.grouping
         self.policy = Policy(grouping)
         self.coalescer = Coalescer(grouping.max_waiter_buffer_bytes)
-        self._writes: set[asyncio.Task[None]] = set()  # cache writes to Redis under way
         self.cache: Cache | None = cache  # tests may bring their own (an injectable clock)
+        # The in-process cache is read without a coroutine (see MemoryCache).
+        self._memory = cache if isinstance(cache, MemoryCache) else None
         self._wants_cache = cache is None and wants_cache(grouping)
         if (self._wants_cache and grouping.cache.backend == "redis"
                 and not config.storage.redis_url):
@@ -63,8 +62,8 @@ class Grouper:
             assert url is not None
             self.cache = RedisCache(url, ttl=c.ttl_seconds, max_entry_bytes=c.max_entry_bytes)
         else:
-            self.cache = MemoryCache(ttl=c.ttl_seconds, max_bytes=c.max_bytes,
-                                     max_entry_bytes=c.max_entry_bytes)
+            self.cache = self._memory = MemoryCache(
+                ttl=c.ttl_seconds, max_bytes=c.max_bytes, max_entry_bytes=c.max_entry_bytes)
 
     async def run(self, call: Call, principal: Principal, produce: Produce) -> Result:
         """The call's Result: from `produce` (the backend), a shared call, or the cache.
@@ -76,7 +75,12 @@ class Grouper:
         coalescer = self.coalescer
         if plan.coalesce and (shared := coalescer.find(key)) is not None:
             return await self._join(shared, call)
-        if plan.cache_read and self.cache is not None:
+        if plan.cache_read and (memory := self._memory) is not None:
+            cached = memory.lookup(key)
+            if cached is not None:
+                self._counted("hit")
+                return from_cache(cached, call.stream, "hit")
+        elif plan.cache_read and self.cache is not None:
             cached = await self.cache.get(key)
             if cached is not None:
                 self._counted("hit")
@@ -97,12 +101,12 @@ class Grouper:
             result.grouping = "miss"
             result.headers.append((CACHE_HEADER, "miss"))
             return result
-        on_done = partial(self._store, key) if write else None
+        on_done = self._store if write else None
         shared = self.coalescer.open(key, register=plan.coalesce, on_done=on_done)
         return await shared.lead(call, produce)
 
-    async def _store(self, key: str, shared: SharedCall) -> None:
-        """Keep a complete status-200 answer (a stream assembled) in the cache."""
+    def _store(self, shared: SharedCall) -> None:
+        """Keep a complete status-200 answer (a whole stream) in the cache."""
         result, cache = shared.result, self.cache
         if result is None or result.status != 200 or cache is None:
             return
@@ -115,12 +119,7 @@ class Grouper:
                     or not complete_stream(blocks):
                 return
             answer = CachedAnswer(b"".join(blocks), result.backend, events=True)
-        if cache.local:
-            await cache.put(key, answer)  # in memory: nothing to wait for
-        else:  # over the network: not on the answer's way to the client
-            task = asyncio.get_running_loop().create_task(cache.put(key, answer))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+        cache.put_soon(shared.key, answer)
 
     def _counted(self, kind: str) -> None:
         if self._count is not None:
@@ -128,7 +127,5 @@ class Grouper:
 
     async def aclose(self) -> None:
         await self.coalescer.aclose()
-        if self._writes:
-            await asyncio.wait(self._writes, timeout=2)
         if self.cache is not None:
             await self.cache.aclose()

@@ -43,6 +43,11 @@ class Plan:
     cache_write: bool  # keep a complete answer in the cache
 
 
+# Every plan there can be, made once (a frozen dataclass is slow to build, per request).
+_PLANS = {(c, r, w): Plan(c, r, w) for c in (False, True) for r in (False, True)
+          for w in (False, True)}
+
+
 def is_deterministic(call: Call) -> bool:
     if call.operation == EMBEDDINGS:
         return True
@@ -117,4 +122,4 @@ class Policy:
             read, write = _cache_directives(call)
         if not (coalesce or read or write):
             return None
-        return Plan(coalesce, read, write)
+        return _PLANS[coalesce, read, write]

@@ -90,7 +90,7 @@ async def test_redis_cache_is_shared_by_two_groupers():
         led = await one.run(first, first.principal, backend.produce)
         backend.stream_all(first)
         streamed = await read_all(led)
-        while one.coalescer.running or one._writes:  # the write follows the stream's end
+        while one.coalescer.running or one.cache.writes:  # the write follows the stream's end
             await asyncio.sleep(0.01)
         again = chat_call(metadata={"run": marker})
         hit = await two.run(again, again.principal, backend.produce)

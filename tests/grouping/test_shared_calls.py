@@ -56,9 +56,10 @@ async def test_stream_fans_out_and_a_late_joiner_gets_the_whole_stream():
     for event in events[:3]:
         backend.feed.put_nowait(event)
     reader = leader.stream
-    got = [await reader.__anext__()]
+    got = [await reader.__anext__(), await reader.__anext__()]
     shared = grouper.coalescer.find(identity(first, first.principal))
-    await until(lambda: shared.size == sum(map(len, events[:3])))
+    # Alone, the leader pulls only what it reads: two events sent, one still upstream.
+    assert shared.size == sum(map(len, events[:2])) and not shared.pumped
     late_call = chat_call(stream=True)
     late = await grouper.run(late_call, late_call.principal, backend.produce)
     assert late.grouping == "coalesced"
@@ -241,3 +242,39 @@ async def test_leader_cancelled_before_the_answer_hands_the_call_over():
     result = await joiner
     assert result.status == 200 and result.grouping == "coalesced"
     assert leader.cancelled()
+
+
+async def _leader_pulling():
+    """A streaming leader alone, waiting inside its inline pull for the backend's first block."""
+    grouper, backend = make_grouper(), Backend()
+    backend.release.set()
+    first = chat_call(stream=True)
+    leader = await grouper.run(first, first.principal, backend.produce)
+    shared = grouper.coalescer.find(identity(first, first.principal))
+    pending = asyncio.ensure_future(leader.stream.__anext__())
+    await until(lambda: shared.pulling is not None)  # alone, the leader pulls inline
+    return grouper, backend, first, leader, pending
+
+
+async def test_a_leader_whose_client_leaves_mid_pull_finishes_the_pull_for_the_others():
+    grouper, backend, first, leader, pending = await _leader_pulling()
+    other_call = chat_call(stream=True)
+    other = await grouper.run(other_call, other_call.principal, backend.produce)
+    # Its client goes: cancelling it now would cancel the pull under way, and the stream
+    # with it, for the other member too; so the leader stops after this block instead.
+    assert leader.on_gone() is False
+    events = backend.stream_all(first)
+    with pytest.raises(StopAsyncIteration):
+        await pending
+    assert await read_all(other) == b"".join(events)
+    assert backend.calls == 1 and not backend.cancelled
+
+
+async def test_a_lone_leader_whose_client_leaves_is_cancelled_and_not_joinable():
+    grouper, backend, first, leader, pending = await _leader_pulling()
+    assert leader.on_gone() is True  # nobody else reads: cancel at once
+    assert grouper.coalescer.find(identity(first, first.principal)) is None
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await until(lambda: backend.cancelled)

@@ -12,8 +12,9 @@ background for the members still waiting.) An error, raised or streamed, reaches
 
 A streamed answer goes into a **replay buffer** that every member reads with its own cursor,
 at its own pace: once several read, the task appending to it never waits for a reader, so one
-slow client cannot slow the others. A member that joins late starts at the beginning and gets every chunk already
-sent, then the live ones. The buffer is bounded by ``grouping.max_waiter_buffer_bytes``:
+slow client cannot slow the others. A member that joins late starts at the beginning and gets
+every chunk already sent, then the live ones. The buffer is bounded by
+``grouping.max_waiter_buffer_bytes``:
 
 * while the stream is within that size, the buffer is kept whole and the call can be joined;
 * past it, the call can no longer be joined (an identical request leads a call of its own),

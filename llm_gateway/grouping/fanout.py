@@ -33,12 +33,13 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InternalError, ServiceUnavailable
+from llm_gateway.grouping.reader import Reader
 from llm_gateway.grouping.replay import Assembly
 from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, whole_result
 
@@ -308,88 +309,6 @@ class SharedCall:
         assert result is not None and self.call is not None
         call.target_model = self.call.target_model  # what served it, for the ledger
         return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind)
-
-
-class Reader:
-    """One member: its cursor in the replay buffer."""
-
-    __slots__ = ("collect", "consumed", "dropped", "leaving", "left", "pos", "shared")
-
-    def __init__(self, shared: SharedCall) -> None:
-        self.shared = shared
-        self.pos = shared.first  # 0 while the call can be joined: the whole stream
-        self.consumed = 0
-        self.collect = False  # collects a whole answer: never dropped for lagging
-        self.dropped = False
-        self.leaving = False  # its client left while it pulled for others: stop after the pull
-        self.left = False
-        shared.members += 1
-
-    async def blocks(self) -> AsyncIterator[bytes]:
-        """This member's stream: what the buffer holds past its cursor, then the live blocks.
-
-        When it has read everything and nobody is pulling the backend's stream, it pulls the
-        next block itself if it is the only member (the common case: no task, no hand-off
-        per block), or starts the pump task if others read too.
-        """
-        shared = self.shared
-        try:
-            while not self.leaving:
-                if self.dropped:
-                    yield error_event(
-                        f"This client fell more than {shared.limit} bytes behind the shared "
-                        "stream it was reading and was disconnected.", code="stream_lagged")
-                    return
-                end = shared.first + len(shared.blocks)
-                if self.pos < end:
-                    pending = shared.blocks[self.pos - shared.first:]
-                    block = pending[0] if len(pending) == 1 else b"".join(pending)
-                    self.pos = end
-                    self.consumed += len(block)
-                    yield block
-                elif shared.done:
-                    return
-                elif shared.pumped or shared.pulling is not None:
-                    await shared.changed().wait()
-                elif shared.members > 1:
-                    shared.start_pump()
-                else:
-                    shared.pulling = self
-                    try:
-                        await shared.pull()
-                    finally:
-                        shared.pulling = None
-        finally:
-            self.leave()
-
-    async def close(self) -> None:
-        self.leave()
-
-    def client_gone(self) -> bool:
-        """Its client left: whether to cancel the request's task now (`StreamResponse`).
-
-        Not while it pulls the backend's stream and others read too: a cancelled pull would
-        break the stream for them, so it stops after the block under way instead (the others
-        then go on, and the next of them pulls or starts the pump).
-        """
-        shared = self.shared
-        if shared.pulling is self:
-            if shared.members > 1:
-                self.leaving = True
-                return False
-            shared.joinable = False  # the stream dies with this request: nobody may join it
-            shared.owner.detach(shared)
-        return True
-
-    def leave(self) -> None:
-        if self.left:
-            return
-        self.left = True
-        shared = self.shared
-        shared.readers.discard(self)
-        shared.members -= 1
-        if shared.members == 0 and not shared.done:
-            shared.cancel()  # nobody is left to read it: stop the backend
 
 
 def _copy(exc: BaseException) -> BaseException:

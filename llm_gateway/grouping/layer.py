@@ -75,18 +75,14 @@ class Grouper:
         coalescer = self.coalescer
         if plan.coalesce and (shared := coalescer.find(key)) is not None:
             return await self._join(shared, call)
-        if plan.cache_read and (memory := self._memory) is not None:
-            cached = memory.lookup(key)
+        if plan.cache_read and self.cache is not None:
+            memory = self._memory
+            cached = memory.lookup(key) if memory is not None else await self.cache.get(key)
             if cached is not None:
                 self._counted("hit")
                 return from_cache(cached, call.stream, "hit")
-        elif plan.cache_read and self.cache is not None:
-            cached = await self.cache.get(key)
-            if cached is not None:
-                self._counted("hit")
-                return from_cache(cached, call.stream, "hit")
-            # Another identical request may have started while the cache answered.
-            if plan.coalesce and (shared := coalescer.find(key)) is not None:
+            # Another identical request may have started while a remote cache answered.
+            if memory is None and plan.coalesce and (shared := coalescer.find(key)) is not None:
                 return await self._join(shared, call)
         return await self._lead(key, plan, call, produce)
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # bench/common.py (bench/ is not a package)
 from load import Counter, Sample, median, percentile, request_body, stream_once
 from model import default_gguf, gguf_control_tokens
+from paired import Paired, describe, measure_paired
 from report import fmt
 from servers import check_server_deps
 from settings import MODEL_NAME
@@ -71,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     p.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"),
                    help="llama.cpp's llama-server binary (default: $LLAMA_SERVER)")
+    p.add_argument("--paired-rounds", type=int, default=16,
+                   help="rounds of the paired 1-stream comparison of the batching and simple "
+                        "engines, both running at once (default 16; 0 leaves it out)")
     p.add_argument("--skip", default="",
                    help="servers to leave out, comma-separated: llama_cpp.server, "
                         "llama-server, simple, batching")
@@ -167,8 +171,8 @@ def launch(label: str, cmd: list[str], base: str, ready: str, log: Path):
     return proc
 
 
-def server_commands(args: argparse.Namespace, gguf: Path, our_model: str,
-                    port: int) -> dict[str, tuple[list[str], str]]:
+def server_commands(args: argparse.Namespace, gguf: Path, our_model: str, port: int,
+                    every: bool = False) -> dict[str, tuple[list[str], str]]:
     t = str(args.threads)
     worker = [*common.console_script("llm-gateway", "llm_gateway"), "worker",
               "--model", our_model, "--n-threads", t, "--n-ctx", str(N_CTX_PER_SEQ),
@@ -191,11 +195,31 @@ def server_commands(args: argparse.Namespace, gguf: Path, our_model: str,
                                      "--parallel", str(args.parallel), "--alias", MODEL_NAME,
                                      "--no-webui"], "/health")
     order = ["llama_cpp.server", "llama-server", "simple", "batching"]
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    skip = set() if every else {s.strip() for s in args.skip.split(",") if s.strip()}
     return {k: commands[k] for k in order if k in commands and k not in skip}
 
 
-def report(results: dict[str, dict[int, Result]], args: argparse.Namespace) -> None:
+def run_paired(args: argparse.Namespace, gguf: Path, our_model: str, banned: list[int],
+               counter: Counter, tmp: Path) -> Paired:
+    """Simple and batching workers up together, one request each per round (paired.py)."""
+    procs = []
+    try:
+        bases = []
+        for label in ("simple", "batching"):
+            port = common.free_port()
+            cmd, ready = server_commands(args, gguf, our_model, port, every=True)[label]
+            base = f"http://127.0.0.1:{port}"
+            procs.append(launch(label, cmd, base, ready, tmp / f"paired-{label}.log"))
+            bases.append(base)
+        return measure_paired(bases[0], bases[1], args.paired_rounds, args.max_tokens, banned,
+                              counter)
+    finally:
+        for proc in procs:
+            common.stop(proc)
+
+
+def report(results: dict[str, dict[int, Result]], args: argparse.Namespace,
+           paired: Paired | None) -> None:
     names = list(results)
     print(f"\n=== {args.max_tokens} tokens per request, {args.per_stream} per stream, "
           f"n_threads {args.threads}; aggregate tok/s | TTFT p50/p99 ms | per-stream tok/s ===")
@@ -218,8 +242,10 @@ def report(results: dict[str, dict[int, Result]], args: argparse.Namespace) -> N
           f" (target >= 0.70)")
     print(f"batching / llama_cpp.server at {top} streams: "
           f"{ratio('batching', 'llama_cpp.server', top)} (target >= 2)")
-    print(f"batching / simple at 1 stream: {ratio('batching', 'simple', 1)} (target >= 1, "
-          f"less run-to-run noise)")
+    print(f"batching / simple at 1 stream, one after the other: "
+          f"{ratio('batching', 'simple', 1)} (noisy: see the paired figure)")
+    if paired is not None:
+        print(describe(paired, "simple", "batching") + " (target: end to end >= 1)")
     for streams, r in results.get("batching", {}).items():
         if r.overhead is not None:
             print(f"batching engine, {streams} streams: Python {r.overhead:.1%} of each step "
@@ -257,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
                                          counter)
             finally:
                 common.stop(proc)
-    report(results, args)
+        paired = None
+        if args.paired_rounds > 0 and not {"simple", "batching"} & set(args.skip.split(",")):
+            print(f"\npaired: simple and batching at once, {args.paired_rounds} rounds of one "
+                  f"request each", flush=True)
+            paired = run_paired(args, gguf, our_model, banned, counter, tmp)
+    report(results, args, paired)
     if any(r.tokens_per_request < args.max_tokens for rs in results.values()
            for r in rs.values()):
         print(f"WARNING: some runs averaged fewer than {args.max_tokens} tokens per request")

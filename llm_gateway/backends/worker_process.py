@@ -39,8 +39,7 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
     ]
     if cfg.n_threads is not None:
         cmd += ["--n-threads", str(cfg.n_threads)]
-    if cfg.flash_attn:
-        cmd.append("--flash-attn")
+    cmd += ["--flash-attn", {True: "on", False: "off"}.get(cfg.flash_attn, "auto")]
     if cfg.chat_format:
         cmd += ["--chat-format", cfg.chat_format]
     if cfg.chat_template:

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-batch", type=int, default=512,
                         help="prompt tokens per decode (default: %(default)s)")
     parser.add_argument("--n-threads", type=int, help="CPU threads (default: llama.cpp's)")
-    parser.add_argument("--flash-attn", action="store_true", help="use flash attention")
+    parser.add_argument("--flash-attn", nargs="?", const="on", default="auto",
+                        choices=["auto", "on", "off"],
+                        help="flash attention; auto: where the device supports it, as "
+                             "llama.cpp's own default (default: %(default)s; alone: on)")
     template = parser.add_mutually_exclusive_group()
     template.add_argument("--chat-format", help="a llama-cpp-python chat format name "
                           "(chatml-function-calling enables tools)")

@@ -162,7 +162,8 @@ class LocalConfig:
     n_ctx: int = field(default=4096, metadata={"ge": 0})  # 0 = the model's own context size
     n_batch: int = field(default=512, metadata={"ge": 1})
     n_threads: int | None = field(default=None, metadata={"ge": 1})  # None = the worker decides
-    flash_attn: bool = False
+    # auto: wherever the device supports it (llama.cpp's default); true/false: on/off
+    flash_attn: Literal["auto", True, False] = "auto"
     chat_format: str | None = field(default=None, metadata={"check": non_empty})
     chat_template: str | None = field(default=None, metadata={"check": non_empty})  # a file
     lora: str | None = field(default=None, metadata={"check": non_empty})

@@ -15,7 +15,7 @@ class WorkerConfig:
     n_ctx: int = 4096  # 0: the model's training context
     n_batch: int = 512
     n_threads: int | None = None
-    flash_attn: bool = False
+    flash_attn: str = "auto"  # auto (llama.cpp decides per device, as llama-server does), on, off
     chat_format: str | None = None  # a llama-cpp-python chat format name
     chat_template: str | None = None  # a Jinja2 template file
     lora: str | None = None

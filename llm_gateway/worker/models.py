@@ -132,7 +132,7 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
         n_gpu_layers=config.n_gpu_layers,
         n_ctx=config.n_ctx,
         n_batch=config.n_batch,
-        flash_attn=config.flash_attn,
+        flash_attn=config.flash_attn == "on",
         embedding=config.embedding,
         verbose=False,
     )
@@ -147,8 +147,13 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
         options["chat_format"] = config.chat_format
     if config.lora:
         options["lora_path"] = config.lora
+    from llm_gateway.worker.engines.llama_run import FLASH_ATTN_TYPES, new_context
+
     try:
         llama = llama_cpp.Llama(str(path), **options)
+        if config.flash_attn == "auto":
+            # The constructor only knows on and off: the context is made again with "auto".
+            new_context(llama, flash_attn_type=FLASH_ATTN_TYPES["auto"])
     except Exception as exc:
         raise ModelSourceError(f"could not load {path}: {exc}") from exc
     log.info("model loaded in %.2f s (n_ctx=%d, n_vocab=%d)", time.monotonic() - started,

@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert (local.workers, local.urls, local.gpus) == (None, [], [])
     assert (local.worker_count, local.spawns) == (1, True)
     assert (local.n_gpu_layers, local.n_ctx, local.n_batch, local.n_threads) == (0, 4096, 512, None)
-    assert (local.flash_attn, local.embedding, local.max_queue) == (False, False, 16)
+    assert (local.flash_attn, local.embedding, local.max_queue) == ("auto", False, 16)
     assert (local.chat_format, local.chat_template, local.lora) == (None, None, None)
     assert (local.host, local.base_port, local.fallback, local.affinity) == (
         "127.0.0.1", None, None, True)
@@ -58,6 +58,15 @@ def test_every_key() -> None:
     local = parse_config(data, {}).local["smol"]
     assert (local.worker_count, local.gpus, local.base_port) == (2, [0, 1], 9100)
     assert (local.fallback, local.affinity, local.timeouts.total) == ("cheap", False, None)
+
+
+@pytest.mark.parametrize(("value", "flag"), [("auto", "auto"), (True, "on"), (False, "off")])
+def test_flash_attn_reaches_the_worker_command(value: object, flag: str) -> None:
+    from llm_gateway.backends.worker_process import worker_command
+
+    local = parse_config(with_local({"smol": {"model": "m", "flash_attn": value}}), {})
+    cmd = worker_command(local.local["smol"], 9000)
+    assert cmd[cmd.index("--flash-attn") + 1] == flag
 
 
 def test_gpus_decide_the_worker_count() -> None:
@@ -138,6 +147,10 @@ def test_env_overrides_reach_local_backends() -> None:
                 "local.smol.n_ctx: expected an integer, got 'big' (str)",
                 "local.smol.affinity: expected true or false, got 'yes' (str)",
             ],
+        ),
+        (
+            {"smol": {"model": "m", "flash_attn": "yes"}},
+            ["local.smol.flash_attn: expected one of 'auto', True, False; got 'yes' (str)"],
         ),
         (
             {"smol": {"model": "m", "modle": "x"}},

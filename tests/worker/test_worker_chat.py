@@ -130,9 +130,11 @@ def test_cached_tokens_on_a_shared_prefix(client):
 
 def test_json_object_response_format(client):
     r = client.chat.completions.create(
-        model="m", messages=user('Return a JSON object with one key "answer" whose value is '
-                                 '"yes".'),
+        # (Worded so that this small model closes the object well within max_tokens, with
+        # flash attention on or off: asked for a "value", it nests objects until cut off.)
+        model="m", messages=user('Give a JSON object with the key "answer" set to "yes".'),
         response_format={"type": "json_object"}, max_tokens=60, temperature=0)
+    assert r.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 

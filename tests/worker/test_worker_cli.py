@@ -29,3 +29,19 @@ def test_help_lists_the_contract_flags():
                  "--n-batch", "--n-threads", "--flash-attn", "--chat-format",
                  "--chat-template", "--lora", "--embedding", "--max-queue", "--seed"):
         assert flag in done.stdout
+
+
+def test_flash_attention_is_auto_unless_told():
+    import argparse
+
+    from llm_gateway.cli.worker import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def flash(*extra: str) -> str:
+        return config_from_args(parser.parse_args(["--model", "m", *extra])).flash_attn
+
+    assert (flash(), flash("--flash-attn"), flash("--flash-attn", "off")) == ("auto", "on", "off")
+    done = run("--model", "default", "--flash-attn", "maybe")
+    assert done.returncode == 2 and "--flash-attn" in done.stderr

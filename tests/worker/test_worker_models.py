@@ -105,3 +105,29 @@ def test_worker_with_an_unreachable_hf_source_reports_the_error(tmp_path):
         assert response.status_code == 503 and "HF_HUB_OFFLINE" in response.json()["error"]
     finally:
         server.stop()
+
+
+def test_flash_attention_auto_is_on_where_the_cpu_has_it():
+    """auto is decided by llama.cpp when the context is made: on this CPU it turns flash
+    attention on, so its logits are those of "on" to the bit, and differ from "off"."""
+    import numpy as np
+
+    from llm_gateway.worker.config import WorkerConfig
+    from llm_gateway.worker.models import load_llama
+
+    prompt = "The quick brown fox jumps over the lazy dog because"
+
+    def logits(flash: str) -> np.ndarray:
+        config = WorkerConfig(model="default", n_ctx=256, n_threads=2, flash_attn=flash)
+        llama = load_llama(default_model_path(), config)
+        try:
+            llama.eval(llama.tokenize(prompt.encode()))
+            last = llama._ctx.get_logits_ith(-1)
+            return np.ctypeslib.as_array(last, shape=(llama.n_vocab(),)).copy()
+        finally:
+            llama.close()
+
+    auto, on, off = logits("auto"), logits("on"), logits("off")
+    assert np.array_equal(auto, on)
+    assert not np.array_equal(auto, off)
+    assert int(auto.argmax()) == int(off.argmax())  # the same model all the same

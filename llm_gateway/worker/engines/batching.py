@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import llama_cpp
-from llama_cpp import _internals
 
 from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import (
@@ -62,26 +61,12 @@ def batched_context(llama: llama_cpp.Llama, n_seq_max: int, unified: bool) -> in
     """Replace the Llama's context by one with `n_seq_max` sequences; return n_ctx per sequence.
 
     Same parameters otherwise. Unified: the Llama's n_ctx cells are shared by all sequences;
-    split: each sequence gets that many. The old context is freed first, so the two never
-    hold memory together.
+    split: each sequence gets that many.
     """
-    params = llama.context_params
     n_ctx = llama.n_ctx()
-    params.n_seq_max = max(int(params.n_seq_max), n_seq_max)
-    params.kv_unified = unified
-    if not unified:
-        params.n_ctx = n_ctx * int(params.n_seq_max)
-    old = llama._ctx
-    old.close()
-    llama._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
-    llama._stack.callback(llama._ctx.close)
-    adapter = getattr(llama, "_lora_adapter", None)
-    if adapter is not None:
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
-        scales = (llama_cpp.ctypes.c_float * 1)(llama.lora_scale)
-        if llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, scales):
-            raise RuntimeError("could not apply the LoRA adapter to the batched context")
-    llama.reset()
+    n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
+    sizes = {} if unified else {"n_ctx": n_ctx * n_seq_max}
+    llama_run.new_context(llama, n_seq_max=n_seq_max, kv_unified=unified, **sizes)
     return min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
 

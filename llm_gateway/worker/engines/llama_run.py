@@ -26,6 +26,33 @@ from llm_gateway.worker.engines.base import (
 )
 from llm_gateway.worker.engines.text import TextStream
 
+FLASH_ATTN_TYPES = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+
+
+def new_context(llama: llama_cpp.Llama, **params: object) -> None:
+    """Replace the Llama's context by one made with these context parameters changed.
+
+    For settings the `Llama` constructor does not offer (sequence count, KV layout, flash
+    attention "auto"). The old context is freed first, so the two never hold memory together;
+    a LoRA adapter is applied again; the Llama's token bookkeeping is reset.
+    """
+    context_params = llama.context_params
+    for name, value in params.items():
+        setattr(context_params, name, value)
+    llama._ctx.close()
+    llama._ctx = _internals.LlamaContext(model=llama._model, params=context_params,
+                                         verbose=False)
+    llama._stack.callback(llama._ctx.close)
+    adapter = getattr(llama, "_lora_adapter", None)
+    if adapter is not None:
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(llama.lora_scale)
+        if llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, scales):
+            raise RuntimeError("could not apply the LoRA adapter to the new context")
+    llama.reset()
+
 
 def model_info(llama: llama_cpp.Llama) -> ModelInfo:
     """The `ModelInfo` of a loaded `llama`, for the request layer."""

@@ -57,6 +57,15 @@ class PrefixCache:
         """Forget an entry whose id a new sequence takes over (its cells stay, as its own)."""
         del self._entries[seq_id]
 
+    def lru_ids(self) -> list[int]:
+        """The entries' ids, least recently used first."""
+        return list(self._entries)
+
+    def move(self, old: int, new: int) -> None:
+        """The entry under `old` now lives under `new` (its cells were copied there)."""
+        self._entries = OrderedDict((new if k == old else k, v)
+                                    for k, v in self._entries.items())
+
     def pop_lru(self, keep: int = -1) -> int | None:
         """Remove the least recently used entry (not `keep`); its id, or None if none."""
         for seq_id in self._entries:

@@ -21,7 +21,7 @@ import time
 import llama_cpp
 import numpy as np
 
-from llm_gateway.worker.engines import llama_run
+from llm_gateway.worker.engines import batch_slots, llama_run
 from llm_gateway.worker.engines.base import Job
 from llm_gateway.worker.engines.batch_prefix import PrefixCache
 from llm_gateway.worker.engines.batch_sequence import Out, Sequence
@@ -46,12 +46,15 @@ class Scheduler:
         # One sequence id per token: each token belongs to exactly one sequence (prefixes
         # are shared by copying cells, not by tagging tokens with several ids).
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
-        self._free_ids = list(range(n_seq_max - 1, -1, -1))
+        self._n_ids = n_seq_max
+        self._free_ids = set(range(n_seq_max))
         self.running: list[Sequence] = []
         self.cache = PrefixCache()
         self._order = 0
         # Counters, read by stats() from the event loop's thread (plain numbers).
         self.steps = 0
+        self.split_steps = 0  # split cache: steps whose sequences took more than one pass
+        self.compactions = 0  # split cache: times running sequences were moved together
         self.decode_seconds = 0.0
         self.prompt_tokens = 0
         self.generated_tokens = 0
@@ -78,26 +81,14 @@ class Scheduler:
             running = [(s.seq_id, np.asarray(s.tokens[:s.n_past], dtype=np.intc))
                        for s in self.running if s.n_past > 0]
             source, common = self.cache.best(np.asarray(prompt, dtype=np.intc), running)
-        if (common > 0 and not self.unified and source in self.cache
-                and common == self.cache.length(source)):
-            # Split cache: a cached stream that the new prompt extends (the next turn of a
-            # conversation) is taken over, not copied: a copy between streams moves the
-            # whole buffer, and the new sequence caches it again at its end. A partial match
-            # (a shared system prompt) is copied, so the entry stays for the next request.
-            self.cache.take(source)
-            seq_id = source
-        else:
+        if self.unified:
             seq_id = self._take_id(source if common > 0 else -1)
-        if common > 0 and seq_id == source:
-            # Took the cached entry's own id: keep its first `common` cells, drop the rest.
-            llama_cpp.llama_memory_seq_rm(self._mem, seq_id, common, -1)
-        elif common > 0 and self.unified:
-            llama_cpp.llama_memory_seq_cp(self._mem, source, seq_id, 0, common)
-        elif common > 0:
-            # Between streams only whole buffers are copied (at the next decode); the
-            # cells past the common prefix are dropped from the copy at once.
-            llama_cpp.llama_memory_seq_cp(self._mem, source, seq_id, -1, -1)
-            llama_cpp.llama_memory_seq_rm(self._mem, seq_id, common, -1)
+            if common > 0 and seq_id == source:
+                llama_cpp.llama_memory_seq_rm(self._mem, seq_id, common, -1)
+            elif common > 0:
+                llama_cpp.llama_memory_seq_cp(self._mem, source, seq_id, 0, common)
+        else:
+            seq_id = self._place(source if common > 0 else -1, common)
         if common > 0:
             self.cache.record_hit(common)
         self._order += 1
@@ -106,10 +97,72 @@ class Scheduler:
         self.prompt_tokens += len(prompt)
         return seq
 
+    def _place(self, source: int, common: int) -> int:
+        """Split cache: an id next to the running block (batch_slots); its KV state set up.
+
+        Between streams only whole buffers are copied (at the next decode, in the order
+        asked); the cells past the common prefix are dropped from a copy at once.
+        """
+        mem = self._mem
+        # A cached stream that the new prompt extends (the next turn of a conversation) is
+        # taken over where it lies if its id suits the block; else it is copied, and a
+        # partial match (a shared system prompt) is always copied, so the entry stays.
+        take = source in self.cache and common == self.cache.length(source)
+        placed = batch_slots.place({s.seq_id for s in self.running}, sorted(self._free_ids),
+                                   self.cache.lru_ids(), source, take)
+        seq_id = placed.seq_id
+        for victim in placed.evict:
+            self.cache.take(victim)
+            if victim != source:
+                llama_cpp.llama_memory_seq_rm(mem, victim, -1, -1)
+        if placed.move is not None:
+            old, new = placed.move
+            llama_cpp.llama_memory_seq_cp(mem, old, new, -1, -1)
+            self.cache.move(old, new)
+            self._free_ids.discard(new)
+        self._free_ids.discard(seq_id)
+        if seq_id in self.cache:
+            self.cache.take(seq_id)
+        if common > 0 and seq_id == source:
+            llama_cpp.llama_memory_seq_rm(mem, seq_id, common, -1)  # the prefix stays in place
+        else:
+            llama_cpp.llama_memory_seq_rm(mem, seq_id, -1, -1)
+            if common > 0:
+                llama_cpp.llama_memory_seq_cp(mem, source, seq_id, -1, -1)
+                llama_cpp.llama_memory_seq_rm(mem, seq_id, common, -1)
+        return seq_id
+
+    def _compact(self) -> None:
+        """Split cache: move running sequences onto consecutive ids (batch_slots.compaction)."""
+        moves = batch_slots.compaction([s.seq_id for s in self.running], self._n_ids,
+                                       self._free_ids, self.cache.lru_ids())
+        if not moves:
+            return
+        mem = self._mem
+        by_id = {s.seq_id: s for s in self.running}
+        for move in moves:
+            if move.kind == "evict":
+                self.cache.take(move.src)
+                llama_cpp.llama_memory_seq_rm(mem, move.src, -1, -1)
+                self._free_ids.add(move.src)
+                continue
+            llama_cpp.llama_memory_seq_cp(mem, move.src, move.dst, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, move.src, -1, -1)
+            self._free_ids.discard(move.dst)
+            self._free_ids.add(move.src)
+            if move.kind == "entry":
+                self.cache.move(move.src, move.dst)
+            else:
+                seq = by_id[move.src]
+                seq.seq_id = move.dst
+        self.compactions += 1
+
     def _take_id(self, source: int) -> int:
-        """A free sequence id; else the LRU cached entry's (`source`'s only as a last resort)."""
+        """Unified cache: a free id; else the LRU cached entry's (`source`'s as a last resort)."""
         if self._free_ids:
-            return self._free_ids.pop()
+            seq_id = min(self._free_ids)
+            self._free_ids.discard(seq_id)
+            return seq_id
         victim = self.cache.pop_lru(keep=source)
         if victim is not None:
             llama_cpp.llama_memory_seq_rm(self._mem, victim, -1, -1)
@@ -124,6 +177,8 @@ class Scheduler:
         """Cancel, batch, decode and sample once; False when there was nothing to decode."""
         for seq in [s for s in self.running if s.work.cancelled]:
             self._release(seq, out, "cancelled")
+        if not self.unified:
+            self._compact()
         while True:
             plan = self._fill()
             if not plan:
@@ -150,30 +205,40 @@ class Scheduler:
         return True
 
     def _fill(self) -> list[tuple[Sequence, int, int]]:
-        """Write this step's batch; (sequence, tokens added, logits index or -1) for each."""
-        batch = self._batch
-        plan: list[tuple[Sequence, int, int]] = []
+        """Write this step's batch; (sequence, tokens added, logits index or -1) for each.
+
+        Every generating sequence's next token, then prompt chunks first come, first served,
+        up to n_batch tokens; written in sequence-id order, so that llama.cpp's micro-batches
+        (runs of consecutive ids, see batch_slots) are as few as the ids allow.
+        """
+        parts: list[tuple[Sequence, list[int], bool]] = []  # (sequence, tokens, ends prompt)
         n = 0
         for seq in self.running:
-            token = seq.next_token
-            if token is not None:
-                self._put(batch, n, token, seq.n_past, seq.seq_id, True)
-                plan.append((seq, 1, n))
+            if seq.next_token is not None:
+                parts.append((seq, [seq.next_token], True))
                 n += 1
         for seq in self.running:  # admission order: the oldest prompt goes first
             if n >= self.n_batch:
                 break
-            if not seq.prefilling:
-                continue
-            chunk = seq.prompt_chunk(self.n_batch - n)
-            last = seq.n_past + len(chunk) == len(seq.prompt)
-            for i, token in enumerate(chunk):
-                self._put(batch, n + i, token, seq.n_past + i, seq.seq_id, False)
-            n += len(chunk)
-            if last:
-                batch.logits[n - 1] = True
-            plan.append((seq, len(chunk), n - 1 if last else -1))
-        batch.n_tokens = n
+            if seq.prefilling:
+                chunk = seq.prompt_chunk(self.n_batch - n)
+                parts.append((seq, chunk, seq.n_past + len(chunk) == len(seq.prompt)))
+                n += len(chunk)
+        if len(parts) > 1:
+            parts.sort(key=lambda part: part[0].seq_id)
+            if not self.unified and batch_slots.runs(p[0].seq_id for p in parts) > 1:
+                self.split_steps += 1
+        batch = self._batch
+        plan: list[tuple[Sequence, int, int]] = []
+        i = 0
+        for seq, tokens, ends in parts:
+            for k, token in enumerate(tokens):
+                self._put(batch, i + k, token, seq.n_past + k, seq.seq_id, False)
+            i += len(tokens)
+            if ends:
+                batch.logits[i - 1] = True
+            plan.append((seq, len(tokens), i - 1 if ends else -1))
+        batch.n_tokens = i
         return plan
 
     @staticmethod
@@ -190,7 +255,7 @@ class Scheduler:
         victim = self.cache.pop_lru()
         if victim is not None:
             llama_cpp.llama_memory_seq_rm(self._mem, victim, -1, -1)
-            self._free_ids.append(victim)
+            self._free_ids.add(victim)
             return
         longest = max(self.running, key=lambda s: s.n_past)
         log.warning("KV cache full with %d sequences: ending the longest (%d tokens)",
@@ -207,7 +272,7 @@ class Scheduler:
             self.cache.put(seq.seq_id, seq.cached_tokens())
         else:
             llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-            self._free_ids.append(seq.seq_id)
+            self._free_ids.add(seq.seq_id)
 
     def fail_all(self, error: BaseException, out: Out) -> None:
         """A decode failed beyond repair: every running sequence gets the error."""
@@ -221,7 +286,7 @@ class Scheduler:
         """Forget every cached prefix and empty the KV cache (no sequence may be running)."""
         assert not self.running
         while (victim := self.cache.pop_lru()) is not None:
-            self._free_ids.append(victim)
+            self._free_ids.add(victim)
         llama_cpp.llama_memory_clear(self._mem, True)
 
     def kv_usage(self) -> float:

@@ -12,15 +12,17 @@ chat handlers. Two KV layouts (`kv_unified`):
 - split (the default): every sequence id has a KV stream of its own, `n_ctx` cells each. A
   sequence attends over its own cells only, so its numbers do not depend on what else runs:
   greedy answers are the same alone or among others, and attention costs what it would alone.
-  Memory: `n_ctx` x `n_seq_max` cells.
+  Memory: `n_ctx` x `n_seq_max` cells. llama.cpp decodes a batch in one pass per run of
+  consecutive sequence ids, so the running sequences are kept on consecutive ids
+  (`batch_slots`: where a new one goes, and moving them together after ends leave gaps).
 - unified: one pool of `n_ctx` cells for all sequences; shared prefixes share cells. Memory
   stays that of one context, but each token's attention spans the cells of every sequence
   (masked), which costs time, and sums in a different order: greedy answers may drift from
   the ones given alone after some tokens.
 
-Library calls Those use the context as a single sequence, so they run alone:
-the queue stops admitting behind one, it waits for the running sequences to finish, and the
-KV cache (cached prefixes included) is emptied before and after it.
+Library calls (embeddings, llama-cpp-python's chat handlers) use the context as a single
+sequence, so they run alone: the queue stops admitting behind one, it waits for the running
+sequences to finish, and the KV cache (cached prefixes included) is emptied before and after.
 """
 
 from __future__ import annotations

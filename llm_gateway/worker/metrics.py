@@ -40,6 +40,12 @@ class _EngineCollector(Collector):
         decode_time = CounterMetricFamily(
             "llm_worker_decode_seconds",
             "Time inside llama_decode; step minus decode is the Python overhead.")
+        split = CounterMetricFamily(
+            "llm_worker_split_steps",
+            "Steps decoded in more than one pass (running sequences on non-consecutive ids).")
+        compactions = CounterMetricFamily(
+            "llm_worker_compactions",
+            "Times running sequences were moved onto consecutive sequence ids.")
         if stats is not None:
             queue.add_metric([], stats.queue_depth)
             active.add_metric([], stats.active)
@@ -53,8 +59,10 @@ class _EngineCollector(Collector):
             steps.add_metric([], stats.steps_total)
             step_time.add_metric([], stats.step_seconds_total)
             decode_time.add_metric([], stats.decode_seconds_total)
+            split.add_metric([], stats.split_steps_total)
+            compactions.add_metric([], stats.compactions_total)
         yield from (queue, active, prompt, generated, kv, cached, rate, steps, step_time,
-                    decode_time)
+                    decode_time, split, compactions)
 
 
 class WorkerMetrics:

@@ -171,3 +171,7 @@ def test_health_and_metrics_report_the_batching_figures(batching):
     assert 0 < values["llm_worker_decode_seconds_total"] <= values["llm_worker_step_seconds_total"]
     assert values["llm_worker_cached_sequences"] >= 1
     assert values["llm_worker_tokens_per_second"] > 0
+    # Placement and compaction keep every step to one pass (this module's earlier tests
+    # leave cached prefixes between the ids).
+    assert values["llm_worker_split_steps_total"] == 0
+    assert values["llm_worker_compactions_total"] >= 0

@@ -128,6 +128,8 @@ class EngineStats:
     steps_total: int = 0  # decode steps (one llama_decode each)
     step_seconds_total: float = 0.0  # wall time of those steps
     decode_seconds_total: float = 0.0  # the part of it spent inside llama_decode
+    split_steps_total: int = 0  # steps llama.cpp had to decode in more than one pass
+    compactions_total: int = 0  # times running sequences were moved onto consecutive ids
 
 
 @dataclass(frozen=True, slots=True)

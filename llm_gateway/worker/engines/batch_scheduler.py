@@ -134,10 +134,10 @@ class Scheduler:
 
     def _compact(self) -> None:
         """Split cache: move running sequences onto consecutive ids (batch_slots.compaction)."""
-        moves = batch_slots.compaction([s.seq_id for s in self.running], self._n_ids,
-                                       self._free_ids, self.cache.lru_ids())
-        if not moves:
-            return
+        ids = [s.seq_id for s in self.running]
+        if batch_slots.runs(ids) <= 1:
+            return  # the usual case, checked before the cache's order is listed
+        moves = batch_slots.compaction(ids, self._n_ids, self._free_ids, self.cache.lru_ids())
         mem = self._mem
         by_id = {s.seq_id: s for s in self.running}
         for move in moves:

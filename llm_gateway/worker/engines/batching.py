@@ -300,6 +300,8 @@ class BatchingEngine(ThreadedEngine):
             steps_total=scheduler.steps,
             step_seconds_total=self._step_seconds,
             decode_seconds_total=scheduler.decode_seconds,
+            split_steps_total=scheduler.split_steps,
+            compactions_total=scheduler.compactions,
         )
 
     async def close(self) -> None:

@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto",
                    help="flash attention for our workers and llama-server (default auto, "
                         "both programs' default); llama_cpp.server gets it only when on")
+    p.add_argument("--n-gpu-layers", type=int, default=0,
+                   help="layers offloaded to the GPU by every server; -1: all (default 0: "
+                        "CPU; needs llama.cpp built with a GPU backend)")
     p.add_argument("--paired-rounds", type=int, default=16,
                    help="rounds of the paired 1-stream comparison of the batching and simple "
                         "engines, both running at once (default 16; 0 leaves it out)")
@@ -181,13 +184,15 @@ def server_commands(args: argparse.Namespace, gguf: Path, our_model: str, port: 
               "--model", our_model, "--n-threads", t, "--n-ctx", str(N_CTX_PER_SEQ),
               "--host", "127.0.0.1", "--port", str(port), "--served-name", MODEL_NAME,
               "--max-queue", "64", "--parallel", str(args.parallel),
-              "--flash-attn", args.flash_attn]
+              "--flash-attn", args.flash_attn, "--n-gpu-layers", str(args.n_gpu_layers)]
+    all_layers = 999 if args.n_gpu_layers < 0 else args.n_gpu_layers  # llama-server's -ngl
     commands = {
         "llama_cpp.server": ([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
                               "--model_alias", MODEL_NAME, "--host", "127.0.0.1",
                               "--port", str(port), "--n_threads", t, "--n_threads_batch", t,
                               "--n_ctx", str(N_CTX_PER_SEQ), "--interrupt_requests", "False",
-                              "--flash_attn", str(args.flash_attn == "on")],
+                              "--flash_attn", str(args.flash_attn == "on"),
+                              "--n_gpu_layers", str(args.n_gpu_layers)],
                              "/v1/models"),
         "simple": ([*worker, "--engine", "simple"], "/health"),
         "batching": ([*worker, "--engine", "batching"], "/health"),
@@ -198,7 +203,7 @@ def server_commands(args: argparse.Namespace, gguf: Path, our_model: str, port: 
                                      "--port", str(port), "-t", t, "-tb", t,
                                      "-c", str(N_CTX_PER_SEQ * args.parallel),
                                      "--parallel", str(args.parallel), "--alias", MODEL_NAME,
-                                     "-fa", args.flash_attn,
+                                     "-fa", args.flash_attn, "-ngl", str(all_layers),
                                      "--no-webui"], "/health")
     order = ["llama_cpp.server", "llama-server", "simple", "batching"]
     skip = set() if every else {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     with common.session("llm-gw-engines-", keep_temp=True) as (tmp, _):
         print(f"engines benchmark: {gguf.name}, {args.threads} threads, streams "
               f"{args.stream_counts}, {args.max_tokens} tokens, parallel {args.parallel}, "
-              f"flash attention {args.flash_attn}; "
+              f"flash attention {args.flash_attn}, GPU layers {args.n_gpu_layers}; "
               f"logs in {tmp}")
         port = common.free_port()
         for label, (cmd, ready) in server_commands(args, gguf, our_model, port).items():

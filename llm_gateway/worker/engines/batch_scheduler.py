@@ -185,6 +185,9 @@ class Scheduler:
                 return False
             started = time.perf_counter()
             rc = llama_cpp.llama_decode(self._ctx, self._batch)
+            # On a GPU the decode only queues the work; waiting here (sampling would wait
+            # anyway) keeps the GPU's time out of the Python share the counters report.
+            llama_cpp.llama_synchronize(self._ctx)
             self.decode_seconds += time.perf_counter() - started
             if rc == 0:
                 break

@@ -59,16 +59,24 @@ class _Logprobs:
         return out
 
 
-async def _timed(stream: EventStream, histogram: Histogram) -> AsyncIterator[Event]:
+async def _batches(stream: EventStream, histogram: Histogram) -> AsyncIterator[list[Event]]:
+    """The events as they come, each with those already waiting behind it.
+
+    A reader that keeps up gets one event at a time; one that fell behind (a busy loop, on a
+    GPU fast enough to outrun it) gets what piled up in one go, and writes it at once.
+    Ends after `Finished`. The histogram gets the time between tokens as the reader sees it.
+    """
     last = None
-    async for event in stream:
-        if isinstance(event, Piece) and event.token_id is not None:
-            now = time.perf_counter()
-            if last is not None:
-                histogram.observe(now - last)
-            last = now
-        yield event
-        if isinstance(event, Finished):
+    async for first in stream:
+        events = [first, *stream.ready()]
+        for event in events:
+            if isinstance(event, Piece) and event.token_id is not None:
+                now = time.perf_counter()
+                if last is not None:
+                    histogram.observe(now - last)
+                last = now
+        yield events
+        if isinstance(events[-1], Finished):
             return
 
 
@@ -83,14 +91,18 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
     try:
         for chunk in shaper.head():
             yield sse(chunk)
-        async for event in _timed(stream, histogram):
-            if isinstance(event, Finished):
-                finished = event
-            elif event.text:
-                entries = lps.add(event)
-                yield sse(shaper.delta(event.text, entries if logprobs else None))
-            else:
-                lps.add(event)
+        async for events in _batches(stream, histogram):
+            blocks = []
+            for event in events:
+                if isinstance(event, Finished):
+                    finished = event
+                elif event.text:
+                    entries = lps.add(event)
+                    blocks.append(sse(shaper.delta(event.text, entries if logprobs else None)))
+                else:
+                    lps.add(event)
+            if blocks:
+                yield b"".join(blocks)
         if _cut_short(finished):
             yield error_event("The worker stopped before the generation ended.",
                               code="worker_shutdown")
@@ -115,12 +127,13 @@ async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
     texts: list[str] = []
     finished: Finished | None = None
     try:
-        async for event in _timed(stream, histogram):
-            if isinstance(event, Finished):
-                finished = event
-            else:
-                lps.add(event)
-                texts.append(event.text)
+        async for events in _batches(stream, histogram):
+            for event in events:
+                if isinstance(event, Finished):
+                    finished = event
+                else:
+                    lps.add(event)
+                    texts.append(event.text)
     except EngineClosed:
         raise ServiceUnavailable("The worker is shutting down.", code="worker_shutdown") \
             from None

@@ -123,6 +123,12 @@ class _Watched(EventStream):
         if isinstance(event, Piece) and event.token_id is not None:
             entry.completion_tokens += 1
 
+    def ready(self) -> list[Event]:
+        events = self._inner.ready()
+        for event in events:
+            self._see(event)
+        return events
+
     async def __anext__(self) -> Event:
         try:
             event = await self._inner.__anext__()

@@ -109,6 +109,14 @@ class EventStream(ABC):
     @abstractmethod
     async def __anext__(self) -> Event: ...
 
+    def ready(self) -> list[Event]:
+        """The events already waiting, taken without waiting (in order; may be none).
+
+        Lets a reader that fell behind write them at once (one socket write, not one per
+        token). An error waiting among them is left for the next `__anext__`.
+        """
+        return []
+
     @abstractmethod
     async def aclose(self) -> None: ...
 

@@ -45,17 +45,30 @@ class JobStream(EventStream):
         self._work = work
         self._events = events
         self._done = False
+        self._held: BaseException | None = None  # an error ready() took but did not return
 
     async def __anext__(self) -> Event:
         if self._done:
             raise StopAsyncIteration
-        item = await self._events.get()
+        item, self._held = self._held or await self._events.get(), None
         if isinstance(item, BaseException):
             self._done = True
             raise item
         if isinstance(item, Finished):
             self._done = True
         return item
+
+    def ready(self) -> list[Event]:
+        events: list[Event] = []
+        queue = self._events
+        while not self._done and self._held is None and not queue.empty():
+            item = queue.get_nowait()
+            if isinstance(item, BaseException):
+                self._held = item
+            else:
+                events.append(item)
+                self._done = isinstance(item, Finished)
+        return events
 
     async def aclose(self) -> None:
         if not self._done:

@@ -1,0 +1,95 @@
+"""A reader that fell behind takes the events waiting for it at once: one SSE write for all,
+the same bytes as one by one; an error among them still comes in its turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from llm_gateway.worker.engines.base import Finished, Piece
+from llm_gateway.worker.engines.jobs import JobStream, Work
+from llm_gateway.worker.shapes import ChatShaper
+from llm_gateway.worker.streaming import sse_blocks
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+
+def _stream(items: list) -> JobStream:
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    work = Work("job", None, queue.put_nowait, asyncio.get_running_loop())
+    return JobStream(_Engine(), work, queue)  # type: ignore[arg-type]
+
+
+def _histogram() -> Histogram:
+    return Histogram("t", "t", registry=CollectorRegistry())
+
+
+PIECES = [Piece("Hel", 1), Piece("", 2), Piece("lo", 3), Piece("!", 4)]
+DONE = Finished("stop", 5, 4, 0)
+
+
+def test_ready_takes_what_waits_and_leaves_an_error_for_its_turn():
+    async def go() -> None:
+        stream = _stream([PIECES[0], PIECES[1], RuntimeError("boom"), PIECES[2]])
+        assert await stream.__anext__() == PIECES[0]
+        assert stream.ready() == [PIECES[1]]
+        assert stream.ready() == []  # the error is held, not returned
+        with pytest.raises(RuntimeError, match="boom"):
+            await stream.__anext__()
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+
+    asyncio.run(go())
+
+
+def test_ready_stops_at_finished():
+    async def go() -> None:
+        stream = _stream([PIECES[0], DONE, PIECES[2]])
+        assert [await stream.__anext__(), *stream.ready()] == [PIECES[0], DONE]
+        assert stream.ready() == []
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+
+    asyncio.run(go())
+
+
+SHAPER = ChatShaper("m")  # one id and time for both runs, so their bytes compare
+
+
+async def _blocks(stream: JobStream) -> list[bytes]:
+    return [b async for b in sse_blocks(stream, SHAPER, False, _histogram())]
+
+
+def test_a_late_reader_writes_the_waiting_tokens_in_one_block():
+    async def go() -> tuple[list[bytes], list[bytes]]:
+        piled = await _blocks(_stream([*PIECES, DONE]))  # everything waiting already
+
+        queue_items = [*PIECES, DONE]
+        stream = _stream([])
+
+        async def feed() -> None:  # one event at a time, the reader keeping up
+            for item in queue_items:
+                stream._events.put_nowait(item)
+                await asyncio.sleep(0.01)
+
+        feeder = asyncio.create_task(feed())
+        paced = await _blocks(stream)
+        await feeder
+        return piled, paced
+
+    piled, paced = asyncio.run(go())
+    assert b"".join(piled) == b"".join(paced)  # the same bytes either way
+    # Head (role chunk), the three texts together, the finish chunk, [DONE]...
+    assert len(piled) < len(paced)
+    texts = [b for b in piled if b.count(b"data: ") == 3]
+    assert len(texts) == 1 and b'"Hel"' in texts[0] and b'"!"' in texts[0]

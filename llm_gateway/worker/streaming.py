@@ -62,8 +62,8 @@ class _Logprobs:
 async def _batches(stream: EventStream, histogram: Histogram) -> AsyncIterator[list[Event]]:
     """The events as they come, each with those already waiting behind it.
 
-    A reader that keeps up gets one event at a time; one that fell behind (a busy loop, on a
-    GPU fast enough to outrun it) gets what piled up in one go, and writes it at once.
+    A reader that keeps up gets one event at a time; one that fell behind (a busy event
+    loop) gets what piled up in one go, and writes it at once.
     Ends after `Finished`. The histogram gets the time between tokens as the reader sees it.
     """
     last = None

@@ -108,8 +108,12 @@ def test_worker_with_an_unreachable_hf_source_reports_the_error(tmp_path):
 
 
 def test_flash_attention_auto_is_on_where_the_cpu_has_it():
-    """auto is decided by llama.cpp when the context is made: on this CPU it turns flash
-    attention on, so its logits are those of "on" to the bit, and differ from "off"."""
+    """auto is decided by llama.cpp when the context is made: on a CPU it turns flash
+    attention on, so its logits are those of "on" to the bit, and differ from "off".
+
+    On and off are the same model computed in another order, so their next-token
+    distributions are close; which of two near-tied tokens wins may differ by CPU, so this
+    compares probabilities, not the argmax."""
     import numpy as np
 
     from llm_gateway.worker.config import WorkerConfig
@@ -130,4 +134,13 @@ def test_flash_attention_auto_is_on_where_the_cpu_has_it():
     auto, on, off = logits("auto"), logits("on"), logits("off")
     assert np.array_equal(auto, on)
     assert not np.array_equal(auto, off)
-    assert int(auto.argmax()) == int(off.argmax())  # the same model all the same
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x.astype(np.float64) - x.max())
+        return e / e.sum()
+
+    p_auto, p_off = probabilities(auto), probabilities(off)
+    # The same model all the same: 0.04 on the machine this was written on.
+    assert 0.5 * np.abs(p_auto - p_off).sum() < 0.1  # total variation distance
+    # The token "off" prefers is (nearly) as likely under "auto" as the one auto prefers.
+    assert p_auto.max() - p_auto[int(off.argmax())] < 0.05

@@ -6,8 +6,13 @@ importing helpers from one picks whichever was registered last.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import httpx
 
+from llm_gateway.config import parse_config
+from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
 from gateway_support import ENV, gateway_config
@@ -34,6 +39,32 @@ def keys_config(upstream_url: str, data_dir: str, auth: dict | None = None, **ov
     }
     return gateway_config(upstream_url, auth={"mode": "keys", "cache_seconds": 60,
                                               **(auth or {})}, **settings)
+
+
+def keys_gateways(fake: FakeUpstream, tmp_path: Path,
+                  **defaults) -> Iterator[Callable[..., GatewayServer]]:
+    """For a fixture (`yield from`): `start(**config overrides)` starts a keys-mode gateway
+    in front of `fake`, its database in tmp_path, so a second start reopens it as a restart or
+    a replica would; all are stopped after the test."""
+    started: list[GatewayServer] = []
+
+    def make(**overrides) -> GatewayServer:
+        env = gateway_env()
+        config = keys_config(fake.url, str(tmp_path), **{**defaults, **overrides})
+        server = GatewayServer(parse_config(config, env=env), env=env).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def call(gw: GatewayServer, key: str, method: str, path: str, headers: dict | None = None,
+         **kwargs) -> httpx.Response:
+    """`method path` (under /v1) with a gateway key."""
+    return httpx.request(method, gw.url + path, timeout=10,
+                         headers={"authorization": f"Bearer {key}", **(headers or {})}, **kwargs)
 
 
 class Clock:

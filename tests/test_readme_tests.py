@@ -39,6 +39,15 @@ def test_ci_ends_with_readmes_test_command_verbatim():
     assert ci_commands()[-len(block):] == block
 
 
+def test_ci_installs_from_pypi_only_what_the_dev_extra_brings():
+    # Anything more would pass in CI and be missing for README's command.
+    pip = re.compile(r"(pip_install|pip install|python -m pip install) ")
+    installs = [c for c in ci_commands() if pip.match(c)]
+    assert installs, "no pip install in .ci/run"
+    for command in installs:
+        assert command.split("#")[0].split()[-1] == '".[dev]"', command
+
+
 def _imported_top_names(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -65,15 +65,19 @@ class Accountant:
             except Exception:
                 admission.settle(0, 0.0)
                 raise  # metering logs it
-            admission.settle(rec.prompt_tokens + rec.completion_tokens if rec.charged else 0,
-                             rec.cost)
-            if self.ledger is not None:
-                self.ledger.record(rec)
-            if self.on_record is not None and (rec.cost or rec.saved_tokens):
-                self.on_record(rec)  # the cost and tokens-saved metrics
+            self.keep(rec, admission)
 
         result = metering.meter(call, result, self.backends, on_done, tasks=self._counting)
         return result
+
+    def keep(self, rec: UsageRecord, admission: Admission) -> None:
+        """A call is over: settle its admission with what `rec` charged, and record it (the
+        model endpoints' records come from `track`, the passthrough's are made there)."""
+        admission.settle(rec.total_tokens if rec.charged else 0, rec.cost)
+        if self.ledger is not None:
+            self.ledger.record(rec)
+        if self.on_record is not None and (rec.cost or rec.saved_tokens):
+            self.on_record(rec)  # the cost and tokens-saved metrics
 
     def failed(self, call: Call, admission: Admission, error: GatewayError,
                started: float) -> None:
@@ -90,7 +94,7 @@ class Accountant:
             key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
             model=call.model, served_model=call.target_model or call.model, backend="",
             latency_ms=(ended - started) * 1000, status=error.status, outcome=outcome,
-            charged=False))
+            charged=False, endpoint=call.endpoint, method="POST"))
 
     def _record(self, call: Call, result: Result, metered: Metered,
                 started: float) -> UsageRecord:
@@ -121,7 +125,7 @@ class Accountant:
             status=metered.status, outcome=metered.outcome, partial=metered.partial,
             grouping=result.grouping,
             saved_tokens=usage.total if usage is not None and grouped else 0,
-            charged=charged)
+            charged=charged, endpoint=call.endpoint, method="POST")
 
     async def aclose(self) -> None:
         await metering.drain(self._counting)  # cut streams still being counted

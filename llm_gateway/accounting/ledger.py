@@ -34,6 +34,7 @@ class Ledger:
         self.writer = LedgerWriter(db, self.spool, flush_seconds=flush_seconds,
                                    batch_size=batch_size, metrics=metrics)
         self.dropped = 0  # records that could not even be spooled (disk full)
+        self.spool_error: str | None = None  # why the last record could not be spooled
         self._started = False
 
     @classmethod
@@ -55,11 +56,14 @@ class Ledger:
             self.spool.append(rec.to_json() + b"\n")
         except Exception as exc:
             self.dropped += 1
+            self.spool_error = f"{type(exc).__name__}: {exc}"
             if self.metrics is not None:
                 self.metrics.ledger_dropped.inc()
             log.error("ledger: could not spool the record of %s (%s: %s)", rec.request_id,
                       type(exc).__name__, exc)
             return
+        if self.spool_error is not None:
+            self.spool_error = None  # spooling works again
         if self.spool.unsealed >= self.batch_size:
             self.writer.wake()
 
@@ -91,10 +95,24 @@ class Ledger:
         return int(row["tokens"]), float(row["cost"])
 
     def health(self) -> str:
-        """For /readyz: "ok", or what is wrong (the gateway still serves meanwhile)."""
+        """For /readyz: "ok", or what is wrong."""
+        problem = self.problem()
+        if problem is not None:
+            return problem
         if self.writer.failing_since is not None:
-            return f"database unavailable; {self.pending} records queued on disk"
+            return (f"database unavailable ({self.writer.last_error}); {self.pending} records "
+                    "queued on disk")
         return "ok"
+
+    def problem(self) -> str | None:
+        """What keeps records from being kept at all, for /readyz to answer 503: the writer
+        stopped, or records cannot be spooled. A database outage is not one: records wait in
+        the spool (and `health` says so)."""
+        if self._started and (stopped := self.writer.stopped) is not None:
+            return stopped
+        if self.spool_error is not None:
+            return f"records cannot be spooled ({self.spool_error}); they are being lost"
+        return None
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Write what is left (shutdown), then close the spool; what a down database could

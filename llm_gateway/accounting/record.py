@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.echo import clip
+
 
 def new_record_id() -> str:
     """Unique, and rising with time: inserts append to the primary key's index instead of
@@ -40,6 +42,17 @@ class UsageRecord:
     # The record's identity, made here: a replayed record is written once (idempotent
     # inserts), while two requests sharing a client-chosen x-request-id still count twice.
     record_id: str = field(default_factory=lambda: new_record_id())
+    # What was called: the path under /v1 (ids included) and the method. The rest is filled
+    # for passthrough calls (files, images, audio...): the bytes each way, what the answer
+    # counted besides tokens (`units` of `unit`: images, characters, seconds) and the id of
+    # the object it returned (a batch, a file...).
+    endpoint: str | None = None
+    method: str | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    units: float = 0.0
+    unit: str | None = None
+    object_id: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -55,12 +68,19 @@ class UsageRecord:
         return cls(**{k: data[k] for k in FIELDS if k in data})
 
     def row(self) -> tuple[Any, ...]:
-        """The values of `INSERT_SQL`, in COLUMNS order (booleans as 0/1 for both dialects)."""
-        return (self.request_id, self.time, self.key_id, self.team, self.model,
-                self.served_model, self.backend, self.prompt_tokens, self.completion_tokens,
+        """The values of `INSERT_SQL`, in COLUMNS order (booleans as 0/1 for both dialects).
+        Names a client chose are clipped here, off the request path (llm_gateway.echo)."""
+        return (self.request_id, self.time, self.key_id, self.team, clip(self.model),
+                clip(self.served_model), self.backend, self.prompt_tokens, self.completion_tokens,
                 self.cached_tokens, float(self.cost), _float(self.latency_ms),
                 _float(self.ttft_ms), self.status, self.outcome, int(self.partial),
-                self.grouping, self.saved_tokens, int(self.charged), self.record_id)
+                self.grouping, self.saved_tokens, int(self.charged), self.record_id,
+                _clip(self.endpoint), self.method, self.request_bytes, self.response_bytes,
+                float(self.units), self.unit, self.object_id)
+
+
+def _clip(value: str | None) -> str | None:
+    return None if value is None else clip(value)
 
 
 def _float(value: float | None) -> float | None:
@@ -108,5 +128,15 @@ LEDGER_STEPS = [
     CREATE INDEX {TABLE}_request ON {TABLE} (request_id);
     CREATE INDEX {TABLE}_key_time ON {TABLE} (key_id, time);
     CREATE INDEX {TABLE}_team_time ON {TABLE} (team, time)
+    """,
+    # Passthrough calls: what was called, the bytes each way, units other than tokens.
+    f"""
+    ALTER TABLE {TABLE} ADD COLUMN endpoint TEXT;
+    ALTER TABLE {TABLE} ADD COLUMN method TEXT;
+    ALTER TABLE {TABLE} ADD COLUMN request_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE {TABLE} ADD COLUMN response_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE {TABLE} ADD COLUMN units DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE {TABLE} ADD COLUMN unit TEXT;
+    ALTER TABLE {TABLE} ADD COLUMN object_id TEXT
     """,
 ]

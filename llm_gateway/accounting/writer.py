@@ -12,6 +12,7 @@ from typing import Any
 from llm_gateway.accounting.record import INSERT_SQL, UsageRecord
 from llm_gateway.accounting.spool import Orphan, Segment, Spool, read_lines
 from llm_gateway.storage.database import Database
+from llm_gateway.storage.failures import DatabaseLost
 
 log = logging.getLogger("llm_gateway.ledger")
 
@@ -33,6 +34,7 @@ class LedgerWriter:
         self.written = 0  # records this process moved into the database
         self.orphan_pending = 0  # a dead owner's records not yet written
         self.failing_since: float | None = None  # the database's outage, as we saw it
+        self.last_error: str | None = None  # why the last write failed
         self._orphans: list[Orphan] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -45,6 +47,19 @@ class LedgerWriter:
     @property
     def pending(self) -> int:
         return self.spool.pending + self.orphan_pending
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the writer task ended while it should run (nothing moves records then)."""
+        task = self._task
+        if task is None or not task.done() or self._closing:
+            return None
+        if task.cancelled():
+            return "the ledger writer was cancelled"
+        exc = task.exception()
+        if exc is None:
+            return "the ledger writer stopped"
+        return f"the ledger writer stopped ({type(exc).__name__}: {exc})"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
@@ -132,6 +147,14 @@ class LedgerWriter:
         self._failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, DatabaseLost):
+            # Not an outage that ends by itself: said at every retry (30 s apart at most).
+            log.error("ledger: %s; %d records kept in %s until a restart with the database "
+                      "back", exc, self.pending, self.spool.dir)
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+            return
         if self.failing_since is None:
             self.failing_since = time.monotonic()
             log.warning("ledger database unavailable (%s: %s); records queue on disk in %s",

@@ -1,6 +1,7 @@
 """/admin/keys: create, list, show, change, revoke and rotate gateway keys.
 
-Every change also empties this replica's key cache, so it applies here at once; other
+Every change also updates this replica's key cache (a key that stopped working is
+remembered as refused, even if the database fails later), so it applies here at once; other
 replicas see it within auth.cache_seconds.
 """
 
@@ -45,19 +46,19 @@ async def update_key(request: Request) -> BytesResponse:
     state = admin_state(request)
     fields = await json_body(request, "adminUpdateKey")
     record = await key_store(state).update(request.path_params["key_id"], fields)
-    state.auth.forget()
+    state.auth.key_changed(record)
     return json_response(record.to_json(state.auth.clock()))
 
 
 async def revoke_key(request: Request) -> BytesResponse:
     state = admin_state(request)
     record = await key_store(state).revoke(request.path_params["key_id"])
-    state.auth.forget()
+    state.auth.key_changed(record)
     return json_response(record.to_json(state.auth.clock()))
 
 
 async def rotate_key(request: Request) -> BytesResponse:
     state = admin_state(request)
     record, key = await key_store(state).rotate(request.path_params["key_id"])
-    state.auth.forget()
+    state.auth.key_changed(record, rotated=True)
     return json_response({**record.to_json(state.auth.clock()), "key": key})

@@ -37,5 +37,5 @@ async def update_team(request: Request) -> BytesResponse:
     state = admin_state(request)
     fields = await json_body(request, "adminUpdateTeam")
     record = await state.auth.teams.update(request.path_params["team"], fields)
-    state.auth.forget()  # cached principals carry the team's old settings
+    state.auth.team_changed(record.name)  # cached principals carry its old settings
     return json_response(record.to_json())

@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from llm_gateway.api.admin_auth import admin_state, json_response
 from llm_gateway.app.responses import BytesResponse
-from llm_gateway.auth.times import parse_instant
+from llm_gateway.auth.times import in_range, parse_instant
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable
 
 GROUP_BY = ("team", "key", "model", "day")
@@ -49,4 +49,4 @@ def _instant(value: str | None, now: float, param: str) -> float | None:
         number = float(value)  # epoch seconds arrive as text in a query string
     except ValueError:
         return parse_instant(value, now, param=param, future=False)
-    return number
+    return in_range(number, param)  # 1e20 or nan: a 400, not a report that cannot be shown

@@ -1,10 +1,11 @@
-"""Reading a request body within the configured limit."""
+"""Reading a request body within the configured limits of size and pace."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
-from llm_gateway.errors import InvalidRequest, PayloadTooLarge
+from llm_gateway.errors import InvalidRequest, PayloadTooLarge, RequestTimeout
 
 
 def declared_length(scope) -> int | None:
@@ -45,3 +46,34 @@ async def stream_body(receive, limit: int) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+def paced(receive, seconds: float, on_timeout: Callable[[], None] | None = None):
+    """`receive`, with at most ``seconds`` of waiting for each next piece of the body.
+
+    A client that stops sending mid-body would otherwise hold its connection and the reader's
+    task until it gives up. Past the wait: ``on_timeout`` (the metric), then a 408 that closes
+    the connection (`connection: close`), since the rest of the body may still trickle in.
+    Once the body is complete, receive() only waits for the client to leave, which may take
+    as long as the response does: no limit then.
+    """
+    done = False
+
+    async def receive_paced():
+        nonlocal done
+        if done:
+            return await receive()
+        try:
+            async with asyncio.timeout(seconds):
+                message = await receive()
+        except TimeoutError:
+            if on_timeout is not None:
+                on_timeout()
+            raise RequestTimeout(
+                f"The request body did not arrive in time: nothing came for {seconds:g} "
+                "seconds.", headers={"connection": "close"}) from None
+        if not message.get("more_body", False):
+            done = True
+        return message
+
+    return receive_paced

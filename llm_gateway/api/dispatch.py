@@ -11,6 +11,7 @@ from time import perf_counter
 import orjson
 from starlette.requests import Request
 
+from llm_gateway.api import body_ids, strict_json
 from llm_gateway.api.body import read_body
 from llm_gateway.app.state import State
 from llm_gateway.auth.principal import Principal
@@ -18,6 +19,7 @@ from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import split_client_headers
 from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
+from llm_gateway.echo import MAX_MODEL_NAME
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.metrics.recorder import RequestRecord
 
@@ -26,7 +28,7 @@ def parse_json(raw: bytes) -> dict:
     if not raw:
         raise InvalidRequest("The request body is empty; a JSON object is expected.")
     try:
-        body = orjson.loads(raw)
+        body = strict_json.loads(raw)  # a key twice in one object is a 400 too
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(
             f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
@@ -34,6 +36,15 @@ def parse_json(raw: bytes) -> dict:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def check_model_length(model: str) -> None:
+    """A model name longer than any real one is a 400: it is never echoed, logged or recorded
+    whole (model endpoints and the passthrough alike)."""
+    if len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest(f"The model name is {len(model)} characters long; at most "
+                             f"{MAX_MODEL_NAME} are accepted.", param="model",
+                             code="invalid_value")
 
 
 async def caller(scope: dict) -> Principal:
@@ -58,6 +69,7 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter.", param="model")
+    check_model_length(model)
     headers, hints = split_client_headers(scope["headers"], keep_encoding=False)
     call = Call(
         operation=operation,
@@ -72,6 +84,9 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         hints=hints,
     )
     state.auth.check_model(principal, model)
+    if state.owners.enabled:  # another team's previous_response_id, file...: 404
+        await body_ids.check_json(state.owners, principal, "POST", endpoint, body)
+    scope["lgw.call"] = call  # for the endpoint's own work afterwards (stored_ids.py)
     return state, call
 
 

@@ -3,9 +3,14 @@
 Readiness, per configured model route: its backend is healthy, i.e. a local backend has at
 least one healthy worker and an upstream's recent calls have not all failed
 (`backends.health.RecentFailures`); a local backend with no healthy worker still counts as
-ready when its fallback model's backend is. The ledger check reports whether usage records
-reach the database; it does not make the gateway unready, since records queue on disk while
-the database is away and requests keep being served.
+ready when its fallback model's backend is.
+
+The database and the ledger make the replica unready only for faults of its own that no
+waiting cures: its SQLite file deleted or replaced (keys and records would go to a file
+nobody can see), the ledger writer stopped, records that cannot be spooled. A database that
+is down or read-only is reported but leaves the replica ready: records queue on disk until it
+is back, and with a shared PostgreSQL every replica would be drained at once, stopping all
+traffic for what is only a delay in accounting.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from llm_gateway.backends.base import Backend
 from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.errors import ModelNotFound
+from llm_gateway.storage.database import Database
 
 OK = "ok"
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
@@ -30,21 +36,35 @@ async def get_healthz(request: Request) -> BytesResponse:
 
 
 async def get_readyz(request: Request) -> BytesResponse:
-    ready, checks = readiness(request.scope["lgw.state"])
+    ready, checks = await readiness(request.scope["lgw.state"])
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return BytesResponse(200 if ready else 503, orjson.dumps(body), list(_JSON))
 
 
-def readiness(state: State) -> tuple[bool, dict]:
+async def readiness(state: State) -> tuple[bool, dict]:
     models = {rule.name: _route_check(state, rule.backend) for rule in state.config.models}
     ledger = state.accountant.ledger
-    checks: dict = {"config": OK, "ledger": ledger.health() if ledger is not None
-                    else "not configured", "models": models}
+    database, lost = await _database_check(state.db)
+    checks: dict = {"config": OK, "database": database,
+                    "ledger": ledger.health() if ledger is not None else "not configured",
+                    "models": models}
     default = state.config.routing.default_backend
     if default is not None:
         checks["default_backend"] = _route_check(state, default)
-    ready = all(v == OK for v in models.values()) and checks.get("default_backend", OK) == OK
+    ready = (all(v == OK for v in models.values()) and checks.get("default_backend", OK) == OK
+             and not lost and (ledger is None or ledger.problem() is None))
     return ready, checks
+
+
+async def _database_check(db: Database | None) -> tuple[str, bool]:
+    """The database's state, and whether it is lost for good (a SQLite file deleted or
+    replaced: a stat, no query). A PostgreSQL is asked a trivial query, capped at 1 s."""
+    if db is None:
+        return "not configured", False
+    problem = await db.check()
+    if problem is None:
+        return OK, False
+    return problem, db.dialect == "sqlite"
 
 
 def _route_check(state: State, name: str) -> str:

@@ -7,6 +7,7 @@ from starlette.requests import Request
 
 from llm_gateway.api.dispatch import caller
 from llm_gateway.app.responses import BytesResponse
+from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
 
 _JSON = [(b"content-type", b"application/json")]
@@ -26,7 +27,7 @@ async def retrieve_model(request: Request) -> BytesResponse:
     name = request.path_params["model"]
     if not state.auth.allowed(principal, name):
         # OpenAI's answer for a model the key has no access to: it does not exist for it.
-        raise ModelNotFound(f"The model '{name}' does not exist or you do not have access "
+        raise ModelNotFound(f"The model '{clip(name)}' does not exist or you do not have access "
                             "to it.", param="model")
     model = await state.catalog.get(name)
     return BytesResponse(200, orjson.dumps(model), list(_JSON))

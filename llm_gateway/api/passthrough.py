@@ -1,45 +1,102 @@
 """Every other `/v1/...` path (files, batches, images, audio, moderations, fine-tuning, vector
-stores, ...) relayed to the default upstream, both bodies streamed and never held whole."""
+stores, ...), governed like the model endpoints and relayed to an upstream.
+
+auth -> endpoint family allowed (config, team, key) -> object owner -> body read as far as its
+`model` -> model allowed -> the objects it names owned -> routed by that model -> limits ->
+upstream -> ledger. The policy is in passthrough_policy.py, the body in passthrough_body.py,
+the record in passthrough_record.py, the ownership call points in passthrough_owners.py. Bodies
+stay streamed both ways, except what must be read to find a model (bounded; multipart forms
+spooled) or a small JSON answer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from time import perf_counter
 
-from llm_gateway.api.body import declared_length, stream_body
-from llm_gateway.api.dispatch import caller
+from llm_gateway.api import passthrough_body, passthrough_owners
+from llm_gateway.api.dispatch import caller, check_model_length
+from llm_gateway.api.passthrough_batch import models_of_batch, restricted
+from llm_gateway.api.passthrough_policy import OFF_MESSAGE, target
+from llm_gateway.api.passthrough_record import PassthroughRecord
 from llm_gateway.api.result import send_result
 from llm_gateway.backends.headers import client_headers
 from llm_gateway.backends.upstream import UpstreamBackend
-from llm_gateway.call import Result
-from llm_gateway.errors import NotFound, PayloadTooLarge
-
-
-def _has_body(scope) -> bool:
-    length = declared_length(scope)
-    if length is not None:
-        return length > 0
-    return any(k == b"transfer-encoding" for k, _ in scope["headers"])
+from llm_gateway.call import Call, Result
+from llm_gateway.echo import clip
+from llm_gateway.errors import GatewayError, NotFound
 
 
 async def relay(scope, receive, send) -> None:
     state = scope["lgw.state"]
+    method, path = scope["method"], scope["path"]
+    policy = state.passthrough_policy
+    if policy.off:
+        raise NotFound(OFF_MESSAGE.format(method=clip(method), path=clip(path)),
+                       code="passthrough_off")
     backend = state.passthrough
     if backend is None:
-        raise NotFound(f"No upstream is configured for {scope['path']}.")
-    limit = state.config.server.max_upload_bytes
-    length = declared_length(scope)
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
-    body = stream_body(receive, limit) if _has_body(scope) else None
-    result = await forward_request(backend, scope, body)
-    await send_result(result, scope, receive, send)
+        raise NotFound(f"No upstream is configured for {clip(path)}.")
+    principal = await caller(scope)  # before anything else: a bad key is a 401
+    family = policy.family(method, path, principal)
+    await passthrough_owners.check(state, principal, method, path, scope)
+    server = state.config.server
+    body = await passthrough_body.read(scope, receive, server.max_body_bytes,
+                                       server.max_upload_bytes)
+    try:
+        if body.model is not None:
+            check_model_length(body.model)
+            state.auth.check_model(principal, body.model)
+        await passthrough_owners.named(state, principal, method, path, body)  # ids in it
+        where = target(state.router, backend, body.model, path)
+        if (method == "POST" and path == "/v1/batches" and body.json is not None
+                and restricted(principal)):
+            for model in sorted(await models_of_batch(
+                    where.backend, body.json, scope["lgw.request_id"], principal,
+                    server.max_body_bytes, server.max_upload_bytes)):
+                state.auth.check_model(principal, model)
+        call = Call(operation="passthrough", endpoint=path[len("/v1"):], model=body.model or "",
+                    body=body.json or {}, raw=b"", stream=False,
+                    request_id=scope["lgw.request_id"], principal=principal,
+                    target_model=where.model)
+        started = perf_counter()
+        admission = await state.gate.admit(principal, call)  # 429 when over a limit
+        record = PassthroughRecord(state.accountant, call, admission, body, family, method,
+                                   started)
+        content, length = body.stream(where.model)
+        result: Result | None = None
+        try:
+            result = await forward_request(where.backend, scope, content, length)
+            result = await passthrough_owners.shown(  # a list: only the caller's objects
+                state, principal, scope, result,
+                lambda page: forward_request(where.backend, page, None))
+            result = await record.watch(result, lambda answer: passthrough_owners.created(
+                state, principal, method, path, answer))
+        except BaseException as exc:
+            if isinstance(exc, GatewayError):
+                record.failed(exc)
+            else:
+                record.gone()
+            if result is not None:
+                await result.aclose()
+            raise
+        if admission.headers:
+            result.headers.extend(admission.headers)
+        await send_result(result, scope, receive, send)
+    finally:
+        body.close()  # after the answer: an upstream may answer before reading it all
 
 
 async def forward_request(
-    backend: UpstreamBackend, scope, body: AsyncIterator[bytes] | None
+    backend: UpstreamBackend, scope, body: AsyncIterator[bytes] | None,
+    length: int | None = None,
 ) -> Result:
-    """Relay this request, as the client made it, to `backend`."""
+    """Relay this request, as the client made it, to `backend` (`body` of `length` bytes,
+    when known)."""
     principal = await caller(scope)
+    headers = client_headers(scope["headers"], keep_encoding=True)
+    if length is not None:
+        headers["content-length"] = str(length)
     record = scope.get("lgw.record")  # metrics and the request log: which backend, how long
     if record is not None:
         record.enter(backend.name)
@@ -48,7 +105,7 @@ async def forward_request(
             scope["method"],
             scope["path"][len("/v1"):],
             scope["query_string"].decode("latin-1"),
-            client_headers(scope["headers"], keep_encoding=True),
+            headers,
             scope["lgw.request_id"],
             body,
             principal.credentials_for(backend.name),

@@ -1,9 +1,10 @@
 """The gateway's outermost ASGI layer: request ids, routing misses, passthrough, error shaping.
 
-Every HTTP request passes here first. Requests for an operation in our OpenAPI documents go to
-Connexion; any other `/v1/...` path is relayed to the default upstream untouched; the rest is
-a 404. Whatever is raised before the response starts becomes an OpenAI-shaped error here, and
-nowhere else.
+Every HTTP request passes here first. A path with dot segments, encoded separators or control
+characters is refused before routing (`path_safety.py`). Requests for an operation in our OpenAPI
+documents go to Connexion; any other `/v1/...` path is relayed to the default upstream
+untouched; the rest is a 404. Whatever is raised before the response starts becomes an
+OpenAI-shaped error here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 import re
 
+from llm_gateway.api.body import paced
 from llm_gateway.api.passthrough import relay
 from llm_gateway.app.responses import error_response
 from llm_gateway.app.spec import PathTable
 from llm_gateway.app.state import State
-from llm_gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from llm_gateway.echo import clip
+from llm_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from llm_gateway.path_safety import path_problem
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +31,16 @@ class Edge:
         self.inner = inner  # the Connexion app (it also runs the lifespan)
         self.state = state
         self.paths = paths
+        self.body_seconds = state.config.server.body_timeout_seconds
+        metrics = state.recorder.metrics if state.recorder is not None else None
+        self.slow_body = metrics.slow_clients.labels("body").inc if metrics is not None else None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
         request_id = _request_id(scope) or self.state.request_ids()
+        receive = paced(receive, self.body_seconds, self.slow_body)  # a stalled body: 408
         scope["lgw.state"] = self.state
         scope["lgw.request_id"] = request_id
         rid = request_id.encode()
@@ -51,18 +59,22 @@ class Edge:
             await send(message)
 
         try:
+            # Before routing: a path we might read differently from an upstream is refused.
+            problem = path_problem(scope)
+            if problem is not None:
+                raise InvalidRequest(f"Invalid request path: {problem}.", code="invalid_path")
             match = self.paths.match(scope["path"], scope["method"])
             if match is not None and match.operation_id is not None:
                 await self.inner(scope, receive, send_with_id)
-            elif match is not None:
+            elif match is not None and not (match.templated and scope["path"].startswith("/v1/")):
                 raise MethodNotAllowed(
-                    f"Method {scope['method']} is not allowed on {scope['path']}.",
+                    f"Method {clip(scope['method'])} is not allowed on {clip(scope['path'])}.",
                     headers={"allow": ", ".join(match.allowed)},
                 )
             elif scope["path"].startswith("/v1/"):
                 await relay(scope, receive, send_with_id)
             else:
-                raise NotFound(f"Unknown path: {scope['method']} {scope['path']}.")
+                raise NotFound(f"Unknown path: {clip(scope['method'])} {clip(scope['path'])}.")
         except Exception as exc:
             if started:
                 # The status line is out; the stream has already reported what it could.

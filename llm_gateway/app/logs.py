@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llm_gateway.config import ServerConfig
+from llm_gateway.echo import clip
 
 if TYPE_CHECKING:
     from llm_gateway.accounting.usage import Usage
@@ -86,12 +87,13 @@ class AccessLog:
 
     def write(self, r: RequestRecord, team: str, end: float, usage: Usage | None) -> None:
         call = r.call
+        path = clip(r.path)  # client-chosen, like the model name: bounded (llm_gateway.echo)
         fields: dict[str, Any] = {
             "request_id": r.request_id,
             "method": r.method,
-            "path": r.path,
+            "path": path,
             "status": r.status,
-            "model": call.model if call is not None else None,
+            "model": clip(call.model) if call is not None else None,
             "backend": r.backend,
             "team": team,
             "stream": call.stream if call is not None else None,
@@ -112,4 +114,4 @@ class AccessLog:
                 fields["response_body"] = b"".join(watch.blocks).decode(errors="replace")
             elif r.result is not None:
                 fields["response_body"] = r.result.body.decode(errors="replace")
-        ACCESS.info("%s %s %s", r.method, r.path, r.status, extra={"fields": fields})
+        ACCESS.info("%s %s %s", r.method, path, r.status, extra={"fields": fields})

@@ -49,6 +49,9 @@ def _template_regex(template: str, item: dict) -> re.Pattern[str]:
 class Match:
     operation_id: str | None  # None: the path exists but not with this method
     allowed: tuple[str, ...]
+    # Matched a path template (`/v1/responses/{response_id}`), not a fixed path: with another
+    # method it may be another endpoint our document leaves out (`POST /v1/responses/compact`).
+    templated: bool = False
 
 
 class PathTable:
@@ -71,6 +74,7 @@ class PathTable:
 
     def match(self, path: str, method: str) -> Match | None:
         methods = self._static.get(path)
+        templated = methods is None
         if methods is None:
             for pattern, candidate in self._routes:
                 if pattern.match(path):
@@ -79,4 +83,4 @@ class PathTable:
         if methods is None:
             return None
         op = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
-        return Match(op, tuple(methods))
+        return Match(op, tuple(methods), templated)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.accounting.accountant import Accountant
+from llm_gateway.api.passthrough_policy import Policy
 from llm_gateway.app.validation import Validator, compile_request_validators
 from llm_gateway.auth.authenticate import Authenticator
+from llm_gateway.auth.ownership import Owners
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
@@ -23,20 +24,6 @@ from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
 from llm_gateway.storage.database import open_database
-
-
-class BoundedMap(OrderedDict):
-    """A small LRU map: remembers which backend created a stored response, within bounds."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def remember(self, key: str, value: object) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
 
 
 def new_request_id() -> str:
@@ -52,13 +39,14 @@ class State:
     validators: dict[str, Validator]
     streaming_operations: frozenset[str]
     passthrough: UpstreamBackend | None
+    passthrough_policy: Policy  # which passthrough families are relayed (or none: off)
     # The request path's layers, in order: auth -> limits -> grouping -> (routing, backends)
     # -> accounting.
     auth: Authenticator
     gate: Gate
     grouper: Grouper
     accountant: Accountant
-    response_owners: BoundedMap = field(default_factory=lambda: BoundedMap(100_000))
+    owners: Owners  # who created which stored response, file, batch... (auth/ownership.py)
     request_ids: Callable[[], str] = new_request_id
     recorder: Recorder | None = None  # per-request metrics and log lines
     exposition: Exposition | None = None  # GET /metrics; None when metrics are off
@@ -67,10 +55,13 @@ class State:
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
         env = os.environ if env is None else env
         backends: dict[str, Backend] = {
-            name: UpstreamBackend(cfg, env) for name, cfg in config.upstreams.items()
+            name: UpstreamBackend(cfg, env, max_event_bytes=config.server.max_sse_event_bytes)
+            for name, cfg in config.upstreams.items()
         }
         # Nothing is spawned yet: that waits for start(), on the event loop that will own it.
-        backends.update({name: LocalBackend(cfg) for name, cfg in config.local.items()})
+        backends.update({
+            name: LocalBackend(cfg, max_event_bytes=config.server.max_sse_event_bytes)
+            for name, cfg in config.local.items()})
         router = Router(config, backends)
         upstream = config.passthrough_upstream
         passthrough = backends.get(upstream.name) if upstream else None
@@ -86,10 +77,12 @@ class State:
             validators=compile_request_validators(spec),
             streaming_operations=_streaming_operations(spec),
             passthrough=passthrough if isinstance(passthrough, UpstreamBackend) else None,
+            passthrough_policy=Policy(config),
             auth=Authenticator(config, env),
             gate=Gate(config, env, metrics=recorder.metrics),
             grouper=Grouper(config, env, metrics=recorder.metrics),
             accountant=accountant,
+            owners=Owners(config),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )
@@ -101,6 +94,7 @@ class State:
         health checks."""
         self.db = await open_database(self.config)
         await self.auth.start(self.db)
+        await self.owners.start(self.db)
         await self.accountant.start(self.db)
         await self.gate.start(self.accountant.ledger)
         await self.grouper.start()

@@ -13,6 +13,7 @@ from typing import Any
 
 import fastjsonschema
 
+from llm_gateway.echo import clip
 from llm_gateway.errors import InvalidRequest
 
 Validator = Callable[[Any], None]
@@ -148,6 +149,8 @@ def _to_invalid_request(exc: fastjsonschema.JsonSchemaValueException) -> Invalid
     detail = exc.message
     if detail.startswith(name):
         detail = detail[len(name):].strip()
+    # Both may hold what the client sent (a property name, a value): bounded.
+    param, detail = clip(param), clip(detail)
     if exc.rule == "required" and isinstance(exc.value, dict):
         required = (exc.definition or {}).get("required") or []
         missing = [field for field in required if field not in exc.value]

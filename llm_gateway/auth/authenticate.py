@@ -7,6 +7,9 @@
   reach the database each time. Entries are trusted for auth.cache_seconds: that is how long
   a revocation made elsewhere (another replica, the CLI) takes to reach this replica; changes
   made through this replica's admin API apply at once.
+  While the database fails, the last successful lookup of a key decides: a refusal stays a
+  refusal, and a key that was active then (and not changed here since) keeps working for up
+  to auth.stale_seconds after that lookup; any other key gets a 503.
 - passthrough: the client's own bearer key goes upstream; usage is attributed to
   "pt_" + a keyed hash of it.
 """
@@ -23,6 +26,7 @@ from llm_gateway.auth.cache import TtlCache
 from llm_gateway.auth.keystore import KeyStore
 from llm_gateway.auth.principal import ANONYMOUS, Principal
 from llm_gateway.auth.principals import allows, principal_for
+from llm_gateway.auth.records import KeyRecord
 from llm_gateway.auth.schema import AUTH_STEPS
 from llm_gateway.auth.secret import LazyHasher, looks_like_key
 from llm_gateway.auth.teamstore import TeamStore
@@ -43,6 +47,7 @@ MISS_LIMIT = 10_000  # unknown hashes remembered per replica
 
 # What a lookup learned: the principal and the key's expiry, or why the key is refused.
 _Entry = tuple[Principal, float | None]
+_Refusal = tuple[str | None, str]  # (the key's id when it has one, the 401's message)
 
 
 class Authenticator:
@@ -63,9 +68,13 @@ class Authenticator:
         self.teams = TeamStore(None, config.teams, clock)
         self.keys: KeyStore | None = None  # once a database is there
         ttl = config.auth.cache_seconds
+        self.stale_seconds = config.auth.stale_seconds
         self._known: TtlCache[_Entry] = TtlCache(ttl, CACHE_LIMIT, monotonic)
-        self._refused: TtlCache[str] = TtlCache(ttl, MISS_LIMIT, monotonic)
+        self._refused: TtlCache[_Refusal] = TtlCache(ttl, MISS_LIMIT, monotonic)
         self._lookups: dict[str, asyncio.Future[_Entry | str]] = {}
+        # Bumped by every change made through this replica: a lookup that was in flight
+        # meanwhile may have read the row from before it, so its answer is not remembered.
+        self._generation = 0
         # Aliases of exact routes, so a team allowed "gpt-4o-mini" may ask for its alias.
         self._canonical = {alias: rule.name for rule in config.models if not rule.is_pattern
                            for alias in rule.aliases}
@@ -99,7 +108,7 @@ class Authenticator:
         if entry is None:
             refused = self._refused.get(key_hash)
             if refused is not None:
-                raise AuthenticationFailed(refused)
+                raise AuthenticationFailed(refused[1])
             found = await self._lookup(key_hash)
             if isinstance(found, str):
                 raise AuthenticationFailed(found)
@@ -124,9 +133,34 @@ class Authenticator:
                                    param="model", code="model_not_allowed")
 
     def forget(self) -> None:
-        """Drop what the caches know: keys or teams were just changed through this replica."""
+        """Drop what the caches know (a change whose reach is not known precisely)."""
+        self._generation += 1
         self._known.clear()
         self._refused.clear()
+
+    def key_changed(self, record: KeyRecord, *, rotated: bool = False) -> None:
+        """`record` was just changed through this replica: what was known of it goes, and a
+        key that no longer works is remembered as refused, so that a database failure from
+        now on cannot bring back its old, active entry. `rotated`: its old secret is dead."""
+        self._generation += 1
+        status = record.status(self.clock())
+        refusal = INCORRECT if rotated else _REFUSALS.get(status)
+        if refusal is None and status != "active":
+            refusal = _expired(record.expires_at or 0.0)
+        hashes = {h for h, (p, _) in self._known.items() if p.key_id == record.id}
+        hashes.update(h for h, (key_id, _) in self._refused.items() if key_id == record.id)
+        for key_hash in hashes:
+            self._known.discard(key_hash)
+            self._refused.discard(key_hash)
+            if refusal is not None:
+                self._refused.put(key_hash, (record.id, refusal))
+
+    def team_changed(self, team: str) -> None:
+        """Keys of `team` carry its old settings in their cached principals: drop them."""
+        self._generation += 1
+        for key_hash, (principal, _) in self._known.items():
+            if principal.team == team:
+                self._known.discard(key_hash)
 
     async def aclose(self) -> None:
         for lookup in list(self._lookups.values()):
@@ -147,32 +181,55 @@ class Authenticator:
     async def _load(self, key_hash: str) -> _Entry | str:
         if self.keys is None:
             raise ServiceUnavailable("Keys cannot be checked: no database is configured.")
-        try:
-            record = await self.keys.find_hash(key_hash)
-            team = await self.teams.find(record.team) if record and record.team else None
-        except Exception as exc:
-            stale = self._known.stale(key_hash)
-            if stale is None:
-                log.error("cannot look up a key: %r", exc)
-                raise ServiceUnavailable("The gateway cannot check API keys right now; "
-                                         "please retry.") from None
-            # The database is down: a key that worked before keeps working meanwhile; asked
-            # again after cache_seconds.
-            log.warning("cannot look up a key (%r); trusting what was known of it", exc)
-            self._known.put(key_hash, stale)
-            return stale
+        for attempt in range(3):
+            generation = self._generation
+            try:
+                record = await self.keys.find_hash(key_hash)
+                team = await self.teams.find(record.team) if record and record.team else None
+            except Exception as exc:
+                return self._unchecked(key_hash, exc)
+            # Changed here while the query ran: read again, since the row may predate it.
+            if generation == self._generation or attempt == 2:
+                break
+        return self._learn(key_hash, record, team, remember=generation == self._generation)
+
+    def _learn(self, key_hash: str, record: KeyRecord | None, team: Any, *,
+               remember: bool) -> _Entry | str:
+        """What the database said of a key, remembered (only this, the latest answer)."""
         if record is None:
-            self._refused.put(key_hash, INCORRECT)
-            return INCORRECT
-        status = record.status(self.clock())
-        if status != "active":
-            message = {"revoked": REVOKED, "disabled": DISABLED}.get(status) or _expired(
-                record.expires_at or 0.0)
-            self._refused.put(key_hash, message)
+            message: str | None = INCORRECT
+        else:
+            status = record.status(self.clock())
+            message = None if status == "active" else (
+                _REFUSALS.get(status) or _expired(record.expires_at or 0.0))
+        if remember:
+            self._known.discard(key_hash)
+            self._refused.discard(key_hash)
+        if message is not None:
+            if remember:
+                self._refused.put(key_hash, (record.id if record else None, message))
             return message
+        assert record is not None
         entry = (principal_for(record, team, self.env), record.expires_at)
-        self._known.put(key_hash, entry)
+        if remember:
+            self._known.put(key_hash, entry)
         return entry
+
+    def _unchecked(self, key_hash: str, exc: Exception) -> _Entry | str:
+        """The database failed: answer from the last successful lookup, if recent enough."""
+        refused = self._refused.stale(key_hash)
+        if refused is not None:
+            return refused[1]  # revoked, disabled or unknown then: no database says otherwise
+        stale = self._known.stale(key_hash, self.stale_seconds)
+        if stale is None:
+            log.error("cannot look up a key: %r", exc)
+            raise ServiceUnavailable("The gateway cannot check API keys right now; "
+                                     "please retry.") from None
+        # A key active at its last lookup, not changed here since (changes drop the entry):
+        # it keeps working, asked again after cache_seconds.
+        log.warning("cannot look up a key (%r); trusting its last lookup", exc)
+        self._known.extend(key_hash, self.stale_seconds)
+        return stale
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -187,6 +244,9 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
         elif name == b"api-key" and value.strip():
             api_key = value.strip().decode("latin-1")
     return api_key
+
+
+_REFUSALS = {"revoked": REVOKED, "disabled": DISABLED}
 
 
 def _expired(expires_at: float) -> str:

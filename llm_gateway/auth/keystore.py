@@ -19,6 +19,7 @@ from llm_gateway.auth.records import (
     budget_column,
     budget_from,
     dumps,
+    endpoints_from,
     known_fields,
     limits_column,
     limits_from,
@@ -28,11 +29,13 @@ from llm_gateway.auth.records import (
 from llm_gateway.auth.secret import KeyHasher, LazyHasher, last4, new_key, new_key_id
 from llm_gateway.auth.teamstore import TeamStore
 from llm_gateway.auth.times import parse_instant
+from llm_gateway.echo import clip
 from llm_gateway.errors import InvalidRequest, NotFound
 
 _COLUMNS = ("id, name, team, models, limits, budget, expires_at, disabled, revoked_at,"
-            " created_at, updated_at, last4")
-_SETTINGS = {"name", "team", "models", "limits", "budget", "expires_at", "disabled"}
+            " created_at, updated_at, last4, endpoints")
+_SETTINGS = {"name", "team", "models", "endpoints", "limits", "budget", "expires_at",
+             "disabled"}
 
 
 class KeyStore:
@@ -95,7 +98,7 @@ class KeyStore:
         record = replace(record, last4=last4(key))
         await self.db.execute(
             f"INSERT INTO auth_keys (key_hash, {_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.hasher.hash(key), *_row(record),
         )
         return record, key
@@ -110,7 +113,7 @@ class KeyStore:
             await tx.execute(
                 "UPDATE auth_keys SET name = ?, team = ?, models = ?, limits = ?, budget = ?,"
                 " expires_at = ?, disabled = ?, revoked_at = ?, created_at = ?,"
-                " updated_at = ?, last4 = ? WHERE id = ?",
+                " updated_at = ?, last4 = ?, endpoints = ? WHERE id = ?",
                 *values, key_id,
             )
         return record
@@ -160,7 +163,7 @@ class KeyStore:
             if team is not None and (not isinstance(team, str)
                                      or not await self.teams.exists(team)):
                 raise InvalidRequest(
-                    f"Unknown team {team!r}: declare it under `teams:` in the config or "
+                    f"Unknown team {clip(team)!r}: declare it under `teams:` in the config or "
                     "create it first (POST /admin/teams, `llm-gateway teams create`).",
                     param="team", code="team_not_found")
             changes["team"] = team
@@ -183,14 +186,15 @@ def _expiry(value: Any, now: float) -> float | None:
 
 
 def _not_found(key_id: str) -> NotFound:
-    return NotFound(f"No key with id '{key_id}'.", param="key_id", code="key_not_found")
+    return NotFound(f"No key with id '{clip(key_id)}'.", param="key_id", code="key_not_found")
 
 
 def _row(r: KeyRecord) -> tuple[Any, ...]:
     """Values in `_COLUMNS` order."""
     return (r.id, r.name, r.team, dumps(list(r.models)), limits_column(r.limits),
             budget_column(r.budget), r.expires_at, int(r.disabled), r.revoked_at,
-            float(r.created_at), float(r.updated_at), r.last4)
+            float(r.created_at), float(r.updated_at), r.last4,
+            dumps(list(r.endpoints)) if r.endpoints else None)
 
 
 def _record(row: Mapping[str, Any]) -> KeyRecord:
@@ -207,4 +211,5 @@ def _record(row: Mapping[str, Any]) -> KeyRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last4=row["last4"],
+        endpoints=endpoints_from(loads(row["endpoints"])),
     )

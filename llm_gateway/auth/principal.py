@@ -21,6 +21,10 @@ class Principal:
     # list allows everything). Two lists, since two glob lists rarely intersect into one.
     models: tuple[str, ...] = ()  # the key's
     team_models: tuple[str, ...] = ()  # the team's
+    # Passthrough endpoint families (files, images, ...), by the same rule: the key's list and
+    # the team's, each empty = whatever routing.passthrough_endpoints allows.
+    endpoints: tuple[str, ...] = ()
+    team_endpoints: tuple[str, ...] = ()
     key_limits: RateLimitConfig | None = None
     team_limits: RateLimitConfig | None = None
     key_budget: BudgetConfig | None = None

@@ -14,6 +14,7 @@ from llm_gateway.auth.principal import Principal
 from llm_gateway.auth.records import KeyRecord
 from llm_gateway.call import Credentials
 from llm_gateway.config.access import TeamConfig
+from llm_gateway.config.endpoints import canonical
 from llm_gateway.config.schema import _glob_regex, is_pattern
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,15 @@ def principal_for(key: KeyRecord, team: TeamConfig | None, env: Mapping[str, str
             # key keeps its own settings and still reports usage under the team's name.
             log.warning("key %s names team %r, which does not exist", key.id, key.team)
         return Principal(key_id=key.id, team=key.team, models=key.models,
-                         key_limits=key.limits, key_budget=key.budget)
+                         endpoints=key.endpoints, key_limits=key.limits,
+                         key_budget=key.budget)
     return Principal(
         key_id=key.id,
         team=team.name,
         models=key.models,
         team_models=tuple(team.models),
+        endpoints=key.endpoints,
+        team_endpoints=tuple(canonical(e) for e in team.endpoints),  # config: as written
         key_limits=key.limits,
         team_limits=team.limits,
         key_budget=key.budget,

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.auth.bounds import check_access
+from llm_gateway.auth.times import stored_instant
 from llm_gateway.config.access import (
     BudgetConfig,
     CredentialsConfig,
@@ -19,6 +21,8 @@ from llm_gateway.config.access import (
     TeamConfig,
     TeamGroupingConfig,
 )
+from llm_gateway.config.endpoints import canonical, family_problem
+from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, InvalidRequest
 
 PERIODS = ("day", "month", "total")
@@ -42,6 +46,7 @@ class KeyRecord:
     limits: RateLimitConfig | None = None
     budget: BudgetConfig | None = None
     expires_at: float | None = None
+    endpoints: tuple[str, ...] = ()  # passthrough families; empty = what the config allows
     disabled: bool = False
     revoked_at: float | None = None
     created_at: float = 0.0
@@ -64,6 +69,7 @@ class KeyRecord:
             "name": self.name,
             "team": self.team,
             "models": list(self.models),
+            "endpoints": list(self.endpoints),
             "limits": _limits_json(self.limits),
             "budget": _budget_json(self.budget),
             "expires_at": _int(self.expires_at),
@@ -108,19 +114,22 @@ class TeamRecord:
 def known_fields(fields: dict[str, Any] | Any, allowed: set[str]) -> None:
     unknown = sorted(set(fields) - allowed)
     if unknown:
-        raise InvalidRequest(f"Unknown field '{unknown[0]}'.", param=unknown[0])
+        raise InvalidRequest(f"Unknown field '{clip(unknown[0])}'.", param=clip(unknown[0]))
 
 
 def access_changes(fields: Any) -> dict[str, Any]:
-    """`models`, `limits` and `budget` from `fields`, for those present (keys and teams
-    alike); null clears limits and budget."""
+    """`models`, `endpoints`, `limits` and `budget` from `fields`, for those present (keys
+    and teams alike); null clears each."""
     changes: dict[str, Any] = {}
     if "models" in fields:
         changes["models"] = models_from(fields["models"])
+    if "endpoints" in fields:
+        changes["endpoints"] = endpoints_from(fields["endpoints"])
     if "limits" in fields:
         changes["limits"] = limits_from(fields["limits"])
     if "budget" in fields:
         changes["budget"] = budget_from(fields["budget"])
+    check_access(changes)  # upper bounds: on the way in only, so stored rows always read
     return changes
 
 
@@ -130,6 +139,19 @@ def models_from(value: Any, param: str = "models") -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(m, str) and m for m in value):
         raise InvalidRequest(f"'{param}' must be a list of model names or globs.", param=param)
     return tuple(dict.fromkeys(value))  # keeps order, drops repeats
+
+
+def endpoints_from(value: Any, param: str = "endpoints") -> tuple[str, ...]:
+    """Passthrough endpoint families (config/endpoints.py); null or [] = the config's."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(isinstance(e, str) for e in value):
+        raise InvalidRequest(f"'{param}' must be a list of endpoint families (e.g. files, "
+                             "images, audio).", param=param)
+    for name in value:
+        if (problem := family_problem(name)) is not None:
+            raise InvalidRequest(f"'{param}': {problem}.", param=param)
+    return tuple(dict.fromkeys(canonical(e) for e in value))
 
 
 def limits_from(value: Any, param: str = "limits") -> RateLimitConfig | None:
@@ -168,7 +190,7 @@ def upstreams_from(value: Any, param: str = "upstreams") -> dict[str, Credential
     obj = _object(value, param, None)
     out: dict[str, CredentialsConfig] = {}
     for name, creds in obj.items():
-        where = f"{param}.{name}"
+        where = f"{param}.{clip(name)}"
         entry = _object(creds, where, {"api_key_env", "organization", "project"})
         env_name = entry.get("api_key_env")
         if env_name is not None and (not isinstance(env_name, str) or env_var_name(env_name)):
@@ -200,6 +222,7 @@ def grouping_from(value: Any, param: str = "grouping") -> TeamGroupingConfig:
 def team_settings_json(team: TeamConfig) -> dict[str, Any]:
     return {
         "models": list(team.models),
+        "endpoints": list(team.endpoints),
         "limits": _limits_json(team.limits),
         "budget": _budget_json(team.budget),
         "upstreams": {name: dataclasses.asdict(c) for name, c in team.upstreams.items()},
@@ -241,8 +264,8 @@ def _object(value: Any, param: str, allowed: set[str] | None) -> dict[str, Any]:
     if allowed is not None:
         unknown = sorted(set(value) - allowed)
         if unknown:
-            raise InvalidRequest(f"Unknown field '{param}.{unknown[0]}'.",
-                                 param=f"{param}.{unknown[0]}")
+            field_name = f"{param}.{clip(unknown[0])}"
+            raise InvalidRequest(f"Unknown field '{field_name}'.", param=field_name)
     return value
 
 
@@ -263,4 +286,6 @@ def _text(obj: dict[str, Any], name: str, where: str) -> str | None:
 
 
 def _int(value: float | None) -> int | None:
+    # Clamped: a time stored out of range (1e20) must not break the listing that shows it.
+    value = stored_instant(value)
     return None if value is None else int(value)

@@ -37,4 +37,9 @@ AUTH_STEPS: list[str] = [
     );
     CREATE INDEX auth_keys_team ON auth_keys (team)
     """,
+    # Passthrough endpoint families per team and key (JSON lists; NULL = the config's).
+    """
+    ALTER TABLE auth_teams ADD COLUMN endpoints TEXT;
+    ALTER TABLE auth_keys ADD COLUMN endpoints TEXT
+    """,
 ]

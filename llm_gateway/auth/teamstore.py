@@ -5,7 +5,6 @@ The one place team rules live; the admin API and `llm-gateway teams` both call i
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from llm_gateway.auth.records import (
     budget_column,
     budget_from,
     dumps,
+    endpoints_from,
     grouping_from,
     known_fields,
     limits_column,
@@ -27,12 +27,13 @@ from llm_gateway.auth.records import (
     upstreams_from,
 )
 from llm_gateway.config.access import TeamConfig
+from llm_gateway.config.checks import team_name
+from llm_gateway.echo import clip
 from llm_gateway.errors import InvalidRequest, NotFound, ServiceUnavailable
 
-# Team names appear in URLs, metric labels and reports: keep them plain.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SETTINGS = ("models", "limits", "budget", "upstreams", "grouping")
-_COLUMNS = "name, models, limits, budget, upstreams, team_grouping, created_at, updated_at"
+_SETTINGS = ("models", "endpoints", "limits", "budget", "upstreams", "grouping")
+_COLUMNS = ("name, models, limits, budget, upstreams, team_grouping, created_at, updated_at,"
+            " endpoints")
 
 
 class TeamStore:
@@ -62,7 +63,7 @@ class TeamStore:
     async def get(self, name: str) -> TeamRecord:
         record = await self._lookup(name)
         if record is None:
-            raise NotFound(f"No team named '{name}'.", param="team", code="team_not_found")
+            raise NotFound(f"No team named '{clip(name)}'.", param="team", code="team_not_found")
         return record
 
     async def list(self) -> list[TeamRecord]:
@@ -84,18 +85,17 @@ class TeamStore:
     async def create(self, fields: Mapping[str, Any]) -> TeamRecord:
         db = self._writable()
         name = fields.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise InvalidRequest(
-                "'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
-                "or digit.", param="name")
+        problem = team_name(name) if isinstance(name, str) else "must be a string"
+        if problem is not None:  # the config file's teams obey the same rule
+            raise InvalidRequest(f"'name' {problem}.", param="name")
         known_fields(fields, {"name", *_SETTINGS})
         if await self.exists(name):
             raise Conflict(f"A team named '{name}' already exists.", param="name")
         team = _apply(TeamConfig(name=name), fields)
         now = self.clock()
         await db.execute(
-            f"INSERT INTO auth_teams ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            *_row(team), now, now,
+            f"INSERT INTO auth_teams ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            *_row(team), now, now, _endpoints_column(team),
         )
         return TeamRecord(team, "api", now, now)
 
@@ -108,15 +108,16 @@ class TeamStore:
         async with db.transaction() as tx:
             row = await tx.fetchone(f"SELECT {_COLUMNS} FROM auth_teams WHERE name = ?", name)
             if row is None:
-                raise NotFound(f"No team named '{name}'.", param="team", code="team_not_found")
+                raise NotFound(f"No team named '{clip(name)}'.", param="team",
+                               code="team_not_found")
             current = _record(row)
             team = _apply(current.config, fields)
             now = self.clock()
             _, *settings = _row(team)
             await tx.execute(
                 "UPDATE auth_teams SET models = ?, limits = ?, budget = ?, upstreams = ?,"
-                " team_grouping = ?, updated_at = ? WHERE name = ?",
-                *settings, now, name,
+                " team_grouping = ?, updated_at = ?, endpoints = ? WHERE name = ?",
+                *settings, now, _endpoints_column(team), name,
             )
         return TeamRecord(team, "api", current.created_at, now)
 
@@ -139,8 +140,9 @@ class TeamStore:
 def _apply(team: TeamConfig, fields: Mapping[str, Any]) -> TeamConfig:
     """`team` with the settings present in `fields` replaced (null clears one)."""
     changes = access_changes(fields)
-    if "models" in changes:
-        changes["models"] = list(changes["models"])  # TeamConfig keeps a list
+    for name in ("models", "endpoints"):
+        if name in changes:
+            changes[name] = list(changes[name])  # TeamConfig keeps lists
     if "upstreams" in fields:
         changes["upstreams"] = upstreams_from(fields["upstreams"])
     if "grouping" in fields:
@@ -149,8 +151,8 @@ def _apply(team: TeamConfig, fields: Mapping[str, Any]) -> TeamConfig:
 
 
 def _settings(team: TeamConfig) -> dict[str, Any]:
-    return {"models": team.models, "limits": team.limits, "budget": team.budget,
-            "upstreams": team.upstreams, "grouping": team.grouping}
+    return {"models": team.models, "endpoints": team.endpoints, "limits": team.limits,
+            "budget": team.budget, "upstreams": team.upstreams, "grouping": team.grouping}
 
 
 def _row(team: TeamConfig) -> tuple[Any, ...]:
@@ -160,10 +162,15 @@ def _row(team: TeamConfig) -> tuple[Any, ...]:
             dumps(settings["grouping"]))
 
 
+def _endpoints_column(team: TeamConfig) -> str | None:
+    return dumps(list(team.endpoints)) if team.endpoints else None
+
+
 def _record(row: Mapping[str, Any]) -> TeamRecord:
     team = TeamConfig(
         name=row["name"],
         models=list(models_from(loads(row["models"]))),
+        endpoints=list(endpoints_from(loads(row["endpoints"]))),
         limits=limits_from(loads(row["limits"])),
         budget=budget_from(loads(row["budget"])),
         upstreams=upstreams_from(loads(row["upstreams"])),

@@ -11,10 +11,12 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "proxy-connection",
 })
-# The gateway's own credentials, request id and body framing replace the client's.
+# The gateway's own credentials and body framing replace the client's. The client's
+# x-request-id goes through untouched; the gateway's own id only under the header an upstream's
+# `request_id_header` names.
 _REQUEST_DROP = HOP_BY_HOP | {
     "host", "content-length", "authorization", "api-key", "openai-organization",
-    "openai-project", "x-request-id", "expect",
+    "openai-project", "expect",
 }
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length", "date", "server", "x-request-id"}
 

@@ -30,6 +30,7 @@ import orjson
 from llm_gateway.accounting.usage import Usage
 from llm_gateway.backends.discovery import Resolver
 from llm_gateway.backends.pool import Worker, WorkerPool
+from llm_gateway.backends.sse import MAX_EVENT_BYTES
 from llm_gateway.backends.supervisor import Supervisor
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.call import Call, Result
@@ -101,9 +102,10 @@ class LocalBackend:
 
     def __init__(
         self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
-        resolver: Resolver | None = None,
+        resolver: Resolver | None = None, max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.name = cfg.name
+        self._max_event_bytes = max_event_bytes
         self.cfg = cfg
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
         self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver)
@@ -237,10 +239,11 @@ class LocalBackend:
             max_connections=64,
             timeouts=self.cfg.timeouts,
             retries=RetryConfig(attempts=0),  # retrying is this module's job: elsewhere
+            request_id_header="x-request-id",  # our own worker keys its usage log on it
             list_models=False,
             name=f"{self.name}#{worker.index}",
         )
-        client = UpstreamBackend(cfg, {})
+        client = UpstreamBackend(cfg, {}, max_event_bytes=self._max_event_bytes)
         self._clients[worker.index] = (version, client, worker)
         return client
 

@@ -10,8 +10,8 @@ measurement: aiohttp's connection handling is several times cheaper than httpx's
 from __future__ import annotations
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
+from llm_gateway.backends.aiohttp_exact import ExactAiohttpTransport
 from llm_gateway.config import UpstreamConfig
 
 
@@ -22,7 +22,7 @@ def make_transport(cfg: UpstreamConfig) -> httpx.AsyncBaseTransport:
         keepalive_expiry=30.0,
     )
     if cfg.transport == "aiohttp":
-        return AiohttpTransport(limits=limits, trust_env=False)
+        return ExactAiohttpTransport(limits=limits, trust_env=False)  # URLs sent as built
     return httpx.AsyncHTTPTransport(limits=limits, retries=0, trust_env=False)
 
 

@@ -8,6 +8,7 @@ SSE event boundaries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -20,14 +21,23 @@ import orjson
 
 from llm_gateway.backends.headers import response_headers
 from llm_gateway.backends.health import RecentFailures
-from llm_gateway.backends.sse import error_event, event_blocks
+from llm_gateway.backends.sse import (
+    MAX_EVENT_BYTES,
+    EventTooLarge,
+    ends_stream,
+    error_event,
+    event_blocks,
+)
 from llm_gateway.backends.transport import make_transport, timeout_extension
 from llm_gateway.call import Call, Credentials, Result
 from llm_gateway.config import UpstreamConfig
-from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.path_safety import refusal
 
 log = logging.getLogger(__name__)
 
+# How long an upstream gets to end its body after [DONE] (the end usually comes with it).
+DONE_GRACE_SECONDS = 0.25
 # Failures where the upstream cannot have started work on the request, so trying again is safe.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
 
@@ -59,6 +69,25 @@ def _body(response: httpx.Response, *, raw: bool = False) -> AsyncIterator[bytes
     return response.aiter_bytes()
 
 
+async def _noting(body: AsyncIterator[bytes], failed: list[GatewayError]) -> AsyncIterator[bytes]:
+    """The body, noting the error it raises: the transport reports it as its own failure."""
+    try:
+        async for chunk in body:
+            yield chunk
+    except GatewayError as exc:
+        failed.append(exc)
+        raise
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read the end of a body that is over ([DONE] came), so that its connection can be reused;
+    an upstream that does not end it within DONE_GRACE_SECONDS is cut off (by `_release`)."""
+    with contextlib.suppress(TimeoutError, httpx.TransportError):
+        async with asyncio.timeout(DONE_GRACE_SECONDS):
+            async for _ in chunks:
+                pass
+
+
 async def _read(response: httpx.Response) -> bytes:
     return b"".join([chunk async for chunk in _body(response)])
 
@@ -72,8 +101,10 @@ class UpstreamBackend:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep=asyncio.sleep,
         clock=time.monotonic,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.name = cfg.name
+        self.max_event_bytes = max_event_bytes  # server.max_sse_event_bytes
         self.cfg = cfg
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
@@ -91,6 +122,8 @@ class UpstreamBackend:
         if cfg.project:
             self._auth["openai-project"] = cfg.project
         self._static = {k.lower(): v for k, v in cfg.headers.items()}
+        # Nothing the client did not send goes upstream unless configured (issue 13).
+        self._request_id_header = (cfg.request_id_header or "").lower() or None
         self.health = RecentFailures(clock=clock)  # for /readyz
 
     # -- the Backend seam ------------------------------------------------------------------
@@ -137,6 +170,7 @@ class UpstreamBackend:
     ) -> Result:
         """Relay any other OpenAI path, streaming both bodies; the client's bytes are never held."""
         url = path + (f"?{query}" if query else "")
+        self._url(url)  # an unsafe path is refused here: the caller's error, not an upstream's
         headers = self._headers(client_headers, request_id, credentials)
         deadline = self._deadline()
         if body is None:
@@ -145,7 +179,16 @@ class UpstreamBackend:
             )
         else:
             # A streamed body cannot be replayed, so no retries here.
-            response = await self._send_once(method, url, headers, body, deadline)
+            failed: list[GatewayError] = []
+            try:
+                response = await self._send_once(method, url, headers, _noting(body, failed),
+                                                 deadline)
+            except Exception as exc:
+                if failed:  # the client's body failed (too slow, too large): that is the answer
+                    raise failed[0] from None
+                if isinstance(exc, _RETRYABLE):
+                    raise self._unreachable(exc) from None
+                raise
         return Result(
             status=response.status_code,
             headers=response_headers(response.headers.raw, keep_length=True, keep_encoding=True),
@@ -167,8 +210,8 @@ class UpstreamBackend:
                 headers["openai-organization"] = credentials.organization
             if credentials.project:
                 headers["openai-project"] = credentials.project
-        if request_id:
-            headers["x-request-id"] = request_id
+        if request_id and self._request_id_header:
+            headers[self._request_id_header] = request_id
         return headers
 
     def _deadline(self) -> float | None:
@@ -184,8 +227,14 @@ class UpstreamBackend:
         return left
 
     def _url(self, path: str) -> httpx.URL:
+        """`path` (and query) appended to the base URL as a string. The edge refused any path
+        a URL library would resolve (dot segments, encoded separators); checked again here so
+        no caller can reach past the base URL."""
         url = self._urls.get(path)
         if url is None:
+            problem = refusal(path.partition("?")[0])
+            if problem is not None:
+                raise InvalidRequest(f"Invalid request path: {problem}.", code="invalid_path")
             url = httpx.URL(self.cfg.base_url + path)
             if "?" not in path and len(self._urls) < 256:  # API paths only, not every query
                 self._urls[path] = url
@@ -203,6 +252,13 @@ class UpstreamBackend:
             raise UpstreamTimeout(
                 f"upstream '{self.name}' timed out ({type(exc).__name__})"
             ) from None
+        if not 100 <= response.status_code <= 599:
+            # Not HTTP: nothing to retry or relay (the server cannot even write such a status).
+            await _release(response)
+            log.warning("upstream %s answered status %s", self.name, response.status_code)
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' answered with an invalid HTTP status "
+                f"({response.status_code})")
         response.request = request
         return response
 
@@ -226,14 +282,7 @@ class UpstreamBackend:
                 response = await self._send_once(method, url, headers, content, deadline)
             except _RETRYABLE as exc:
                 if attempt >= retry.attempts:
-                    if _is_timeout(exc):
-                        raise UpstreamTimeout(
-                            f"upstream '{self.name}' did not accept a connection in time"
-                        ) from None
-                    cause = exc.__cause__ or exc
-                    raise UpstreamUnavailable(
-                        f"upstream '{self.name}' is unreachable: {type(cause).__name__}: {cause}"
-                    ) from None
+                    raise self._unreachable(exc) from None
                 log.warning("upstream %s: %s, retrying", self.name, type(exc).__name__)
             else:
                 if response.status_code < 500 or attempt >= retry.attempts:
@@ -242,6 +291,15 @@ class UpstreamBackend:
                 log.warning("upstream %s: status %s, retrying", self.name, response.status_code)
             await self._sleep(self._backoff(attempt))
             attempt += 1
+
+    def _unreachable(self, exc: Exception) -> GatewayError:
+        """The client's error for a connection that failed: which backend, never where it is
+        (the exception names the host and port; the log keeps them)."""
+        if _is_timeout(exc):
+            return UpstreamTimeout(f"upstream '{self.name}' did not accept a connection in time")
+        cause = exc.__cause__ or exc
+        log.warning("upstream %s is unreachable: %s: %s", self.name, type(cause).__name__, cause)
+        return UpstreamUnavailable(f"upstream '{self.name}' could not be reached")
 
     def _backoff(self, attempt: int) -> float:
         retry = self.cfg.retries
@@ -277,15 +335,24 @@ class UpstreamBackend:
         )
 
     async def _relay_events(self, response: httpx.Response, deadline) -> AsyncIterator[bytes]:
+        chunks = _body(response)
         try:
-            async for block in event_blocks(_body(response)):
+            async for block in event_blocks(chunks, self.max_event_bytes):
                 yield block
+                if ends_stream(block):
+                    # Whatever the upstream does after [DONE] is not the client's wait.
+                    await _drain(chunks)
+                    return
                 if deadline is not None and self._clock() > deadline:
                     yield error_event("upstream stream exceeded the total timeout",
                                       type_="timeout", code="upstream_timeout")
                     return
         except httpx.TimeoutException:
             yield error_event("upstream stream stalled", type_="timeout", code="upstream_timeout")
+        except EventTooLarge as exc:
+            log.warning("upstream %s: %s", self.name, exc)
+            yield error_event(f"upstream '{self.name}' sent an event larger than {exc.limit} "
+                              "bytes", code="upstream_event_too_large")
         except httpx.TransportError as exc:
             yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
                               code="upstream_unavailable")

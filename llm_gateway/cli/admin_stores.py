@@ -43,9 +43,12 @@ def subcommand(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def add_settings(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by keys and teams: allowed models, limits and budget."""
+    """Flags shared by keys and teams: allowed models and endpoints, limits and budget."""
     parser.add_argument("--models", nargs="+", metavar="MODEL",
                         help="allowed model names or globs (default: every model)")
+    parser.add_argument("--endpoints", nargs="+", metavar="FAMILY",
+                        help="allowed passthrough endpoint families, e.g. files images audio "
+                             "(default: what routing.passthrough_endpoints allows)")
     parser.add_argument("--rpm", type=int, help="requests per minute")
     parser.add_argument("--tpm", type=int, help="tokens per minute")
     parser.add_argument("--budget-tokens", type=int, help="tokens per budget period")
@@ -60,6 +63,8 @@ def settings_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.models is not None:
         # `--models a,b` and `--models a b` both work.
         fields["models"] = [m for item in args.models for m in item.split(",") if m]
+    if args.endpoints is not None:
+        fields["endpoints"] = [e for item in args.endpoints for e in item.split(",") if e]
     if args.rpm is not None or args.tpm is not None:
         fields["limits"] = {"rpm": args.rpm, "tpm": args.tpm}
     if args.budget_tokens is not None or args.budget_cost is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -9,12 +10,19 @@ import sys
 import uvicorn
 
 from llm_gateway.app.logs import configure_logging
-from llm_gateway.config import ConfigError, load_config
+from llm_gateway.config import ENV_PREFIX, ConfigError, load_config
+from llm_gateway.config.safety import is_loopback
 from llm_gateway.metrics.exposition import (
     MULTIPROC_ENV,
     prepare_multiprocess_dir,
     remove_multiprocess_dir,
 )
+
+HOST_VAR = f"{ENV_PREFIX}SERVER__HOST"
+WORKERS_VAR = f"{ENV_PREFIX}SERVER__WORKERS"
+# httptools plus timeouts for slow clients, named by import path so that worker processes
+# load it too.
+HTTP_PROTOCOL = "llm_gateway.app.client_timeouts:HttpToolsClientTimeouts"
 
 
 def serve(
@@ -24,6 +32,12 @@ def serve(
     port: int | None,
     workers: int | None,
 ) -> int:
+    # The command line's choices go through the config's own checks (an open gateway on the
+    # network, limits per process) as the env overrides they stand for; worker processes
+    # inherit them, so each builds the same config.
+    for name, value in ((HOST_VAR, host), (WORKERS_VAR, workers)):
+        if value is not None:
+            os.environ[name] = str(value)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -31,9 +45,14 @@ def serve(
         return 2
     server = config.server
     configure_logging(server)
+    if config.auth.mode == "none" and not is_loopback(server.host):
+        # Written on purpose (the config check refuses it otherwise), but worth a line.
+        logging.getLogger(__name__).warning(
+            "auth.mode is none on %s: anyone who reaches this port uses the gateway and its "
+            "upstream keys", server.host)
     # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    workers = workers or server.workers
+    workers = server.workers
     spawned = [name for name, local in config.local.items() if local.spawns]
     if workers > 1 and spawned:
         # Each gateway process would spawn (and fight over) its own copy of every worker.
@@ -43,10 +62,10 @@ def serve(
               file=sys.stderr)
         return 2
     options = dict(
-        host=host or server.host,
+        host=server.host,
         port=port if port is not None else server.port,
         lifespan="on",
-        http="httptools",
+        http=HTTP_PROTOCOL,
         loop="uvloop",
         access_log=server.access_log,
         server_header=False,

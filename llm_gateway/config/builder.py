@@ -70,8 +70,15 @@ class Builder:
             choices = get_args(tp)
             if any(value == c and type(value) is type(c) for c in choices):
                 return value
+            # YAML 1.1 reads an unquoted `off` / `on` as false / true: the word was meant.
+            word = {False: "off", True: "on"}.get(value) if isinstance(value, bool) else None
+            if word in choices:
+                return word
             expected = ", ".join(repr(c) for c in choices)
-            return self.fail(path, f"expected one of {expected}; got {describe(value)}")
+            got = describe(value)
+            if isinstance(value, bool):
+                got += " (YAML reads unquoted on/off, yes/no as true/false; quote the word)"
+            return self.fail(path, f"expected one of {expected}; got {got}")
         if origin is list:
             if not isinstance(value, list | tuple):
                 return self.fail(path, f"expected a list, got {describe(value)}")

@@ -15,14 +15,22 @@ from typing import Any
 
 import yaml
 
+from . import safety
 from .access import TeamConfig
 from .accounting import StorageConfig
 from .builder import Builder, describe, join
-from .checks import http_url
+from .checks import http_url, team_name
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
 from .grouping import GroupingConfig
-from .schema import Config, LocalConfig, ModelRoute, RoutingConfig, is_pattern
+from .schema import (
+    PASSTHROUGH_OFF,
+    Config,
+    LocalConfig,
+    ModelRoute,
+    RoutingConfig,
+    is_pattern,
+)
 
 ENV_PREFIX = "LLM_GATEWAY__"
 CONFIG_PATH_VAR = "LLM_GATEWAY_CONFIG"
@@ -227,12 +235,16 @@ def _parse(data: Any, env: Mapping[str, str], source: str, problems: Problems) -
         raise ConfigError(_blame(problems, {}), source)
     data = copy.deepcopy(dict(data))  # overrides edit it in place; the caller's stays intact
     applied = _apply_env(data, env, problems)
+    _passthrough_off(data)
     builder = Builder(raw_strings=applied.raws)
     parts = builder.fields(Config, data, "")
     _cross_check(parts, builder)
     problems.extend(builder.problems)
-    if problems:
-        raise ConfigError(_blame(problems, applied.owners), source)
+    # An open gateway, limits counted per process: about several keys at once, so no one
+    # env override is to blame (their messages name the values).
+    unsafe = [f"{path}: {msg}" for path, msg in safety.problems(parts, data)]
+    if problems or unsafe:
+        raise ConfigError(_blame(problems, applied.owners) + unsafe, source)
     # A backend's name is its key under `upstreams` or `local`; the builder cannot see keys.
     named = {
         section: {key: dataclasses.replace(item, name=key) for key, item in built.items()}
@@ -240,6 +252,13 @@ def _parse(data: Any, env: Mapping[str, str], source: str, problems: Problems) -
         if (built := parts.get(section)) is not None
     }
     return Config(**{**parts, **named}, source=source)
+
+
+def _passthrough_off(data: dict[str, Any]) -> None:
+    """YAML reads an unquoted `passthrough_backend: off` as false: it means "off"."""
+    routing = data.get("routing")
+    if isinstance(routing, dict) and routing.get("passthrough_backend") is False:
+        routing["passthrough_backend"] = PASSTHROUGH_OFF
 
 
 def _cross_check(parts: dict[str, Any], b: Builder) -> None:
@@ -284,7 +303,9 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
     if isinstance(routing, RoutingConfig):
         backend("routing.default_backend", routing.default_backend)
         through = routing.passthrough_backend
-        if isinstance(local, dict) and through in local and through not in ups:
+        if through == PASSTHROUGH_OFF:
+            pass  # turned off: no backend to name
+        elif isinstance(local, dict) and through in local and through not in ups:
             b.fail("routing.passthrough_backend",
                    f"{through!r} is a local backend; passthrough goes to upstreams only")
         else:
@@ -301,6 +322,9 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
             and grouping.cache.backend == "redis" and storage.redis_url is None):
         b.fail("grouping.cache.backend", "redis needs storage.redis_url")
     teams = parts.get("teams")
+    for name in teams if isinstance(teams, dict) else ():
+        if (problem := team_name(name)) is not None:  # the admin API's rule too
+            b.fail(join("teams", name), f"team name {problem}")
     if isinstance(teams, dict) and isinstance(ups, dict):
         for name, team in teams.items():
             if not isinstance(team, TeamConfig):

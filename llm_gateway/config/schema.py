@@ -27,7 +27,8 @@ from llm_gateway.config.access import (
     TeamConfig,
 )
 from llm_gateway.config.accounting import AccountingConfig, StorageConfig
-from llm_gateway.config.checks import env_var_name, http_url, non_empty
+from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
+from llm_gateway.config.endpoints import DEFAULT_ENDPOINTS, families_problem
 from llm_gateway.config.grouping import GroupingConfig
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -48,11 +49,20 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: an address reachable from the network is a choice (see
+    # config/safety.py for what else it then requires).
+    host: str = "127.0.0.1"
     port: int = field(default=8080, metadata={"ge": 0, "le": 65535})  # 0 = any free port
     workers: int = field(default=1, metadata={"ge": 1})
     max_body_bytes: int = field(default=16 * 1024 * 1024, metadata={"gt": 0})
     max_upload_bytes: int = field(default=512 * 1024 * 1024, metadata={"gt": 0})
+    # One SSE event from a backend (backends/sse.py says why 16 MiB); over it the stream ends
+    # with an error event.
+    max_sse_event_bytes: int = field(default=16 * 1024 * 1024, metadata={"gt": 0})
+    # A client slower than these is dropped (408): the time from its first byte to the end of
+    # a request's headers, and the longest wait for the next piece of a body.
+    header_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})
+    body_timeout_seconds: float = field(default=30.0, metadata={"gt": 0})
     shutdown_grace_seconds: float = field(default=30.0, metadata={"ge": 0})
     log_level: LogLevel = "info"
     log_format: LogFormat = "json"  # one JSON object per line, or plain text
@@ -82,6 +92,9 @@ class UpstreamConfig:
     project: str | None = None
     # repr=False: static headers often carry credentials, and configs end up in logs.
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # The header carrying the gateway's request id upstream; None: none is added (some servers
+    # reject ids they did not expect, e.g. llama-cpp-python's wants a UUID in x-request-id).
+    request_id_header: str | None = field(default=None, metadata={"check": header_name})
     transport: Transport = "aiohttp"
     max_connections: int = field(default=512, metadata={"ge": 1})
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
@@ -219,10 +232,18 @@ class ModelRoute:
         return model == self.name or model in self.aliases
 
 
+PASSTHROUGH_OFF = "off"  # routing.passthrough_backend: off -> other /v1/* paths are a 404
+
+
 @dataclass(frozen=True)
 class RoutingConfig:
     default_backend: str | None = None  # unknown model names go here; None -> 404
-    passthrough_backend: str | None = None  # other /v1/* paths (an upstream); None -> see Config
+    # Other /v1/* paths (an upstream); None -> see Config; "off" -> none relayed (404).
+    passthrough_backend: str | None = None
+    # The endpoint families relayed (config/endpoints.py says why this default); teams and
+    # keys may narrow it, never widen it.
+    passthrough_endpoints: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ENDPOINTS), metadata={"check": families_problem})
 
 
 @dataclass(frozen=True)
@@ -253,6 +274,8 @@ class Config:
     def passthrough_upstream(self) -> UpstreamConfig | None:
         """Where non-model /v1/* paths go: the configured one, else "openai", else the first."""
         name = self.routing.passthrough_backend
+        if name == PASSTHROUGH_OFF:
+            return None
         if name is None:
             name = "openai" if "openai" in self.upstreams else next(iter(self.upstreams), None)
         return None if name is None else self.upstreams.get(name)

@@ -15,7 +15,9 @@ from llm_gateway.call import Call
 
 CHARS_PER_TOKEN = 4
 _MAX_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-_NO_COMPLETION = frozenset({"createEmbedding"})  # embeddings only read their input
+# Embeddings only read their input; passthrough calls (files, images, audio...) reserve no
+# completion either: what they used, when their answer says, is settled afterwards.
+_NO_COMPLETION = frozenset({"createEmbedding", "passthrough"})
 
 
 def _text_chars(value: Any) -> int:

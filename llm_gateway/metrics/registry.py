@@ -88,6 +88,10 @@ class GatewayMetrics:
         self.ledger_dropped = Counter(
             "llm_gateway_ledger_dropped", "Usage records dropped because the ledger queue was "
             "full.", registry=r)
+        self.slow_clients = Counter(
+            "llm_gateway_slow_clients", "Connections dropped because the client sent a "
+            "request's headers (headers) or the next piece of its body (body) too slowly.",
+            ["phase"], registry=r)
 
 
 class Bounded:

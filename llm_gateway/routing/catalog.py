@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_gateway.backends.base import Backend
+from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.routing.router import Router
 
@@ -74,7 +75,7 @@ class ModelCatalog:
         for model in await self.list():
             if model["id"] == model_id:
                 return model
-        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+        raise ModelNotFound(f"The model '{clip(model_id)}' does not exist", param="model")
 
     async def _backend_models(self, name: str) -> list[dict[str, Any]]:
         backend = self._backends[name]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from llm_gateway.backends.base import Backend
 from llm_gateway.config import Config, ModelRoute
+from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
 
 
@@ -42,7 +43,7 @@ class Router:
         if self._default is not None:
             return Route(self._default, model, None)
         raise ModelNotFound(
-            f"The model '{model}' does not exist or you do not have access to it.",
+            f"The model '{clip(model)}' does not exist or you do not have access to it.",
             param="model",
         )
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from llm_gateway.storage.database import MIGRATIONS_TABLE, Executor
+from llm_gateway.storage.failures import translated
 
 Row = dict[str, Any]
 
@@ -24,6 +25,7 @@ CONNECT_TIMEOUT = 10.0
 # hang on a server that went away without closing the socket.
 COMMAND_TIMEOUT = 30.0
 PING_TIMEOUT = 3.0
+READY_TIMEOUT = 1.0  # /readyz answers well within a probe's timeout (k8s: 3 s)
 MIGRATION_LOCK = 0x6C67775F6D6967  # "lgw_mig": pg_advisory_xact_lock's key
 
 
@@ -69,27 +71,33 @@ class _Queries:
 
     dialect = "postgresql"
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, where: str) -> None:
         self._target = target
+        self._where = where  # the URL without its password, for DatabaseUnavailable
 
+    # The server being down, read-only or out of connections is a 503 (storage/failures.py).
     async def execute(self, sql: str, *args: Any) -> int:
-        return rowcount(await self._target.execute(to_dollar(sql), *args))
+        with translated(self._where):
+            return rowcount(await self._target.execute(to_dollar(sql), *args))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self._target.executemany(to_dollar(sql), rows)
+            with translated(self._where):
+                await self._target.executemany(to_dollar(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return [dict(r) for r in await self._target.fetch(to_dollar(sql), *args)]
+        with translated(self._where):
+            return [dict(r) for r in await self._target.fetch(to_dollar(sql), *args)]
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        row = await self._target.fetchrow(to_dollar(sql), *args)
+        with translated(self._where):
+            row = await self._target.fetchrow(to_dollar(sql), *args)
         return None if row is None else dict(row)
 
 
 class PostgresDatabase(_Queries):
     def __init__(self, url: str, pool: Any) -> None:
-        super().__init__(pool)
+        super().__init__(pool, redact(url))
         self.url = redact(url)
         self._dsn = url  # with its password: for reconnecting tools, never for messages
         self._pool = pool
@@ -112,10 +120,15 @@ class PostgresDatabase(_Queries):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _Queries(conn)
+        with translated(self.url):
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _Queries(conn, self.url)
 
     async def migrate(self, component: str, steps: Sequence[str]) -> None:
+        with translated(self.url):
+            await self._migrate(component, steps)
+
+    async def _migrate(self, component: str, steps: Sequence[str]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(MIGRATIONS_TABLE)
@@ -135,6 +148,17 @@ class PostgresDatabase(_Queries):
                 return await self._pool.fetchval("SELECT 1") == 1
         except Exception:
             return False
+
+    async def check(self) -> str | None:
+        """For /readyz: None when a trivial query answers within READY_TIMEOUT, else why."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await self._pool.fetchval("SELECT 1")
+        except TimeoutError:
+            return f"the database ({self.url}) did not answer within {READY_TIMEOUT:g} s"
+        except Exception as exc:
+            return f"the database ({self.url}) cannot be reached: {type(exc).__name__}: {exc}"
+        return None
 
     async def aclose(self) -> None:
         try:

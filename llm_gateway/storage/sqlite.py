@@ -10,6 +10,8 @@ covers what was not yet committed).
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from llm_gateway.storage.database import MIGRATIONS_TABLE, Executor, split_statements
+from llm_gateway.storage.failures import DatabaseLost, DatabaseUnavailable, unavailable
 
 T = TypeVar("T")
+log = logging.getLogger("llm_gateway.storage")
 Row = dict[str, Any]
 
 # How long a writer waits for another process's write lock before "database is locked".
@@ -104,16 +108,16 @@ class _Bound:
         self._db = db
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return await self._db._run(_execute, sql, args)
+        return await self._db._query(_execute, sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._db._run(_executemany, sql, rows)
+        await self._db._query(_executemany, sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return await self._db._run(_fetch, sql, args)
+        return await self._db._query(_fetch, sql, args)
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        return await self._db._run(_fetchone, sql, args)
+        return await self._db._query(_fetchone, sql, args)
 
 
 class SqliteDatabase:
@@ -125,6 +129,11 @@ class SqliteDatabase:
         self.url = f"sqlite:///{path}"
         self._conn = conn
         self._executor = executor
+        # The file opened: deleted or replaced later, the connection would go on writing to
+        # a file nobody can see, every record and key lost without a sign (see `lost`).
+        opened = os.stat(path)
+        self._identity = (opened.st_dev, opened.st_ino)
+        self._lost_reported = False
         # One connection: a transaction must keep other callers' statements out of it.
         self._lock = asyncio.Lock()
         self._bound = _Bound(self)
@@ -140,30 +149,67 @@ class SqliteDatabase:
             raise
         return cls(path, conn, executor)
 
+    def lost(self) -> str | None:
+        """Why the file we opened is no longer the database at our path, or None."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return (f"the database file {self.path} was deleted while the gateway ran; "
+                    "restore it (or move it back) and restart the gateway")
+        except OSError as exc:
+            return f"the database file {self.path} cannot be checked: {exc}"
+        if (now.st_dev, now.st_ino) != self._identity:
+            return (f"the database file {self.path} was replaced while the gateway ran; "
+                    "restart the gateway to use the new file")
+        return None
+
+    async def check(self) -> str | None:
+        return self.lost()
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self._conn, *args)
 
+    async def _query(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn` on the connection, once the file is known to be ours; the database's own
+        failures (read-only, I/O, full...) become DatabaseUnavailable (a 503)."""
+        try:
+            return await self._run(self._guarded, fn, *args)
+        except sqlite3.Error as exc:
+            failure = unavailable(exc, self.url)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    def _guarded(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+        problem = self.lost()  # a stat, on the database thread: microseconds
+        if problem is not None:
+            if not self._lost_reported:  # once here; the ledger writer repeats it
+                self._lost_reported = True
+                log.error("storage: %s; keys and records cannot be written or read", problem)
+            raise DatabaseLost(f"The database cannot be used: {problem}.")
+        return fn(conn, *args)
+
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._lock:
-            return await self._run(_execute, sql, args)
+            return await self._query(_execute, sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._lock:
-            await self._run(_executemany, sql, rows)
+            await self._query(_executemany, sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._lock:
-            return await self._run(_fetch, sql, args)
+            return await self._query(_fetch, sql, args)
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         async with self._lock:
-            return await self._run(_fetchone, sql, args)
+            return await self._query(_fetchone, sql, args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
         async with self._lock:
-            await self._run(_execute, "BEGIN IMMEDIATE", ())
+            await self._query(_execute, "BEGIN IMMEDIATE", ())
             try:
                 yield self._bound
             except BaseException:
@@ -172,19 +218,19 @@ class SqliteDatabase:
                 await asyncio.shield(self._run(_rollback))
                 raise
             try:
-                await self._run(_execute, "COMMIT", ())
+                await self._query(_execute, "COMMIT", ())
             except BaseException:
                 await asyncio.shield(self._run(_rollback))
                 raise
 
     async def migrate(self, component: str, steps: Sequence[str]) -> None:
         async with self._lock:
-            await self._run(_migrate, component, list(steps))
+            await self._query(_migrate, component, list(steps))
 
     async def ping(self) -> bool:
         try:
             return await self.fetchone("SELECT 1 AS ok") is not None
-        except sqlite3.Error:
+        except (sqlite3.Error, DatabaseUnavailable):
             return False
 
     async def aclose(self) -> None:

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 if TYPE_CHECKING:
+    from llm_gateway.testing.fake_failures import _StreamFault
     from llm_gateway.testing.fake_upstream import FakeUpstream
 
 Peer = tuple[str, int]
@@ -77,6 +78,27 @@ class _DropConnection(Response):
         await self._owner._sever(scope, _wait_disconnect(receive))
 
 
+class _RawStatus(Response):
+    """A response with a status uvicorn refuses to write (outside 100-599), written on the
+    connection by hand; the connection is closed after it."""
+
+    def __init__(self, owner: FakeUpstream, status: int, body: bytes) -> None:
+        super().__init__()
+        self._owner = owner
+        self._raw = (f"HTTP/1.1 {status} Odd\r\ncontent-type: application/json\r\n"
+                     f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+        self._raw += body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        transport = self._owner._transports.get((str(client[0]), int(client[1]))) \
+            if client else None
+        if transport is None:
+            raise RuntimeError("fake upstream: cannot find the connection to write on")
+        transport.write(self._raw)
+        await self._owner._sever(scope, _wait_disconnect(receive))
+
+
 class _EventStream(Response):
     """An SSE body sent event by event, noticing when the client goes away mid-stream."""
 
@@ -92,9 +114,17 @@ class _EventStream(Response):
         self._droppable = droppable  # events before the terminal ones
         self._delay = owner.chunk_delay
         self.drop_after: int | None = None
+        self.stall = False
 
     def dropping(self, after: int) -> _EventStream:
         self.drop_after = max(0, min(after, self._droppable))
+        return self
+
+    def faulty(self, fault: _StreamFault) -> _EventStream:
+        if fault.huge_event:
+            self._events = [_padding_event(fault.huge_event), *self._events]
+            self._droppable += 1
+        self.stall = fault.stall_after_done
         return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,7 +153,14 @@ class _EventStream(Response):
                     return
                 # The terminal event ends the body in the same write, so a client that stops
                 # reading right after [DONE] is not mistaken for one that went away.
-                await send({"type": "http.response.body", "body": event, "more_body": i < last})
+                await send({"type": "http.response.body", "body": event,
+                            "more_body": i < last or self.stall})
+            if self.stall:
+                await _pause(3600, wake)  # until the client leaves, or the fake stops
+                if gone:
+                    owner._note_disconnect()
+                    return
+                await send({"type": "http.response.body", "body": b""})
         except OSError:  # servers on ASGI spec >= 2.4 raise this once the client is gone
             owner._note_disconnect()
         except asyncio.CancelledError:
@@ -132,6 +169,13 @@ class _EventStream(Response):
         finally:
             watcher.cancel()
             owner._wakers.discard(wake)
+
+
+def _padding_event(size: int) -> bytes:
+    head = b'data: {"id":"chatcmpl-pad","object":"chat.completion.chunk","choices":[{"index":0,' \
+        b'"delta":{"content":"'
+    end = b'"},"finish_reason":null}]}\n\n'
+    return head + b"x" * max(0, size - len(head) - len(end)) + end
 
 
 class FakeConnections:

@@ -22,6 +22,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 MODEL_CREATED = 1_700_000_000
 DEFAULT_DIMENSIONS = 8
+MAX_DIMENSIONS = 3072  # OpenAI's largest (text-embedding-3-large); more is its 400 too
 
 
 # --- embeddings -------------------------------------------------------------------------------
@@ -64,6 +65,11 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     dimensions = body.get("dimensions", DEFAULT_DIMENSIONS)
     if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
         raise BadRequest("Invalid 'dimensions': expected a positive integer.", "dimensions")
+    if dimensions > MAX_DIMENSIONS:
+        # Also keeps one request from tying up the fake's event loop for minutes.
+        raise BadRequest(f"Invalid 'dimensions': integer above maximum value. Expected a "
+                         f"value <= {MAX_DIMENSIONS}, but got {dimensions} instead.",
+                         "dimensions")
     as_base64 = body.get("encoding_format") == "base64"
     data = []
     tokens = 0

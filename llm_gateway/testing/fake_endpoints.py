@@ -30,6 +30,7 @@ class _Incoming:
     json: Any | None
     size: int
     sha256: str
+    raw: bytes = b""  # the body as read (echo bodies over 1 MiB: b"")
 
 
 def _json_response(obj: Any, status: int = 200) -> Response:

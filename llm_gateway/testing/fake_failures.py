@@ -1,7 +1,7 @@
 """Failure injection of the fake OpenAI upstream: queued failures, delays and dropped streams.
 
 :class:`FakeFailures` only queues them; ``FakeUpstream._handle`` applies them, in order: a
-delay, then an injected failure, then the API-key check, then a drop.
+delay, then an injected failure, then the API-key check, then a drop or a stream fault.
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ class _Failure:
     message: str
 
 
+@dataclass
+class _StreamFault:
+    huge_event: int = 0  # bytes of an extra event sent before the stream's own
+    stall_after_done: bool = False  # hold the connection open after [DONE]
+
+
 class FakeFailures:
     """The injection controls of :class:`~llm_gateway.testing.fake_upstream.FakeUpstream`."""
 
@@ -25,6 +31,7 @@ class FakeFailures:
     _failures: collections.deque[_Failure]
     _delays: collections.deque[float]
     _drops: collections.deque[int]
+    _stream_faults: collections.deque[_StreamFault]
 
     # --- control (called from the test thread) ------------------------------------------------
 
@@ -36,7 +43,10 @@ class FakeFailures:
         retry_after: str | None = None,
         message: str = "injected failure",
     ) -> None:
-        """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body."""
+        """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body.
+
+        A status outside 100-599, which no HTTP server would send, is written by hand.
+        """
         with self._lock:
             self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
 
@@ -53,3 +63,15 @@ class FakeFailures:
         """
         with self._lock:
             self._drops.extend([after_chunks] * times)
+
+    def huge_event_next(self, size: int, times: int = 1) -> None:
+        """The next ``times`` streams begin with one extra chunk event of about ``size`` bytes
+        (its delta content is padding), written in one piece."""
+        with self._lock:
+            self._stream_faults.extend(_StreamFault(huge_event=size) for _ in range(times))
+
+    def stall_after_done_next(self, times: int = 1) -> None:
+        """The next ``times`` streams send all their events, [DONE] included, then keep the
+        body open without a byte more until the client leaves (or the fake stops)."""
+        with self._lock:
+            self._stream_faults.extend(_StreamFault(stall_after_done=True) for _ in range(times))

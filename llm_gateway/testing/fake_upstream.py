@@ -11,9 +11,12 @@ start and stop it::
 
 Answers are deterministic echoes of the request; the text and token-counting rules are in
 :mod:`llm_gateway.testing.fake_responses`. Failures are injected per request with
-:meth:`FakeUpstream.fail_next`, :meth:`~FakeUpstream.delay_next` and
-:meth:`~FakeUpstream.drop_next_stream`. Any ``/v1`` path without a model endpoint echoes
-what it received (method, size, sha256), for testing transparent passthrough.
+:meth:`FakeUpstream.fail_next`, :meth:`~FakeUpstream.delay_next`,
+:meth:`~FakeUpstream.drop_next_stream`, :meth:`~FakeUpstream.huge_event_next` and
+:meth:`~FakeUpstream.stall_after_done_next`. Image generation, speech, transcriptions and batch
+creation answer in OpenAI's shapes (:mod:`~llm_gateway.testing.fake_media`); files, batches and
+vector stores are kept and served by id (:mod:`~llm_gateway.testing.fake_objects`); any other
+``/v1`` path echoes what it received (method, size, sha256), for testing transparent passthrough.
 
 The server's pieces live beside it: connection tracking and streamed bodies in
 :mod:`~llm_gateway.testing.fake_connections`, the request handlers in
@@ -53,10 +56,13 @@ from llm_gateway.testing.fake_connections import (
     _DropConnection,
     _EventStream,
     _pause,
+    _RawStatus,
     _tracking_protocol,
 )
 from llm_gateway.testing.fake_endpoints import FakeEndpoints, _error, _Incoming, _read_body
-from llm_gateway.testing.fake_failures import FakeFailures, _Failure
+from llm_gateway.testing.fake_failures import FakeFailures, _Failure, _StreamFault
+from llm_gateway.testing.fake_media import FakeMedia
+from llm_gateway.testing.fake_objects import FakeObjects
 from llm_gateway.testing.threaded import ThreadedServer
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -76,7 +82,7 @@ class RecordedRequest:
     json: Any | None
 
 
-class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
+class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, FakeObjects):
     """The fake OpenAI server; see the module docstring. Control methods are thread-safe.
 
     Attributes read by tests (reset by :meth:`reset`):
@@ -117,7 +123,11 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
         self._failures: collections.deque[_Failure] = collections.deque()
         self._delays: collections.deque[float] = collections.deque()
         self._drops: collections.deque[int] = collections.deque()
+        self._stream_faults: collections.deque[_StreamFault] = collections.deque()
         self._stored: dict[str, dict[str, Any]] = {}
+        # File contents served at GET /v1/files/{id}/content (tests fill it); others echo.
+        self.files: dict[str, bytes] = {}
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {}  # files, batches, vector stores
         self._transports: dict[Peer, asyncio.Transport] = {}
         self._runner: ThreadedServer | None = None
         # Events that cut pauses short; stop() sets them all so no request keeps it waiting.
@@ -174,7 +184,10 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
             self._failures.clear()
             self._delays.clear()
             self._drops.clear()
+            self._stream_faults.clear()
             self._stored.clear()
+            self.files.clear()
+            self._objects.clear()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
@@ -211,6 +224,19 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
                 route("/v1/models/{model_id:path}", self._model, ["GET"]),
                 route("/v1/responses", self._responses, ["POST"]),
                 route("/v1/responses/{response_id}", self._response, ["GET", "DELETE"]),
+                route("/v1/images/generations", self._images, ["POST"]),
+                route("/v1/audio/speech", self._speech, ["POST"]),
+                route("/v1/audio/transcriptions", self._transcription, ["POST"]),
+                route("/v1/audio/translations", self._transcription, ["POST"]),
+                route("/v1/batches", self._collection, ["GET", "POST"], echo=True),
+                route("/v1/batches/{object_id}", self._object, ["GET"], echo=True),
+                route("/v1/batches/{object_id}/cancel", self._object, ["POST"], echo=True),
+                route("/v1/files", self._collection, ["GET", "POST"], echo=True),
+                route("/v1/files/{object_id}", self._object, ["GET", "DELETE"], echo=True),
+                route("/v1/vector_stores", self._collection, ["GET", "POST"], echo=True),
+                route("/v1/vector_stores/{object_id}", self._object, ["GET", "POST", "DELETE"],
+                      echo=True),
+                route("/v1/files/{file_id}/content", self._file_content, ["GET"], echo=True),
                 route("/v1/{rest:path}", self._echo, ALL_METHODS, echo=True),
                 route("/{rest:path}", self._unknown, ALL_METHODS, v1=False),
             ]
@@ -249,6 +275,8 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
             response = _error(failure.status, failure.message, type_, code)
             if failure.retry_after is not None:
                 response.headers["retry-after"] = failure.retry_after
+            if not 100 <= failure.status <= 599:
+                return _RawStatus(self, failure.status, bytes(response.body))
         elif (
             v1
             and self.api_key is not None
@@ -260,7 +288,7 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
         else:
             with self._lock:
                 drop = self._drops.popleft() if v1 and self._drops else None
-            incoming = _Incoming(method, path, query, request, parsed, size, digest)
+            incoming = _Incoming(method, path, query, request, parsed, size, digest, body)
             try:
                 response = handler(incoming)
             except fr.BadRequest as exc:
@@ -270,6 +298,11 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints):
                     response = response.dropping(drop)
                 else:
                     return _DropConnection(self)
+            if isinstance(response, _EventStream):
+                with self._lock:
+                    fault = self._stream_faults.popleft() if self._stream_faults else None
+                if fault is not None:
+                    response = response.faulty(fault)
         response.headers["x-request-id"] = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
         response.headers["openai-processing-ms"] = "1"
         return response

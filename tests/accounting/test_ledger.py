@@ -36,7 +36,9 @@ async def test_records_reach_the_database_with_every_field(db: Database, tmp_pat
     ledger = Ledger(db, tmp_path / "spool", flush_seconds=3600)
     await ledger.start()
     rec = make_record(1, partial=True, grouping="coalesced", saved_tokens=15, charged=False,
-                      ttft_ms=None, key_id=None, team=None)
+                      ttft_ms=None, key_id=None, team=None, endpoint="/files/f-1", method="GET",
+                      request_bytes=0, response_bytes=20, units=2.5, unit="seconds",
+                      object_id="file-1")
     ledger.record(rec)
     assert ledger.pending == 1
     assert await ledger.flush()
@@ -48,7 +50,9 @@ async def test_records_reach_the_database_with_every_field(db: Database, tmp_pat
         "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 2, "cost": 0.001,
         "latency_ms": 12.5, "ttft_ms": None, "status": 200, "outcome": "ok", "partial": 1,
         "grouping": "coalesced", "saved_tokens": 15, "charged": 0,
-        "record_id": rec.record_id}
+        "record_id": rec.record_id, "endpoint": "/files/f-1", "method": "GET",
+        "request_bytes": 0, "response_bytes": 20, "units": 2.5, "unit": "seconds",
+        "object_id": "file-1"}
     await ledger.aclose()
 
 

@@ -25,7 +25,7 @@ def test_file_upload_via_sdk(client, fake):
 
 def test_streamed_upload_is_relayed_exactly(gateway, fake):
     chunks = [bytes([i]) * 65536 for i in range(40)]  # 2.5 MiB, no Content-Length
-    r = httpx.post(gateway.url + "/audio/transcriptions?lang=en", content=iter(chunks),
+    r = httpx.post(gateway.url + "/uploads/upload_1/parts?lang=en", content=iter(chunks),
                    headers={"content-type": "application/octet-stream"})
     assert r.status_code == 200
     echo = r.json()

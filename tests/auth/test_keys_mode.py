@@ -161,10 +161,10 @@ def test_passthrough_forwards_the_client_key_and_attributes_usage(keys_gateway, 
 
 def test_responses_are_reachable_only_by_their_team(keys_gateway):
     gw = keys_gateway()
-    assert Admin(gw)("POST", "/admin/teams", json={"name": "other"}).status_code == 201
+    assert Admin(gw)("POST", "/admin/teams", json={"name": "rivals"}).status_code == 201
     _, mine = new_key(gw, team="research")
     _, teammate = new_key(gw, team="research")
-    _, theirs = new_key(gw, team="other")
+    _, theirs = new_key(gw, team="rivals")
     made = sdk(gw, mine).responses.create(model="gpt-4o-mini", input="hi", store=True)
     assert sdk(gw, teammate).responses.retrieve(made.id).id == made.id
     with pytest.raises(openai.NotFoundError):

@@ -22,7 +22,7 @@ from llm_gateway.config import (
 
 def test_dataclass_defaults() -> None:
     server = ServerConfig()
-    assert (server.host, server.port, server.workers) == ("0.0.0.0", 8080, 1)
+    assert (server.host, server.port, server.workers) == ("127.0.0.1", 8080, 1)
     assert server.max_body_bytes == 16 * 1024 * 1024
     assert server.max_upload_bytes == 512 * 1024 * 1024
     assert server.shutdown_grace_seconds == 30.0
@@ -100,7 +100,7 @@ def test_default_config_serves_smollm2_locally(monkeypatch: pytest.MonkeyPatch) 
     assert [(m.name, m.backend) for m in config.models] == [("smollm2", "smollm2")]
     assert config.routing.default_backend is None
     assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
-    assert dataclasses.replace(config.server, host="0.0.0.0") == ServerConfig()
+    assert config.server == ServerConfig()
 
 
 def test_default_config_adds_openai_when_its_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,5 +174,5 @@ def test_passthrough_upstream() -> None:
 
 def test_parse_config_does_not_mutate_input() -> None:
     data = {"server": {"port": 1}}
-    parse_config(data, {"LLM_GATEWAY__SERVER__PORT": "2", "LLM_GATEWAY__SERVER__HOST": "h"})
+    parse_config(data, {"LLM_GATEWAY__SERVER__PORT": "2", "LLM_GATEWAY__SERVER__HOST": "::1"})
     assert data == {"server": {"port": 1}}

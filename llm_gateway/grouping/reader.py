@@ -7,7 +7,7 @@ pump (`Reader.blocks`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from llm_gateway.backends.sse import error_event
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Reader:
     """One member: its cursor in the replay buffer."""
 
-    __slots__ = ("collect", "consumed", "dropped", "leaving", "left", "pos", "shared")
+    __slots__ = ("collect", "consumed", "dropped", "leaving", "left", "pos", "rename", "shared")
 
     def __init__(self, shared: SharedCall) -> None:
         self.shared = shared
@@ -29,6 +29,9 @@ class Reader:
         self.dropped = False
         self.leaving = False  # its client left while it pulled for others: stop after the pull
         self.left = False
+        # A member other than the leader gets its blocks under an id of its own (restream.py):
+        # one bytes.replace per block, and nothing at all for the leader.
+        self.rename: Callable[[bytes], bytes] | None = None
         shared.members += 1
 
     async def blocks(self) -> AsyncIterator[bytes]:
@@ -52,7 +55,7 @@ class Reader:
                     block = pending[0] if len(pending) == 1 else b"".join(pending)
                     self.pos = end
                     self.consumed += len(block)
-                    yield block
+                    yield block if self.rename is None else self.rename(block)
                 elif shared.done:
                     return
                 elif shared.pumped or shared.pulling is not None:

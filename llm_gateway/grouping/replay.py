@@ -1,15 +1,9 @@
-"""Changing an answer's shape: a whole answer replayed as SSE, and SSE assembled into a whole one.
+"""Changing an answer's shape: SSE assembled into a whole answer (the other way: restream.py).
 
-A streaming request may be answered by a whole body (a cache hit, or a shared call led by a
-non-streaming request), and a non-streaming request by a shared stream. Both conversions follow
-OpenAI's shapes for chat completions (``chat.completion`` <-> ``chat.completion.chunk``) and
-completions (``text_completion`` both ways). Fields the gateway does not know are carried
-along (top-level ones on every chunk, message fields in the delta), as the gateway does for
-everything it relays.
-
-The replayed stream always ends with a usage chunk (``choices: []``) when the answer has
-usage: the accountant strips it for a client that did not ask for it, as it does for a
-backend's own stream.
+A non-streaming request may be answered by a shared stream or a cached one. The conversion
+follows OpenAI's shapes for chat completions (``chat.completion.chunk`` -> ``chat.completion``)
+and completions (``text_completion`` both ways). Fields the gateway does not know are carried
+along, as the gateway does for everything it relays.
 """
 
 from __future__ import annotations
@@ -18,49 +12,8 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.backends.sse import DONE
-
-_CHUNK_OBJECTS = {"chat.completion": "chat.completion.chunk", "text_completion": "text_completion"}
 _WHOLE_OBJECTS = {"chat.completion.chunk": "chat.completion", "text_completion": "text_completion"}
 _OWN = ("choices", "usage", "object")
-
-
-def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-def sse_from_body(body: bytes) -> bytes | None:
-    """A whole chat/text completion as one block of SSE events; None for other answers."""
-    try:
-        answer = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(answer, dict) or answer.get("object") not in _CHUNK_OBJECTS:
-        return None
-    chat = answer["object"] == "chat.completion"
-    base = {k: v for k, v in answer.items() if k not in _OWN}
-    base["object"] = _CHUNK_OBJECTS[answer["object"]]
-    events: list[bytes] = []
-    for choice in answer.get("choices") or []:
-        if not isinstance(choice, dict):
-            continue
-        index, finish, logprobs = choice.get("index", 0), choice.get("finish_reason"), \
-            choice.get("logprobs")
-        if chat:
-            delta = dict(choice.get("message") or {})
-            tools = delta.get("tool_calls")
-            if isinstance(tools, list):
-                delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(tools)]
-            pieces = [{"index": index, "delta": delta, "logprobs": logprobs,
-                       "finish_reason": None},
-                      {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}]
-        else:
-            pieces = [{**choice, "index": index}]
-        events.extend(_event({**base, "choices": [piece]}) for piece in pieces)
-    if answer.get("usage") is not None:
-        events.append(_event({**base, "choices": [], "usage": answer["usage"]}))
-    events.append(DONE)
-    return b"".join(events)
 
 
 class Assembly:

@@ -9,7 +9,8 @@ import orjson
 from llm_gateway.backends.sse import DONE
 from llm_gateway.call import Result
 from llm_gateway.grouping.cache import CachedAnswer
-from llm_gateway.grouping.replay import Assembly, sse_from_body
+from llm_gateway.grouping.replay import Assembly
+from llm_gateway.grouping.restream import Renamer, sse_from_body
 
 CACHE_HEADER = "x-lgw-cache"  # hit | miss | coalesced, on every answer grouping touched
 ERROR_EVENT = b'data: {"error"'
@@ -20,9 +21,11 @@ async def _once(block: bytes) -> AsyncIterator[bytes]:
 
 
 def whole_result(result: Result, want_stream: bool, headers: list[tuple[str, str]],
-           kind: str) -> Result:
+                 kind: str, *, fresh: bool) -> Result:
+    """A whole answer in the shape wanted; told as a stream, with a new id when ``fresh``
+    (every client but the one whose request made it)."""
     if want_stream and result.status == 200:
-        events = sse_from_body(result.body)
+        events = sse_from_body(result.body, fresh=fresh)
         if events is not None:
             return Result(200, headers, stream=_once(events), media_type="text/event-stream",
                           backend=result.backend, grouping=kind)
@@ -52,9 +55,10 @@ def from_cache(cached: CachedAnswer, want_stream: bool, kind: str) -> Result:
     headers = [(CACHE_HEADER, kind)]
     if not cached.events:
         return whole_result(Result(200, body=cached.body, backend=cached.backend), want_stream,
-                            headers, kind)
-    if want_stream:
-        return Result(200, headers, stream=_once(cached.body), media_type="text/event-stream",
+                            headers, kind, fresh=True)
+    if want_stream:  # the stream as it came, pieces and all, under an id of its own
+        return Result(200, headers, stream=_once(Renamer()(cached.body)),
+                      media_type="text/event-stream",
                       backend=cached.backend, grouping=kind)
     assembly = Assembly()
     assembly.feed(cached.body)

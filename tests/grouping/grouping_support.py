@@ -1,4 +1,5 @@
-"""Helpers for the grouping tests: calls, a backend the test drives step by step, a Grouper."""
+"""Helpers for the grouping tests: calls, a backend the test drives step by step, a Grouper,
+and `Held`, which keeps a real gateway's backend calls waiting until a test lets them go."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from llm_gateway.call import NO_HINTS, Call, Result
 from llm_gateway.config import parse_config
 from llm_gateway.grouping.layer import Grouper
 from llm_gateway.testing import fake_responses as fr
+from llm_gateway.testing.gateway import GatewayServer
 
 _ids = count()
 MESSAGES = [{"role": "user", "content": "the quick brown fox jumps over the lazy dog"}]
@@ -31,6 +33,37 @@ def chat_call(*, stream: bool = False, principal: Principal = ANONYMOUS,
                 model=body["model"], body=body, raw=orjson.dumps(body), stream=stream,
                 request_id=f"req_{next(_ids)}", headers=headers or {}, principal=principal,
                 hints=hints or NO_HINTS)
+
+
+class Held:
+    """Holds the gateway's backend calls (inside grouping) until `release`."""
+
+    def __init__(self, gateway: GatewayServer) -> None:
+        self.grouper = gateway.app.state.grouper
+        self.loop = gateway._runner.loop
+        self.event = asyncio.Event()
+        self.waiting = 0
+        run = self.grouper.run
+
+        async def held_run(call, principal, produce):
+            async def held(c):
+                self.waiting += 1
+                await self.event.wait()
+                return await produce(c)
+            return await run(call, principal, held)
+
+        self.grouper.run = held_run
+
+    def members(self) -> int:
+        return sum(s.members for s in list(self.grouper.coalescer.joinable.values()))
+
+    async def until(self, predicate, timeout: float = 20.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+    def release(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
 
 
 def make_grouper(**grouping: Any) -> Grouper:
@@ -112,3 +145,15 @@ def content_of(stream: bytes) -> str:
             for choice in event.get("choices") or []:
                 text.append(choice.get("delta", {}).get("content") or "")
     return "".join(text)
+
+
+def ids_of(stream: bytes) -> set[str]:
+    """The answer ids a stream's chunks carry."""
+    return {orjson.loads(line[6:]).get("id") for line in stream.splitlines()
+            if line.startswith(b"data: {")}
+
+
+def same_but_id(got: bytes, original: bytes) -> bool:
+    """Whether ``got`` is ``original`` under an answer id of its own (one id throughout)."""
+    (new,), (old,) = ids_of(got), ids_of(original)
+    return new != old and got.replace(new.encode(), old.encode()) == original

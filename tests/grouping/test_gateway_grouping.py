@@ -20,41 +20,11 @@ from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
 from gateway_support import ENV, UPSTREAM_KEY, gateway_config
+from grouping_support import Held
 from services import redis_url
 
 CHAT = "POST /v1/chat/completions"
 N = 50
-
-
-class Held:
-    """Holds the gateway's backend calls (inside grouping) until `release`."""
-
-    def __init__(self, gateway: GatewayServer) -> None:
-        self.grouper = gateway.app.state.grouper
-        self.loop = gateway._runner.loop
-        self.event = asyncio.Event()
-        self.waiting = 0
-        run = self.grouper.run
-
-        async def held_run(call, principal, produce):
-            async def held(c):
-                self.waiting += 1
-                await self.event.wait()
-                return await produce(c)
-            return await run(call, principal, held)
-
-        self.grouper.run = held_run
-
-    def members(self) -> int:
-        return sum(s.members for s in list(self.grouper.coalescer.joinable.values()))
-
-    async def until(self, predicate, timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.01)
-
-    def release(self) -> None:
-        self.loop.call_soon_threadsafe(self.event.set)
 
 
 def client(gateway: GatewayServer, **headers: str) -> openai.AsyncOpenAI:

@@ -1,8 +1,8 @@
 """The Engine seam: what the worker's HTTP layer needs from whatever runs the model.
 
-`simple.SimpleEngine` runs one sequence at a time; a continuous-batching engine implements the
-same interface later without the HTTP code changing. Everything here is plain data, free of
-llama.cpp types, so the HTTP layer can be tested against any engine.
+`simple.SimpleEngine` runs one sequence at a time; `batching.BatchingEngine` decodes several
+together (continuous batching). The HTTP code is the same for both. Everything here is plain
+data, free of llama.cpp types, so the HTTP layer can be tested against any engine.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A finished sequence's KV cells stay under its sequence id, with the tokens they hold. A new
 request whose prompt starts with some of those tokens (same system prompt, the previous turn
-of the conversation) copies that part (`llama_memory_seq_cp`; with the unified cache this only
+of the conversation) copies that part (`Decoder.copy`; with the unified cache this only
 tags the cells, nothing is recomputed or duplicated). Running sequences are sources too, for
 the part of their prompt already evaluated, so concurrent requests with one system prompt
 share it.
@@ -33,8 +33,6 @@ class PrefixCache:
 
     def __init__(self) -> None:
         self._entries: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.hits = 0
-        self.reused_tokens = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,7 +93,3 @@ class PrefixCache:
         if best_id in self._entries:
             self._entries.move_to_end(best_id)  # used: the last to be evicted
         return best_id, best_len
-
-    def record_hit(self, tokens: int) -> None:
-        self.hits += 1
-        self.reused_tokens += tokens

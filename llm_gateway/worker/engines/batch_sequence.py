@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import llama_cpp
-from llama_cpp import _internals
-
-from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import Finished, Job, Piece
+from llm_gateway.worker.engines.decoder import Decoder, Sampler
 from llm_gateway.worker.engines.text import TextStream
 
 # Events of one step, as (work, event) pairs: the engine hands them to the event loop in one
@@ -24,10 +21,10 @@ Out = list[tuple[Any, Any]]
 
 class Sequence:
     __slots__ = ("cached", "finish", "generated", "job", "n_ctx", "n_past", "next_token",
-                 "order", "prompt", "sampler", "send", "seq_id", "text", "tokens", "work")
+                 "prompt", "sampler", "seq_id", "text", "tokens", "work")
 
     def __init__(self, job: Job, work: Any, prompt: list[int], seq_id: int, cached: int,
-                 sampler: _internals.LlamaSampler, n_ctx: int, order: int) -> None:
+                 sampler: Sampler, n_ctx: int) -> None:
         self.job = job
         self.work = work  # the queued unit: `.cancelled`, `.send(event)`
         self.prompt = prompt
@@ -41,7 +38,6 @@ class Sequence:
         self.next_token: int | None = None  # sampled, to be decoded at position n_past
         self.finish: str | None = None  # set once the sequence is done
         self.n_ctx = n_ctx
-        self.order = order  # admission order: prompt chunks are fed first come, first served
 
     @property
     def prefilling(self) -> bool:
@@ -51,21 +47,19 @@ class Sequence:
         """The next at most `budget` prompt tokens to feed."""
         return self.prompt[self.n_past:self.n_past + budget]
 
-    def accept(self, llama: llama_cpp.Llama, vocab: llama_run.Vocab, index: int,
-               out: Out) -> None:
+    def accept(self, decoder: Decoder, index: int, out: Out) -> None:
         """Sample from the logits at batch position `index`; queue the events in `out`."""
         job = self.job
         if job.max_tokens is not None and self.generated >= job.max_tokens:
             self.finish = "length"  # max_tokens 0: the prompt was evaluated, nothing more
             return
-        token = self.sampler.sample(llama._ctx, index)
-        if vocab.is_eog(token):
+        token = self.sampler.sample(index)
+        if decoder.is_eog(token):
             self.finish = "stop"
             return
-        logprob = (llama_run.token_logprob(llama, vocab, token, job.top_logprobs, index)
-                   if job.logprobs else None)
+        logprob = decoder.logprob(token, job.top_logprobs, index) if job.logprobs else None
         self.generated += 1
-        out.append((self.work, Piece(self.text.push(vocab.piece(token)), token, logprob)))
+        out.append((self.work, Piece(self.text.push(decoder.piece(token)), token, logprob)))
         if self.text.stopped:
             self.finish = "stop"
         elif len(self.prompt) + self.generated >= self.n_ctx:

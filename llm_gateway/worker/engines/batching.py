@@ -1,20 +1,23 @@
 """The continuous-batching engine: up to `parallel` sequences decoded together on one model.
 
 One thread owns the llama.cpp context. It loops: admit waiting jobs while sequences are free,
-run one step (`batch_scheduler.Scheduler.step`: one `llama_decode` for every running
-sequence's next token plus prompt chunks of new ones), and hand that step's events to the
-event loop in one call. Jobs join and leave between any two steps.
+run one step (`batch_scheduler.Scheduler.step`: one decode for every running sequence's
+next token plus prompt chunks of new ones), and hand that step's events to the event loop in
+one call. Jobs join and leave between any two steps. The scheduler reaches the model through
+`decoder.Decoder` (`llama_decoder.LlamaDecoder` here).
 
-The context is the `Llama`'s own, re-created with `n_seq_max` sequence ids (the `Llama`
-constructor offers no such setting), so the `Llama` still tokenizes, embeds and runs library
-chat handlers. Two KV layouts (`kv_unified`):
+The context is the `Llama`'s own, re-created with `n_seq_max` sequence ids
+(`LlamaDecoder.batched`: the `Llama` constructor offers no such setting), so the `Llama`
+still tokenizes, embeds and runs library chat handlers. Two KV layouts (`kv_unified`,
+`batch_layout`):
 
 - split (the default): every sequence id has a KV stream of its own, `n_ctx` cells each. A
   sequence attends over its own cells only, so its numbers do not depend on what else runs:
   greedy answers are the same alone or among others, and attention costs what it would alone.
   Memory: `n_ctx` x `n_seq_max` cells. llama.cpp decodes a batch in one pass per run of
   consecutive sequence ids, so the running sequences are kept on consecutive ids
-  (`batch_slots`: where a new one goes, and moving them together after ends leave gaps).
+  (`batch_layout.SplitLayout` with `batch_slots`: where a new one goes, and moving them
+  together after ends leave gaps).
 - unified: one pool of `n_ctx` cells for all sequences; shared prefixes share cells. Memory
   stays that of one context, but each token's attention spans the cells of every sequence
   (masked), which costs time, and sums in a different order: greedy answers may drift from
@@ -52,24 +55,12 @@ from llm_gateway.worker.engines.base import (
 from llm_gateway.worker.engines.batch_scheduler import Scheduler
 from llm_gateway.worker.engines.batch_sequence import Out
 from llm_gateway.worker.engines.jobs import JobStream, Work
+from llm_gateway.worker.engines.llama_decoder import LlamaDecoder, max_sequences
 from llm_gateway.worker.engines.threaded import Report, ThreadedEngine
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_SECONDS = 10.0  # tokens/s in stats is measured over this much recent time
-
-
-def batched_context(llama: llama_cpp.Llama, n_seq_max: int, unified: bool) -> int:
-    """Replace the Llama's context by one with `n_seq_max` sequences; return n_ctx per sequence.
-
-    Same parameters otherwise. Unified: the Llama's n_ctx cells are shared by all sequences;
-    split: each sequence gets that many.
-    """
-    n_ctx = llama.n_ctx()
-    n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
-    sizes = {} if unified else {"n_ctx": n_ctx * n_seq_max}
-    llama_run.new_context(llama, n_seq_max=n_seq_max, kv_unified=unified, **sizes)
-    return min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
 
 def cache_slots(parallel: int, unified: bool) -> int:
@@ -129,15 +120,12 @@ class BatchingEngine(ThreadedEngine):
         try:
             llama = self._load()
             n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
-            if n_seq_max > llama_cpp.llama_max_parallel_sequences():
+            if n_seq_max > max_sequences():
                 raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
-                                 f"{llama_cpp.llama_max_parallel_sequences()} sequences")
-            n_ctx = batched_context(llama, n_seq_max, self.kv_unified)
-            llama_cpp.llama_set_embeddings(llama._ctx.ctx, False)  # on only inside embed()
-            vocab = llama_run.Vocab(llama)
+                                 f"{max_sequences()} sequences")
+            decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified)
             self._info = dataclasses.replace(llama_run.model_info(llama), n_ctx=n_ctx)
-            scheduler = self._scheduler = Scheduler(llama, vocab, self.parallel, n_seq_max,
-                                                    n_ctx, self.kv_unified)
+            scheduler = self._scheduler = Scheduler(decoder, n_seq_max, n_ctx, self.kv_unified)
         except BaseException as exc:
             loop.call_soon_threadsafe(report, exc)
             return
@@ -200,7 +188,7 @@ class BatchingEngine(ThreadedEngine):
             return
         try:
             prompt = job.prompt if isinstance(job.prompt, list) else \
-                self._info.tokenize(job.prompt, True, True)
+                self.info.tokenize(job.prompt, True, True)
             seed = job.seed if job.seed is not None else \
                 self._seed if self._seed is not None else random.getrandbits(32)
             scheduler.admit(job, work, prompt, seed & 0xFFFFFFFF)
@@ -220,6 +208,7 @@ class BatchingEngine(ThreadedEngine):
                        work: Work) -> None:
         try:
             if not work.cancelled:
+                assert work.run is not None  # an exclusive call carries what it runs
                 scheduler.clear()
                 llama.reset()
                 work.send(work.run(llama, work))
@@ -278,9 +267,9 @@ class BatchingEngine(ThreadedEngine):
                     self._jobs.pop(job_id, None)
                     work.cancelled = True
                     return
-            work = self._running.get(job_id)
-            if work is not None:
-                work.cancelled = True  # the engine thread ends it before its next step
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancelled = True  # the engine thread ends it before its next step
 
     def stats(self) -> EngineStats:
         scheduler = self._scheduler

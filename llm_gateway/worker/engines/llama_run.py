@@ -54,6 +54,11 @@ def new_context(llama: llama_cpp.Llama, **params: object) -> None:
     llama.reset()
 
 
+def set_embeddings(llama: llama_cpp.Llama, on: bool) -> None:
+    """Switch the context's embedding output on or off (generation wants it off)."""
+    llama_cpp.llama_set_embeddings(llama._ctx.ctx, on)
+
+
 def model_info(llama: llama_cpp.Llama) -> ModelInfo:
     """The `ModelInfo` of a loaded `llama`, for the request layer."""
     model = llama._model

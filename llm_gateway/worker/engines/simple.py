@@ -50,7 +50,7 @@ class SimpleEngine(ThreadedEngine):
     def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
         try:
             llama = self._load()
-            llama_cpp.llama_set_embeddings(llama._ctx.ctx, False)  # on only inside embed()
+            llama_run.set_embeddings(llama, False)  # on only inside embed()
             self._llama = llama
             self._vocab = llama_run.Vocab(llama)
             self._info = llama_run.model_info(llama)

@@ -1,0 +1,119 @@
+"""The batching engine's `Decoder` over llama.cpp: the only module besides `llama_run` that
+calls llama.cpp's C API or reaches into llama-cpp-python's private attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import llama_cpp
+from llama_cpp import _internals
+
+from llm_gateway.worker.engines import llama_run
+from llm_gateway.worker.engines.base import SamplingParams, TokenLogprob
+from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
+
+_KV_FULL = 1  # llama_decode: no KV slot for the batch (the cache is left as it was)
+
+
+def max_sequences() -> int:
+    """The most sequence ids a llama.cpp context takes."""
+    return int(llama_cpp.llama_max_parallel_sequences())
+
+
+class LlamaSampler(Sampler):
+    def __init__(self, chain: _internals.LlamaSampler, ctx: _internals.LlamaContext) -> None:
+        self._chain = chain
+        self._ctx = ctx
+
+    def sample(self, index: int) -> int:
+        return self._chain.sample(self._ctx, index)
+
+    def close(self) -> None:
+        self._chain.close()
+
+
+class LlamaDecoder(Decoder):
+    """Decodes on the Llama's context, which must have been made for several sequences
+    (`batched`); one llama.cpp batch of `n_batch` tokens is kept and refilled every step."""
+
+    def __init__(self, llama: llama_cpp.Llama) -> None:
+        self.llama = llama
+        self.vocab = llama_run.Vocab(llama)
+        self.n_batch = llama.n_batch
+        self._ctx = llama._ctx.ctx
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        # One sequence id per token: each token belongs to exactly one sequence (prefixes
+        # are shared by copying cells, not by tagging tokens with several ids).
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._closed = False
+
+    @classmethod
+    def batched(cls, llama: llama_cpp.Llama, n_seq_max: int,
+                unified: bool) -> tuple[LlamaDecoder, int]:
+        """Replace the Llama's context by one with `n_seq_max` sequence ids; the decoder on it
+        and the cells each sequence may fill (n_ctx per sequence).
+
+        Same parameters otherwise. Unified: the Llama's n_ctx cells are shared by all
+        sequences; split: each sequence gets that many.
+        """
+        n_ctx = llama.n_ctx()
+        n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
+        sizes = {} if unified else {"n_ctx": n_ctx * n_seq_max}
+        llama_run.new_context(llama, n_seq_max=n_seq_max, kv_unified=unified, **sizes)
+        llama_run.set_embeddings(llama, False)  # on only inside embed()
+        return cls(llama), min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
+
+    def decode(self, spans: Sequence[Span]) -> bool:
+        batch = self._batch
+        tokens, positions, seq_ids = batch.token, batch.pos, batch.seq_id
+        n_seq_id, logits = batch.n_seq_id, batch.logits
+        i = 0
+        for span in spans:
+            pos, seq_id = span.pos, span.seq_id
+            for token in span.tokens:
+                tokens[i] = token
+                positions[i] = pos
+                n_seq_id[i] = 1
+                seq_ids[i][0] = seq_id
+                logits[i] = False
+                pos += 1
+                i += 1
+            if span.logits:
+                logits[i - 1] = True
+        batch.n_tokens = i
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        # On a GPU the decode only queues the work; waiting here (sampling would wait
+        # anyway) keeps the GPU's time out of the Python share the counters report.
+        llama_cpp.llama_synchronize(self._ctx)
+        if rc == 0:
+            return True
+        if rc == _KV_FULL:
+            return False
+        raise RuntimeError(f"llama_decode returned {rc}")
+
+    def copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:
+        llama_cpp.llama_memory_seq_rm(self._mem, seq_id, p0, p1)
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self._mem, True)
+
+    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int) -> Sampler:
+        chain = llama_run.build_sampler(self.llama, sampling, grammar, seed)
+        return LlamaSampler(chain, self.llama._ctx)
+
+    def piece(self, token: int) -> bytes:
+        return self.vocab.piece(token)
+
+    def is_eog(self, token: int) -> bool:
+        return self.vocab.is_eog(token)
+
+    def logprob(self, token: int, top: int, index: int) -> TokenLogprob:
+        return llama_run.token_logprob(self.llama, self.vocab, token, top, index)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            llama_cpp.llama_batch_free(self._batch)

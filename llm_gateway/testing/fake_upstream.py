@@ -270,6 +270,10 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
                 await _pause(delay, wake)
             finally:
                 self._wakers.discard(wake)
+            if await request.is_disconnected():
+                # The caller gave up while we waited: leave the faults queued after it (a drop,
+                # a stream fault) to the requests of whatever test comes next.
+                return Response(status_code=499)
         if failure is not None:
             type_, code = fr.error_kind(failure.status)
             response = _error(failure.status, failure.message, type_, code)

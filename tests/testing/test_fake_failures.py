@@ -45,6 +45,19 @@ def test_delay_next(fake: FakeUpstream, http: httpx.Client) -> None:
     assert time.monotonic() - start < 0.3
 
 
+def test_a_delayed_request_whose_caller_left_takes_no_later_fault(
+        fake: FakeUpstream, http: httpx.Client) -> None:
+    """A delayed request wakes after its caller gave up (a gateway's total timeout); it used to
+    take the next test's queued drop, so that test's own request was served whole."""
+    fake.delay_next(0.6)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/models", timeout=0.2)
+    fake.drop_next_stream()
+    time.sleep(0.8)  # the delayed request has woken up by now
+    with pytest.raises(httpx.TransportError):
+        http.get("/models")  # the drop is still there for this one
+
+
 def test_drop_next_stream(fake: FakeUpstream, client: openai.OpenAI) -> None:
     fake.drop_next_stream(after_chunks=2)
     received = []

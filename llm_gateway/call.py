@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:  # principal.py imports Credentials from here
+    from llm_gateway.principal import Principal
 
 NO_HINTS: Mapping[str, str] = MappingProxyType({})
 
@@ -38,7 +41,7 @@ class Call:
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # client headers worth forwarding
     target_model: str | None = None  # the name the backend must see, when routing renamed it
-    principal: Any = None  # who is calling (auth.principal.Principal, filled by auth)
+    principal: Principal | None = None  # who is calling (filled by auth)
     # Upstream credentials replacing the backend's own (a team's key, passthrough mode).
     credentials: Credentials | None = None
     # Whether the client itself asked for stream usage (stream_options.include_usage); the
@@ -65,6 +68,8 @@ class Result:
     stream: AsyncIterator[bytes] | None = None
     media_type: str = "application/json"
     backend: str = ""
+    # The backend whose workers were all full when the call spilled over to this one (metrics).
+    spilled_from: str | None = None
     # How request grouping answered: None (not eligible), "miss" (it led a backend call),
     # "coalesced" (it shared another request's call) or "hit" (from the response cache).
     grouping: str | None = None

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from llm_gateway.app.validation import compile_request_validators
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.web.validation import compile_request_validators
 
 from openapi_examples import (
     DOCUMENT,

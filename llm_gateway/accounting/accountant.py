@@ -18,19 +18,18 @@ from llm_gateway.accounting.ledger import Ledger
 from llm_gateway.accounting.metering import Metered
 from llm_gateway.accounting.prices import Prices
 from llm_gateway.accounting.record import UsageRecord
-from llm_gateway.backends.base import Backend
-from llm_gateway.backends.local import LocalBackend
+from llm_gateway.accounting.sources import UsageSource
+from llm_gateway.admission import Admission
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
-from llm_gateway.limits.gate import Admission
 
 GROUPED = frozenset({"coalesced", "hit"})  # answered without a backend call of their own
 
 
 class Accountant:
     def __init__(self, config: Config, env: Mapping[str, str],
-                 backends: Mapping[str, Backend], metrics: Any = None) -> None:
+                 backends: Mapping[str, UsageSource], metrics: Any = None) -> None:
         self.config = config
         self.backends = backends  # to ask a local worker what a cut stream had produced
         self.metrics = metrics  # metrics.registry.GatewayMetrics (ledger queue), or None
@@ -102,7 +101,8 @@ class Accountant:
         served = call.target_model or call.model
         grouped = result.grouping in GROUPED
         charged = not grouped or self.charge_grouped
-        if isinstance(self.backends.get(result.backend), LocalBackend):
+        backend = self.backends.get(result.backend)
+        if backend is not None and backend.local:
             # Local models are free unless priced by their own name: an alias that an
             # upstream glob (gpt-*) matches must not price a local answer as OpenAI's.
             cost = self.prices.cost(usage, served) if charged else 0.0

@@ -80,7 +80,8 @@ class Ledger:
                     since: float) -> tuple[int, float]:
         """Tokens and cost charged to a key and/or a team since an epoch time (records still
         in the spool, at most a flush interval old, are not counted)."""
-        where, args = ["time >= ?", "charged = 1"], [since]
+        where = ["time >= ?", "charged = 1"]
+        args: list[float | str] = [since]
         if key_id is not None:
             where.append("key_id = ?")
             args.append(key_id)

@@ -17,15 +17,16 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from llm_gateway.accounting import tokens
-from llm_gateway.accounting.usage import _CONTENT, Usage, usage_from_body, usage_from_events
+from llm_gateway.accounting.sources import UsageSource
+from llm_gateway.accounting.usage import _CONTENT, usage_from_body, usage_from_events
 from llm_gateway.call import Call, Result
+from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def ask_for_usage(call: Call) -> None:
 def meter(
     call: Call,
     result: Result,
-    backends: Mapping[str, Any],
+    backends: Mapping[str, UsageSource],
     on_done: Callable[[Metered], None],
     *,
     tasks: set[asyncio.Task] | None = None,
@@ -118,7 +119,7 @@ class _StreamMeter:
                  "kept", "kept_bytes", "last", "overflow_events", "result", "usage",
                  "usage_block")
 
-    def __init__(self, call: Call, result: Result, backends: Mapping[str, Any],
+    def __init__(self, call: Call, result: Result, backends: Mapping[str, UsageSource],
                  on_done: Callable[[Metered], None], tasks: set[asyncio.Task],
                  clock: Callable[[], float]) -> None:
         self._call = call
@@ -261,14 +262,11 @@ def _usage_only(line: bytes) -> Usage | None:
     return Usage.from_object(event.get("usage"))
 
 
-async def _backend_usage(backend: Any, request_id: str) -> Usage | None:
-    # Backend.usage_of is optional (a Protocol default is not inherited): upstreams lack it.
-    usage_of: Callable[[str], Awaitable[Usage | None]] | None = getattr(backend, "usage_of",
-                                                                        None)
-    if usage_of is None:
+async def _backend_usage(backend: UsageSource | None, request_id: str) -> Usage | None:
+    if backend is None:
         return None
     try:
-        return await usage_of(request_id)
+        return await backend.usage_of(request_id)
     except Exception:
         log.warning("backend could not say what request %s used", request_id, exc_info=True)
         return None

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.accounting.usage import Usage, usage_from_body
+from llm_gateway.accounting.usage import usage_from_body
+from llm_gateway.usage import Usage
 
 ID_LIMIT = 128  # characters of an object id kept
 INFLATE_LIMIT = 1 << 20  # a compressed answer is read for usage up to this size

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.config.accounting import PriceConfig
+from llm_gateway.usage import Usage
 
 PER = 1_000_000
 FREE = PriceConfig()  # unpriced models (local ones, unless priced) cost nothing

@@ -17,10 +17,7 @@ from starlette.requests import Request
 
 from llm_gateway.api.body import read_body
 from llm_gateway.api.dispatch import parse_json
-from llm_gateway.app.responses import BytesResponse
-from llm_gateway.app.spec import load_spec
-from llm_gateway.app.state import State
-from llm_gateway.app.validation import Validator, compile_request_validators
+from llm_gateway.api.state import State
 from llm_gateway.auth.authenticate import presented_key
 from llm_gateway.auth.keystore import KeyStore
 from llm_gateway.errors import (
@@ -29,6 +26,9 @@ from llm_gateway.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from llm_gateway.web.responses import BytesResponse
+from llm_gateway.web.spec import load_spec
+from llm_gateway.web.validation import Validator, compile_request_validators
 
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 

@@ -16,7 +16,7 @@ from llm_gateway.api.admin_auth import (
     key_store,
     query_flag,
 )
-from llm_gateway.app.responses import BytesResponse
+from llm_gateway.web.responses import BytesResponse
 
 
 async def create_key(request: Request) -> BytesResponse:

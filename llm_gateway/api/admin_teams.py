@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from llm_gateway.api.admin_auth import admin_state, json_body, json_response
-from llm_gateway.app.responses import BytesResponse
+from llm_gateway.web.responses import BytesResponse
 
 
 async def create_team(request: Request) -> BytesResponse:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.requests import Request
 
 from llm_gateway.api.admin_auth import admin_state, json_response
-from llm_gateway.app.responses import BytesResponse
 from llm_gateway.auth.times import in_range, parse_instant
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable
+from llm_gateway.web.responses import BytesResponse
 
 GROUP_BY = ("team", "key", "model", "day")
 
 
 async def usage(request: Request) -> BytesResponse:
     state = admin_state(request)
-    from llm_gateway.accounting.report import UsageQuery, usage_report
+    from llm_gateway.accounting.report import GroupBy, UsageQuery, usage_report
 
     params = request.query_params
     now = state.auth.clock()
@@ -31,7 +33,7 @@ async def usage(request: Request) -> BytesResponse:
                                  "(accounting.enabled, storage.url).")
     query = UsageQuery(since=since, until=until, team=params.get("team") or None,
                        key_id=params.get("key_id") or None, model=params.get("model") or None,
-                       group_by=group_by)
+                       group_by=cast("GroupBy | None", group_by))  # checked above
     rows = await usage_report(state.db, query)
     return json_response({
         "object": "list",

@@ -29,8 +29,8 @@ from typing import Any
 
 from llm_gateway.api.passthrough_objects import target_of
 from llm_gateway.auth.ownership import Owners, not_found
-from llm_gateway.auth.principal import Principal
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.principal import Principal
 
 # Distinct ids one body may name: OpenAI's largest list is a vector store file batch's (2,000
 # `file_ids` and 2,000 `files`). More would cost a query per 500 for nothing an upstream takes.

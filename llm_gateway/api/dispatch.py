@@ -10,18 +10,18 @@ from time import perf_counter
 
 import orjson
 from starlette.requests import Request
+from starlette.types import Scope
 
 from llm_gateway.api import body_ids, strict_json
 from llm_gateway.api.body import read_body
-from llm_gateway.app.state import State
-from llm_gateway.auth.principal import Principal
+from llm_gateway.api.state import State
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import split_client_headers
-from llm_gateway.backends.local import BackendSaturated
 from llm_gateway.call import Call, Result
 from llm_gateway.echo import MAX_MODEL_NAME
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.metrics.recorder import RequestRecord
+from llm_gateway.principal import Principal
 
 
 def parse_json(raw: bytes) -> dict:
@@ -47,7 +47,7 @@ def check_model_length(model: str) -> None:
                              code="invalid_value")
 
 
-async def caller(scope: dict) -> Principal:
+async def caller(scope: Scope) -> Principal:
     """Who makes this request (authenticated once per request)."""
     principal = scope.get("lgw.principal")
     if principal is None:
@@ -94,7 +94,8 @@ def _complete(backend: Backend, call: Call, record: RequestRecord | None) -> Awa
     # Not a coroutine itself: no extra frame on the path when nothing is recorded.
     if record is None:
         return backend.complete(call)
-    return record.complete(backend, call)  # timed and watched for metrics and logs
+    # Timed and watched for metrics and logs (a spill-over included: routing/router.py).
+    return record.complete(backend.name, backend.complete(call))
 
 
 async def run_call(state: State, call: Call, record: RequestRecord | None = None) -> Result:
@@ -103,34 +104,23 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
         record.call = call
     route = state.router.resolve(call.model)
     call.target_model = route.target_model
-    principal: Principal | None = call.principal
+    principal = call.principal
     if principal is not None and principal.credentials:
         call.credentials = principal.credentials_for(route.backend.name)
-    try:
-        return await _complete(route.backend, call, record)
-    except BackendSaturated as full:
-        # Every local worker is busy: spill to the configured fallback model, once. Routing
-        # stays here, so backends never need to know about each other.
-        spill = state.router.resolve(full.fallback)
-        call.target_model = spill.target_model
-        if principal is not None and principal.credentials:
-            call.credentials = principal.credentials_for(spill.backend.name)
-        try:
-            return await _complete(spill.backend, call, record)
-        except BackendSaturated:
-            return full.result
+    return await _complete(route.backend, call, record)
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     state, call = await build_call(request, operation, endpoint)
     started = perf_counter()
     record = request.scope.get("lgw.record")
-    admission = await state.gate.admit(call.principal, call)  # 429 when over a limit
+    principal = await caller(request.scope)  # what build_call authenticated (kept in scope)
+    admission = await state.gate.admit(principal, call)  # 429 when over a limit
     accountant = state.accountant
     try:
         accountant.prepare(call)
         result = await state.grouper.run(
-            call, call.principal, lambda c: run_call(state, c, record))
+            call, principal, lambda c: run_call(state, c, record))
     except GatewayError as exc:
         accountant.failed(call, admission, exc, started)
         raise

@@ -18,13 +18,10 @@ from __future__ import annotations
 import orjson
 from starlette.requests import Request
 
-from llm_gateway.app.responses import BytesResponse
-from llm_gateway.app.state import State
-from llm_gateway.backends.base import Backend
-from llm_gateway.backends.local import LocalBackend
-from llm_gateway.backends.upstream import UpstreamBackend
+from llm_gateway.api.state import State
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.storage.database import Database
+from llm_gateway.web.responses import BytesResponse
 
 OK = "ok"
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
@@ -69,25 +66,14 @@ async def _database_check(db: Database | None) -> tuple[str, bool]:
 
 def _route_check(state: State, name: str) -> str:
     backend = state.backends[name]
-    problem = _problem(backend)
+    problem = backend.problem()
     if problem is None:
         return OK
-    if isinstance(backend, LocalBackend) and backend.cfg.fallback is not None:
+    if backend.fallback is not None:
         try:
-            spill = state.router.resolve(backend.cfg.fallback).backend
+            spill = state.router.resolve(backend.fallback).backend
         except ModelNotFound:
             return problem
-        if spill is not backend and _problem(spill) is None:
+        if spill.name != backend.name and spill.problem() is None:
             return OK  # its calls spill over to the fallback model, which can take them
     return problem
-
-
-def _problem(backend: Backend) -> str | None:
-    if isinstance(backend, LocalBackend):
-        if backend.pool.any_healthy():
-            return None
-        states = ", ".join(w.status for w in backend.pool.workers)
-        return f"local backend '{backend.name}' has no healthy worker ({states})"
-    if isinstance(backend, UpstreamBackend) and not backend.health.healthy:
-        return f"upstream '{backend.name}': its last {backend.health.streak} calls failed"
-    return None

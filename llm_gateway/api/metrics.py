@@ -6,10 +6,10 @@ import asyncio
 
 from starlette.requests import Request
 
-from llm_gateway.app.responses import BytesResponse
-from llm_gateway.app.state import State
+from llm_gateway.api.state import State
 from llm_gateway.errors import NotFound
 from llm_gateway.metrics.exposition import CONTENT_TYPE
+from llm_gateway.web.responses import BytesResponse
 
 _HEADERS = [(b"content-type", CONTENT_TYPE.encode()), (b"cache-control", b"no-store")]
 

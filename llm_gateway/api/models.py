@@ -6,9 +6,9 @@ import orjson
 from starlette.requests import Request
 
 from llm_gateway.api.dispatch import caller
-from llm_gateway.app.responses import BytesResponse
 from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
+from llm_gateway.web.responses import BytesResponse
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -17,7 +17,7 @@ async def list_models(request: Request) -> BytesResponse:
     principal = await caller(request.scope)
     state = request.scope["lgw.state"]
     # Only what this key may use: a list a client can pick from without meeting a 403.
-    models = [m for m in await state.catalog.list() if state.auth.allowed(principal, m["id"])]
+    models = [m for m in await state.catalog.models() if state.auth.allowed(principal, m["id"])]
     return BytesResponse(200, orjson.dumps({"object": "list", "data": models}), list(_JSON))
 
 

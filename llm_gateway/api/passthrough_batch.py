@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from llm_gateway.api.dispatch import parse_json
-from llm_gateway.auth.principal import Principal
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.principal import Principal
 
 _FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
 

@@ -22,9 +22,9 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from llm_gateway.auth.ownership import Owners
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Result
 from llm_gateway.errors import UpstreamUnavailable
+from llm_gateway.principal import Principal
 
 MAX_LIST_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 10

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_gateway.auth.ownership import Owners
-from llm_gateway.auth.principal import Principal
+from llm_gateway.principal import Principal
 
 
 @dataclass(frozen=True, slots=True)

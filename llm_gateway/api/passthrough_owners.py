@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llm_gateway.api import body_ids, passthrough_lists, passthrough_objects
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Result
+from llm_gateway.principal import Principal
 
 
 async def check(state: Any, principal: Principal, method: str, path: str,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
 from llm_gateway.config.endpoints import ALL, canonical, family_of
 from llm_gateway.config.schema import PASSTHROUGH_OFF
 from llm_gateway.echo import clip
 from llm_gateway.errors import InvalidRequest, ModelNotFound, NotFound, PermissionDenied
+from llm_gateway.principal import Principal
 from llm_gateway.routing.router import Router
 
 OFF_MESSAGE = ("The passthrough is turned off (routing.passthrough_backend: off): only the "

@@ -19,10 +19,10 @@ from llm_gateway.accounting import passthrough_units as units_of
 from llm_gateway.accounting.accountant import Accountant
 from llm_gateway.accounting.passthrough_units import Units
 from llm_gateway.accounting.record import UsageRecord
+from llm_gateway.admission import Admission
 from llm_gateway.api.passthrough_body import Body
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError
-from llm_gateway.limits.gate import Admission
 
 SMALL = 64 * 1024
 TAIL = 64 * 1024

@@ -16,7 +16,7 @@ from llm_gateway.api import stored_ids
 from llm_gateway.api.dispatch import caller, model_call
 from llm_gateway.api.passthrough import forward_request
 from llm_gateway.api.result import to_response
-from llm_gateway.app.state import State
+from llm_gateway.api.state import State
 from llm_gateway.auth.ownership import not_found
 from llm_gateway.call import Result
 

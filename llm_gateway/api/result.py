@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm_gateway.app.responses import BytesResponse, StreamResponse, encode_headers
 from llm_gateway.call import Result
+from llm_gateway.web.responses import BytesResponse, StreamResponse, encode_headers
 
 
 def to_response(result: Result) -> BytesResponse | StreamResponse:

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Result
+from llm_gateway.principal import Principal
 
 # The stored object's id in a parsed answer or stream event; None: nothing stored there.
 IdOf = Callable[[Any], str | None]

@@ -32,7 +32,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from llm_gateway.app.state import State
+from llm_gateway.api.state import State
 from llm_gateway.errors import HeadersTooLarge, RequestTimeout
 
 # When the app is not the gateway's (then there is no config to read them from).

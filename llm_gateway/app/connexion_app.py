@@ -9,7 +9,7 @@ the handler a Starlette Request and send the ASGI response it returns.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -36,7 +36,7 @@ class _Operation:
 
 
 class _Api(AsyncApi):
-    def make_operation(self, operation) -> _Operation:  # type: ignore[override]
+    def make_operation(self, operation) -> _Operation:
         return _Operation(operation.function, operation.operation_id)
 
 
@@ -59,7 +59,7 @@ MIDDLEWARES = [RoutingMiddleware, LifespanMiddleware]
 
 def build_connexion_app(
     specs: list[dict],
-    handlers: dict[str, Handler],
+    handlers: Mapping[str, Handler],
     lifespan: Callable[[Any], AbstractAsyncContextManager[None]] | None = None,
 ) -> AsyncApp:
     app = GatewayConnexionApp(__name__, middlewares=MIDDLEWARES, lifespan=lifespan)

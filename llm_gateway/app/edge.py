@@ -14,12 +14,12 @@ import re
 
 from llm_gateway.api.body import paced
 from llm_gateway.api.passthrough import relay
-from llm_gateway.app.responses import error_response
-from llm_gateway.app.spec import PathTable
-from llm_gateway.app.state import State
+from llm_gateway.api.state import State
 from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from llm_gateway.path_safety import path_problem
+from llm_gateway.web.responses import error_response
+from llm_gateway.web.spec import PathTable
 
 log = logging.getLogger(__name__)
 

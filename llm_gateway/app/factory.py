@@ -8,13 +8,13 @@ import logging
 import os
 from collections.abc import Mapping
 
+from llm_gateway.api.state import State
 from llm_gateway.app.connexion_app import build_connexion_app
 from llm_gateway.app.edge import Edge
 from llm_gateway.app.logs import configure_logging
 from llm_gateway.app.resolver import HANDLERS
-from llm_gateway.app.spec import PathTable, load_spec
-from llm_gateway.app.state import State
 from llm_gateway.config import Config, load_config
+from llm_gateway.web.spec import PathTable, load_spec
 
 log = logging.getLogger(__name__)
 

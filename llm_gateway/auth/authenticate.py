@@ -24,7 +24,6 @@ from typing import Any
 
 from llm_gateway.auth.cache import TtlCache
 from llm_gateway.auth.keystore import KeyStore
-from llm_gateway.auth.principal import ANONYMOUS, Principal
 from llm_gateway.auth.principals import allows, principal_for
 from llm_gateway.auth.records import KeyRecord
 from llm_gateway.auth.schema import AUTH_STEPS
@@ -34,6 +33,7 @@ from llm_gateway.auth.times import iso
 from llm_gateway.call import Credentials
 from llm_gateway.config import Config
 from llm_gateway.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
+from llm_gateway.principal import ANONYMOUS, Principal
 
 log = logging.getLogger(__name__)
 

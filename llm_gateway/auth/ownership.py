@@ -32,10 +32,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from llm_gateway.auth.objectstore import MAX_ID, OBJECT_STEPS, ObjectStore, Owned
-from llm_gateway.auth.principal import Principal
 from llm_gateway.config import Config
 from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, NotFound, ServiceUnavailable
+from llm_gateway.principal import Principal
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ class TeamStore:
         db = self._writable()
         name = fields.get("name")
         problem = team_name(name) if isinstance(name, str) else "must be a string"
-        if problem is not None:  # the config file's teams obey the same rule
+        if problem is not None or not isinstance(name, str):  # as the config file's teams
             raise InvalidRequest(f"'name' {problem}.", param="name")
         known_fields(fields, {"name", *_SETTINGS})
         if await self.exists(name):

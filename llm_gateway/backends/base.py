@@ -2,33 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any
 
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.call import Call, Result
+from llm_gateway.usage import Usage
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """Something that answers model calls: an upstream API or a pool of local workers."""
+class Backend(ABC):
+    """Something that answers model calls: an upstream API or a pool of local workers.
+
+    Only `complete` must be written; everything else has a default that fits a backend which
+    cannot tell, so callers never need to ask what kind of backend they hold.
+    """
 
     name: str
+    lists_models: bool = True  # whether the model list asks it (GET /v1/models)
+    models_ttl: float = 300.0  # seconds its model list is cached
+    # Served on our own machines: priced only by the served model's own name (a client alias
+    # that an upstream's price glob matches must not price it as the upstream's).
+    local: bool = False
+    fallback: str | None = None  # the model its calls spill over to when it is full
 
+    @abstractmethod
     async def complete(self, call: Call) -> Result:
         """Answer one call. Errors come back as a non-2xx Result or a GatewayError."""
-        ...
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The models this backend serves, as OpenAI model objects."""
-        ...
-
-    async def aclose(self) -> None: ...
+        return []
 
     async def usage_of(self, request_id: str) -> Usage | None:
         """What an earlier call with this request id used, by the backend's own count, when
-        its stream ended before reporting usage (the client left, a worker failed).
+        its stream ended before reporting usage (the client left, a worker failed); None
+        when it cannot tell (an upstream API): the caller counts tokens itself."""
+        return None
 
-        Optional: backends that cannot tell (an upstream API) may leave it out; callers
-        look it up with ``getattr`` and count tokens themselves when it is missing or None.
-        """
+    def problem(self) -> str | None:
+        """Why it cannot take calls now (readiness), or None."""
+        return None
+
+    async def start(self) -> None:
+        """Start background work (spawn workers, health checks), on the serving loop."""
+        return None  # nothing to start: a default, not an abstract method
+
+    async def aclose(self) -> None:
+        """Release what it holds."""
         return None

@@ -69,9 +69,11 @@ class Discovery:
             if exc.errno in _NO_SUCH_NAME:
                 self._failing = False
                 return set()
-            return self._failed(exc)
+            self._failed(exc)
+            return None  # keep the workers known so far
         except (OSError, TimeoutError) as exc:
-            return self._failed(exc)
+            self._failed(exc)
+            return None
         if self._failing:
             log.info("local %s: %s resolves again", self.name, self.host)
             self._failing = False
@@ -85,7 +87,7 @@ class Discovery:
                 apply(urls)
             await asyncio.sleep(self.interval)
 
-    def _failed(self, exc: BaseException) -> None:  # the lookup's answer: none
+    def _failed(self, exc: BaseException) -> None:
         if not self._failing:  # once per outage, not at every interval
             log.warning("local %s: cannot resolve %s (%s); keeping the workers known so far",
                         self.name, self.host, str(exc) or type(exc).__name__)

@@ -34,8 +34,8 @@ class DiscoveredWorkers(HealthChecks):
             log.info("local %s: worker %d discovered at %s", self.cfg.name, worker.index, url)
         for url in known.keys() - urls:
             worker = known[url]
-            if (task := self._watchers.pop(worker.index, None)) is not None:
-                task.cancel()
+            if (watcher := self._watchers.pop(worker.index, None)) is not None:
+                watcher.cancel()
             self.pool.remove(worker)
             log.info("local %s: worker %d at %s left (%d requests in flight finish there)",
                      self.cfg.name, worker.index, url, worker.outstanding)

@@ -9,8 +9,8 @@ only decides where a call goes and what to do when a worker is full or gone:
   reset) is reported to the supervisor and the call is tried again on another healthy worker,
   or on the same one once it is back, within the call's deadline;
 - a worker that answers 429 ``queue_full`` is skipped for this call; when every healthy worker
-  is full, the call spills to ``fallback`` (`BackendSaturated`, handled by the dispatcher,
-  which owns routing) or the last 429 is answered as is;
+  is full, the call spills to ``fallback`` (`BackendSaturated`, caught by the `SpillOver`
+  wrapper the router puts around this backend: spill.py) or the last 429 is answered as is;
 - once a stream has begun, a worker that dies ends it with an SSE error event (the upstream
   relay's behaviour).
 """
@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.accounting.usage import Usage
+from llm_gateway.backends.base import Backend
 from llm_gateway.backends.discovery import Resolver
 from llm_gateway.backends.pool import Worker, WorkerPool
 from llm_gateway.backends.sse import MAX_EVENT_BYTES
@@ -36,6 +36,7 @@ from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.call import Call, Result
 from llm_gateway.config import LocalConfig, RetryConfig, UpstreamConfig
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable, UpstreamUnavailable
+from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ SERVED_MEMORY = 8192  # streams whose worker is remembered, to ask it what they 
 USAGE_WAIT_SECONDS = 2.0  # how long a worker may take to settle a cut stream's counts
 
 
-class BackendSaturated(Exception):  # a signal to the dispatcher more than an error
+class BackendSaturated(Exception):  # a signal to SpillOver (spill.py), never seen above it
     """Every healthy worker's queue is full and a fallback model is configured.
 
-    The dispatcher re-routes the call to ``fallback``; if it cannot, it answers ``result``
+    `SpillOver` re-routes the call to ``fallback``; if it cannot, it answers ``result``
     (the workers' own 429).
     """
 
@@ -96,9 +97,8 @@ def _queue_full(result: Result) -> bool:
     return result.status == 429 and b"queue_full" in result.body
 
 
-class LocalBackend:
-    lists_models = True
-    models_ttl = 300.0
+class LocalBackend(Backend):
+    local = True
 
     def __init__(
         self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
@@ -107,6 +107,7 @@ class LocalBackend:
         self.name = cfg.name
         self._max_event_bytes = max_event_bytes
         self.cfg = cfg
+        self.fallback = cfg.fallback
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
         self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver)
         self._clock = clock
@@ -200,7 +201,8 @@ class LocalBackend:
                 result = await client.forward(
                     "GET", f"/internal/usage/{request_id}", f"wait={USAGE_WAIT_SECONDS}", {},
                     request_id, None)
-                body = b"".join([block async for block in result.stream or ()])
+                stream = result.stream
+                body = b"".join([b async for b in stream]) if stream is not None else b""
         except Exception as exc:  # accounting falls back to counting tokens itself
             log.warning("local %s: could not ask a worker what %s used: %r", self.name,
                         request_id, exc)
@@ -217,6 +219,12 @@ class LocalBackend:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         return Usage(prompt, completion, cached, prompt + completion)
+
+    def problem(self) -> str | None:
+        if self.pool.any_healthy():
+            return None
+        states = ", ".join(w.status for w in self.pool.workers)
+        return f"local backend '{self.name}' has no healthy worker ({states})"
 
     async def aclose(self) -> None:
         await self.supervisor.aclose()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
+from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import response_headers
 from llm_gateway.backends.health import RecentFailures
 from llm_gateway.backends.sse import (
@@ -92,7 +93,7 @@ async def _read(response: httpx.Response) -> bytes:
     return b"".join([chunk async for chunk in _body(response)])
 
 
-class UpstreamBackend:
+class UpstreamBackend(Backend):
     def __init__(
         self,
         cfg: UpstreamConfig,
@@ -153,6 +154,11 @@ class UpstreamBackend:
             )
         data = orjson.loads(body).get("data") or []
         return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    def problem(self) -> str | None:
+        if self.health.healthy:
+            return None
+        return f"upstream '{self.name}': its last {self.health.streak} calls failed"
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -39,7 +39,8 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
     ]
     if cfg.n_threads is not None:
         cmd += ["--n-threads", str(cfg.n_threads)]
-    cmd += ["--flash-attn", {True: "on", False: "off"}.get(cfg.flash_attn, "auto")]
+    flash = cfg.flash_attn
+    cmd += ["--flash-attn", "auto" if flash == "auto" else "on" if flash else "off"]
     if cfg.chat_format:
         cmd += ["--chat-format", cfg.chat_format]
     if cfg.chat_template:

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -61,7 +62,7 @@ def serve(
               "`llm-gateway worker` and list them under `urls:`, or serve with one process",
               file=sys.stderr)
         return 2
-    options = dict(
+    options: dict[str, Any] = dict(
         host=server.host,
         port=port if port is not None else server.port,
         lifespan="on",

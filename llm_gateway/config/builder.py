@@ -86,7 +86,7 @@ class Builder:
             return [self.build(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
         if origin is dict:
             return self._dict(get_args(tp)[1], value, path)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return self._dataclass(tp, value, path)
         return self._scalar(tp, value, path)
 

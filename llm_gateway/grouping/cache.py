@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ class RedisCache:
     async def get(self, key: str) -> CachedAnswer | None:
         try:
             async with asyncio.timeout(self.timeout):
-                raw = await self.client.get(REDIS_PREFIX + key)
+                # bytes: the client does not decode responses
+                raw = cast(bytes | None, await self.client.get(REDIS_PREFIX + key))
         except Exception as exc:  # any failure is a miss: the backend answers instead
             log.warning("response cache: redis GET failed: %r", exc)
             return None

@@ -26,8 +26,8 @@ from hashlib import blake2b
 
 import orjson
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Call
+from llm_gateway.principal import Principal
 
 # Shape-only fields: the grouping layer hands each waiter the shape it asked for.
 SHAPE_FIELDS = ("stream", "stream_options")

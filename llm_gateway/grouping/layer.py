@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.config.errors import ConfigError
@@ -29,6 +28,7 @@ from llm_gateway.grouping.fanout import SharedCall
 from llm_gateway.grouping.identity import identity
 from llm_gateway.grouping.policy import Plan, Policy, wants_cache
 from llm_gateway.grouping.shapes import CACHE_HEADER, complete_stream, from_cache
+from llm_gateway.principal import Principal
 
 Produce = Callable[[Call], Awaitable[Result]]
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Call
 from llm_gateway.config.grouping import GroupingConfig, ModelGroupingConfig
 from llm_gateway.config.schema import _glob_regex, is_pattern
+from llm_gateway.principal import Principal
 
 GROUPABLE = frozenset({"createChatCompletion", "createCompletion", "createEmbedding"})
 EMBEDDINGS = "createEmbedding"

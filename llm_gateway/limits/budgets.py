@@ -20,6 +20,7 @@ import time
 from calendar import timegm
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from llm_gateway.config.access import BudgetConfig
@@ -136,7 +137,7 @@ class MemoryBudgets:
             if tally is not None and tally.period == c.period and (
                     tally.reseed_at is None or tally.reseed_at > self.clock()):
                 continue
-            await self._seeding.run(c.key, lambda c=c: self._seed(c))
+            await self._seeding.run(c.key, partial(self._seed, c))
 
     async def _seed(self, c: Charge) -> None:
         reseed_at = None

@@ -25,8 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llm_gateway.accounting.prices import Prices
-from llm_gateway.accounting.usage import Usage
-from llm_gateway.auth.principal import Principal
+from llm_gateway.admission import NO_LIMITS, Admission
 from llm_gateway.call import Call
 from llm_gateway.config import Config
 from llm_gateway.config.access import BudgetConfig, RateLimitConfig
@@ -37,26 +36,12 @@ from llm_gateway.limits.headers import format_reset, ratelimit_headers, retry_he
 from llm_gateway.limits.names import NameMap
 from llm_gateway.limits.store import Decision, MemoryStore, Store, StoreUnavailable, Ticket
 from llm_gateway.limits.windows import Bucket
+from llm_gateway.principal import Principal
+from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
 
 WARN_EVERY = 30.0  # seconds between two warnings that Redis is unreachable
-
-
-class Admission:
-    """What admitting one call reserved; settled once with what it really used."""
-
-    __slots__ = ("headers",)
-
-    def __init__(self, headers: list[tuple[str, str]] | None = None) -> None:
-        self.headers = headers or []  # x-ratelimit-* for the response
-
-    def settle(self, tokens: int, cost: float) -> None:
-        """The call is over and used this much (0, 0: nothing). Called exactly once; never
-        blocks (any shared-store work runs in the background)."""
-
-
-NO_LIMITS = Admission()  # shared by every call no limit applies to: nothing to settle
 
 
 class Reservation(Admission):
@@ -184,8 +169,9 @@ class Gate:
     def _refuse(self, principal: Principal, decision: Decision) -> None:
         over = decision.over_budget
         if self.metrics is not None:
+            refused = decision.verdict.refused if decision.verdict is not None else None
             kind = "budget" if over is not None else (
-                "rpm" if decision.verdict.refused.kind == "requests" else "tpm")
+                "rpm" if refused is not None and refused.kind == "requests" else "tpm")
             self.metrics.ratelimited.labels(self._team_label(principal.team), kind).inc()
         if over is not None:
             what = "key" if over.scope.startswith("k:") else f"team '{principal.team}'"

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from llm_gateway.limits.budgets import Charge, SingleFlight, spent_or_zero
@@ -209,7 +210,7 @@ class RedisStore:
             if out[0] != "seed":
                 return self._decision(out, buckets, ticket.charges)
             c = ticket.charges[int(out[1]) - 1]
-            await self._seeding.run(c.key, lambda c=c: self._seed_budget(c))
+            await self._seeding.run(c.key, partial(self._seed_budget, c))
         raise StoreUnavailable("budget hash vanished while seeding it")
 
     def _decision(self, out: list[str], buckets: list[Bucket],

@@ -15,21 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Iterable
 from time import perf_counter
 from typing import Any
 
 from llm_gateway.accounting.record import UsageRecord
-from llm_gateway.accounting.usage import StreamWatch, Usage, usage_from_body
-from llm_gateway.app.logs import AccessLog
-from llm_gateway.backends.base import Backend
-from llm_gateway.backends.local import BackendSaturated
+from llm_gateway.accounting.usage import StreamWatch, usage_from_body
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
-from llm_gateway.metrics.registry import NONE, Bounded, Capped, GatewayMetrics, ModelLabel
+from llm_gateway.metrics.access_log import AccessLog
+from llm_gateway.metrics.registry import (
+    NONE,
+    Bounded,
+    Capped,
+    GatewayMetrics,
+    Listing,
+    ModelLabel,
+)
 from llm_gateway.metrics.tally import Tally
-from llm_gateway.routing.catalog import ModelCatalog
-from llm_gateway.routing.router import Router
+from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +93,24 @@ class RequestRecord:
     def leave(self) -> None:
         self.backend_end = perf_counter()
 
-    async def complete(self, backend: Backend, call: Call) -> Result:
-        """``backend.complete(call)``, timed, with its failures counted and its stream watched."""
-        self.call = call
-        self.enter(backend.name)
+    async def complete(self, backend: str, answer: Awaitable[Result]) -> Result:
+        """``answer`` (the backend's `complete`, not yet awaited), timed, with its failures
+        counted and its stream watched."""
+        self.enter(backend)
         try:
-            result = await backend.complete(call)
-        except BackendSaturated:
-            self.leave()
-            self.recorder.backend_error(backend.name, "429")
-            raise
+            result = await answer
         except GatewayError as exc:
             self.leave()
             if exc.status >= 500:
-                self.recorder.backend_error(backend.name, exc.code or str(exc.status))
+                self.recorder.backend_error(backend, exc.code or str(exc.status))
             raise
         self.leave()
+        if result.spilled_from is not None:  # its workers were full: a 429 of that backend
+            self.recorder.backend_error(result.spilled_from, "429")
+            backend = result.backend or backend
+            self.enter(backend)  # what answered takes the in-flight count
         if result.status >= 500 or result.status in _ERROR_STATUSES:
-            self.recorder.backend_error(backend.name, str(result.status))
+            self.recorder.backend_error(backend, str(result.status))
         if result.stream is not None:
             watch = self.watch = StreamWatch(keep=self.recorder.access.with_bodies())
             result.stream = watch.relay(result.stream)
@@ -166,10 +171,11 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    def build(cls, config: Config, router: Router, catalog: ModelCatalog) -> Recorder:
+    def build(cls, config: Config, exact_models: Iterable[str], catalog: Listing) -> Recorder:
+        """``exact_models``: the routes' exact names and aliases (labelled as themselves)."""
         return cls(
             GatewayMetrics() if config.metrics.enabled else None,
-            ModelLabel(router, catalog),
+            ModelLabel(exact_models, catalog),
             Capped(),
             AccessLog(config.server.log_bodies),
         )

@@ -9,11 +9,9 @@ key, user or request id ever becomes a label.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from llm_gateway.routing.catalog import ModelCatalog
-from llm_gateway.routing.router import Router
 
 NONE = "none"  # no such thing for this request: no model (passthrough), no team (no auth yet)
 OTHER = "other"  # a value that is not configured, folded into one label value
@@ -132,6 +130,15 @@ class Capped:
         return OTHER
 
 
+class Listing(Protocol):
+    """What the model catalog (routing/catalog.py) shows the `model` label."""
+
+    @property
+    def listed(self) -> Collection[str]:
+        """The names the backends' own model lists hold (the latest lists)."""
+        ...
+
+
 class ModelLabel:
     """The `model` label: an exact route name or alias, or a name a backend lists itself.
 
@@ -142,8 +149,8 @@ class ModelLabel:
 
     __slots__ = ("_catalog", "_exact")
 
-    def __init__(self, router: Router, catalog: ModelCatalog) -> None:
-        self._exact: Collection[str] = frozenset(router.routes_exactly())
+    def __init__(self, exact: Iterable[str], catalog: Listing) -> None:
+        self._exact: Collection[str] = frozenset(exact)
         self._catalog = catalog
 
     def __call__(self, model: str | None) -> str:

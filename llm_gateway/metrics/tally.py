@@ -13,13 +13,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.metrics.registry import (
     DURATION_BUCKETS,
     OVERHEAD_BUCKETS,
     TTFT_BUCKETS,
     GatewayMetrics,
 )
+from llm_gateway.usage import Usage
 
 Labels = tuple[str, ...]
 
@@ -84,8 +84,10 @@ class RequestTally:
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
-        self._dur = (4, (*DURATION_BUCKETS, float("inf")))
-        self._ttft = (self._dur[0] + len(self._dur[1]) + 1, (*TTFT_BUCKETS, float("inf")))
+        # (where its counts start in a row, its bucket bounds)
+        self._dur: tuple[int, tuple[float, ...]] = (4, (*DURATION_BUCKETS, float("inf")))
+        self._ttft: tuple[int, tuple[float, ...]] = (
+            self._dur[0] + len(self._dur[1]) + 1, (*TTFT_BUCKETS, float("inf")))
         self._over = (self._ttft[0] + len(self._ttft[1]) + 1, (*OVERHEAD_BUCKETS, float("inf")))
         self._width = self._over[0] + len(self._over[1]) + 1
         self.pending: dict[Labels, list[float]] = {}

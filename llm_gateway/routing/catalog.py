@@ -47,7 +47,7 @@ class ModelCatalog:
         # metric label may name beyond the configured names (see metrics.registry.ModelLabel).
         self.listed: frozenset[str] = frozenset()
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def models(self) -> list[dict[str, Any]]:
         upstream_lists = await asyncio.gather(
             *(self._backend_models(name) for name in self._backends)
         )
@@ -72,17 +72,17 @@ class ModelCatalog:
         return list(known.values())
 
     async def get(self, model_id: str) -> dict[str, Any]:
-        for model in await self.list():
+        for model in await self.models():
             if model["id"] == model_id:
                 return model
         raise ModelNotFound(f"The model '{clip(model_id)}' does not exist", param="model")
 
     async def _backend_models(self, name: str) -> list[dict[str, Any]]:
         backend = self._backends[name]
-        if not getattr(backend, "lists_models", True):
+        if not backend.lists_models:
             return []
         listing = self._listings[name]
-        ttl = float(getattr(backend, "models_ttl", 300.0))
+        ttl = backend.models_ttl
         if listing.models is not None and self._clock() - listing.fetched_at < ttl:
             return listing.models
         async with listing.lock:  # one refresh at a time; the others reuse its answer

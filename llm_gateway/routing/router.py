@@ -1,11 +1,12 @@
 """Model name -> Route: exact names and aliases first, then patterns in config order, then the
-default backend."""
+default backend. A backend with a fallback model is routed to through its `SpillOver`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from llm_gateway.backends.base import Backend
+from llm_gateway.backends.spill import SpillOver
 from llm_gateway.config import Config, ModelRoute
 from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
@@ -20,10 +21,14 @@ class Route:
 
 class Router:
     def __init__(self, config: Config, backends: dict[str, Backend]) -> None:
+        self._backends = backends
+        outer: dict[str, Backend] = {
+            name: SpillOver(b, self._spill_target) if b.fallback is not None else b
+            for name, b in backends.items()}
         self._exact: dict[str, Route] = {}
         self._patterns: list[tuple[ModelRoute, Backend]] = []
         for rule in config.models:
-            backend = backends[rule.backend]
+            backend = outer[rule.backend]
             if rule.is_pattern:
                 self._patterns.append((rule, backend))
                 continue
@@ -31,7 +36,7 @@ class Router:
             for name in (rule.name, *rule.aliases):
                 self._exact[name] = Route(backend, target, rule)
         default = config.routing.default_backend
-        self._default = backends[default] if default else None
+        self._default = outer[default] if default else None
 
     def resolve(self, model: str) -> Route:
         route = self._exact.get(model)
@@ -54,6 +59,11 @@ class Router:
     def claims(self, model: str, backend: Backend) -> bool:
         """Whether a model the backend lists would be routed back to that backend."""
         try:
-            return self.resolve(model).backend is backend
+            return self.resolve(model).backend.name == backend.name  # one backend per name
         except ModelNotFound:
             return False
+
+    def _spill_target(self, model: str) -> tuple[Backend, str]:
+        """Where a spilled call goes: the fallback route's own backend, not its SpillOver."""
+        route = self.resolve(model)
+        return self._backends[route.backend.name], route.target_model

@@ -33,7 +33,7 @@ def _tracking_protocol(transports: dict[Peer, asyncio.Transport]) -> type[asynci
     """
     base: Any = AutoHTTPProtocol
 
-    class TrackingProtocol(base):  # type: ignore[misc, valid-type]
+    class TrackingProtocol(base):
         _fake_peer: Peer | None = None
         _fake_transport: asyncio.Transport | None = None
 

@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from starlette.requests import Request
@@ -17,6 +17,9 @@ from starlette.responses import Response, StreamingResponse
 
 from llm_gateway.testing import fake_responses as fr
 from llm_gateway.testing.fake_connections import _EventStream
+
+if TYPE_CHECKING:
+    from llm_gateway.testing.fake_upstream import FakeUpstream
 
 
 @dataclass
@@ -64,7 +67,8 @@ class FakeEndpoints:
     _stored: dict[str, dict[str, Any]]
 
     def _stream(self, built: tuple[list[bytes], int]) -> _EventStream:
-        return _EventStream(self, *built)
+        # A mixin: self is always the FakeUpstream it is part of.
+        return _EventStream(cast("FakeUpstream", self), *built)
 
     # --- endpoints ----------------------------------------------------------------------------
 

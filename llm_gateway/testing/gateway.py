@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llm_gateway.app.edge import Edge
 from llm_gateway.app.factory import create_app
 from llm_gateway.config import Config
 from llm_gateway.testing.threaded import ThreadedServer
@@ -14,7 +15,7 @@ class GatewayServer:
         self.config = config
         self.env = dict(env or {})
         self.port = 0
-        self.app = None
+        self.app: Edge | None = None
         self._runner: ThreadedServer | None = None
 
     @property

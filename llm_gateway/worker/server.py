@@ -2,7 +2,7 @@
 
 Starlette routes the few paths; every handler parses, asks the prompter for a job, submits
 it to the engine and shapes what comes back. Errors are OpenAI-shaped, built in one place
-(`llm_gateway.app.responses.error_response`), and every response echoes `x-request-id`.
+(`llm_gateway.web.responses.error_response`), and every response echoes `x-request-id`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
-from llm_gateway.app.responses import BytesResponse, StreamResponse, error_response
 from llm_gateway.backends.sse import DONE
 from llm_gateway.errors import (
     InvalidRequest,
@@ -32,6 +31,7 @@ from llm_gateway.errors import (
     ServiceUnavailable,
     status_error_type,
 )
+from llm_gateway.web.responses import BytesResponse, StreamResponse, error_response
 from llm_gateway.worker.config import WorkerConfig
 from llm_gateway.worker.engines.base import Engine, EngineClosed, QueueFull
 from llm_gateway.worker.metrics import CONTENT_TYPE

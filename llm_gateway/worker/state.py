@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from llm_gateway.app.spec import load_spec
-from llm_gateway.app.validation import Validator, compile_request_validators
 from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.web.spec import load_spec
+from llm_gateway.web.validation import Validator, compile_request_validators
 from llm_gateway.worker.config import WorkerConfig
 from llm_gateway.worker.engines.base import Engine, EngineStats
 from llm_gateway.worker.metrics import WorkerMetrics

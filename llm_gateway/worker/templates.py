@@ -65,7 +65,8 @@ class ChatRenderer:
     def render(self, messages: list[dict]) -> RenderedChat:
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)
+                # Validated JSON messages, which llama-cpp types as TypedDicts per role.
+                result = self._formatter(messages=messages)  # type: ignore[arg-type]
             except Exception as exc:  # raise_exception() in the template, or a bad message
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
                                      param="messages", code="invalid_messages") from None

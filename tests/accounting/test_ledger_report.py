@@ -10,9 +10,9 @@ import pytest
 from llm_gateway.accounting.ledger import Ledger
 from llm_gateway.accounting.prices import Prices
 from llm_gateway.accounting.report import UsageQuery, usage_report
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.config.accounting import PriceConfig
 from llm_gateway.storage.database import Database
+from llm_gateway.usage import Usage
 
 from ledger_support import make_record
 from services import open_test_database

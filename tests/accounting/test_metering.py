@@ -10,9 +10,9 @@ import pytest
 
 from llm_gateway.accounting import metering, tokens
 from llm_gateway.accounting.metering import Metered, ask_for_usage, meter
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
+from llm_gateway.usage import Usage
 
 DONE = b"data: [DONE]\n\n"
 MESSAGES = [{"role": "system", "content": "Be brief."},

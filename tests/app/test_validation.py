@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llm_gateway.app.spec import load_spec
-from llm_gateway.app.validation import compile_request_validators, to_json_schema
 from llm_gateway.errors import InvalidRequest
+from llm_gateway.web.spec import load_spec
+from llm_gateway.web.validation import compile_request_validators, to_json_schema
 
 
 def test_nullable_becomes_a_null_type():

@@ -10,10 +10,10 @@ import pytest
 
 from llm_gateway.auth.authenticate import Authenticator, presented_key
 from llm_gateway.auth.cache import TtlCache
-from llm_gateway.auth.principal import ANONYMOUS
 from llm_gateway.auth.secret import SECRET_FILE, load_hasher
 from llm_gateway.config import parse_config
 from llm_gateway.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
+from llm_gateway.principal import ANONYMOUS
 
 from auth_support import SECRET, Clock
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.auth.principal import ANONYMOUS, Principal
 from llm_gateway.call import NO_HINTS, Call, Result
 from llm_gateway.config import parse_config
 from llm_gateway.grouping.layer import Grouper
+from llm_gateway.principal import ANONYMOUS, Principal
 from llm_gateway.testing import fake_responses as fr
 from llm_gateway.testing.gateway import GatewayServer
 

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.config import parse_config
 from llm_gateway.config.errors import ConfigError
 from llm_gateway.grouping.cache import CachedAnswer, MemoryCache, RedisCache
 from llm_gateway.grouping.layer import Grouper
+from llm_gateway.principal import Principal
 
 from grouping_support import Backend, chat_call, read_all
 from services import redis_url

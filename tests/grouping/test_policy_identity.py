@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from llm_gateway.auth.principal import ANONYMOUS, Principal
 from llm_gateway.call import Call
 from llm_gateway.config import parse_config
 from llm_gateway.grouping.identity import identity
 from llm_gateway.grouping.policy import Plan, Policy
+from llm_gateway.principal import ANONYMOUS, Principal
 
 from grouping_support import chat_call
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.auth.principal import Principal
 from llm_gateway.call import Call
 from llm_gateway.config import parse_config
 from llm_gateway.config.access import BudgetConfig, RateLimitConfig
 from llm_gateway.limits.gate import Gate
 from llm_gateway.metrics.registry import GatewayMetrics
+from llm_gateway.principal import Principal
 
 
 class Clock:

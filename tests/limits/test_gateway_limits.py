@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from llm_gateway.accounting.record import TABLE
-from llm_gateway.auth.principal import Principal
 from llm_gateway.config.access import BudgetConfig, RateLimitConfig
+from llm_gateway.principal import Principal
 
 ASK = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 20}
 

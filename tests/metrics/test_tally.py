@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from llm_gateway.accounting.usage import Usage
 from llm_gateway.metrics.registry import GatewayMetrics
 from llm_gateway.metrics.tally import CounterTally, GaugeTally, Tally, add_observations
+from llm_gateway.usage import Usage
 
 BUCKETS = (0.1, 1.0, 10.0)
 VALUES = (0.05, 0.1, 0.5, 1.0, 3.0, 10.0, 50.0, 0.1)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from llm_gateway.backends.base import Backend
+from llm_gateway.call import Call, Result
 from llm_gateway.config import parse_config
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.routing.router import Router
 
 
-class Stub:
+class Stub(Backend):
     def __init__(self, name: str) -> None:
         self.name = name
+
+    async def complete(self, call: Call) -> Result:
+        raise AssertionError("routing never calls a backend")
 
 
 def make_router(**routing) -> tuple[Router, dict[str, Stub]]:
@@ -27,7 +32,7 @@ def make_router(**routing) -> tuple[Router, dict[str, Stub]]:
         "routing": routing,
     })
     backends = {"a": Stub("a"), "b": Stub("b")}
-    return Router(config, backends), backends  # type: ignore[arg-type]
+    return Router(config, dict(backends)), backends
 
 
 def test_exact_alias_and_rename():

@@ -259,7 +259,8 @@ def embed(llama: llama_cpp.Llama, inputs: Sequence[Sequence[int]]) -> list[np.nd
     ctx = llama._ctx
     batch = llama._batch
     n_embd = llama.n_embd()
-    pooled = llama.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_NONE
+    # int(): llama-cpp-python annotates pooling_type() as str, but it returns the enum's int.
+    pooled = int(llama.pooling_type()) != llama_cpp.LLAMA_POOLING_TYPE_NONE
     max_seqs = max(1, int(llama.context_params.n_seq_max))
     vectors: list[np.ndarray] = []
 

@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import llama_cpp
 
@@ -67,6 +67,8 @@ class SimpleEngine(ThreadedEngine):
                 work = self._active = self._waiting.popleft()
             try:
                 if not work.cancelled:
+                    if work.run is None:  # only the batching engine queues jobs it runs itself
+                        raise TypeError(f"job {work.id} has nothing to run")
                     work.send(work.run(llama, work))
             except BaseException as exc:
                 log.exception("job %s failed", work.id)
@@ -86,8 +88,10 @@ class SimpleEngine(ThreadedEngine):
             self._generated_tokens += piece.token_id is not None
             work.send(piece)
 
-        finished = llama_run.generate(llama, self._vocab, job, emit, lambda: work.cancelled,
-                                      seed)
+        vocab = self._vocab
+        if vocab is None:  # set in _main before any job runs
+            raise RuntimeError("the model is not loaded")
+        finished = llama_run.generate(llama, vocab, job, emit, lambda: work.cancelled, seed)
         self._prompt_tokens += finished.prompt_tokens
         return finished
 
@@ -97,7 +101,8 @@ class SimpleEngine(ThreadedEngine):
         return vectors
 
     def _chat_handler(self, request: dict, llama: llama_cpp.Llama) -> dict:
-        result = llama.create_chat_completion(**request)
+        # A whole response: the worker never asks the chat handler to stream.
+        result = cast(dict, llama.create_chat_completion(**request))
         usage = result.get("usage") or {}
         self._prompt_tokens += usage.get("prompt_tokens", 0)
         self._generated_tokens += usage.get("completion_tokens", 0)

@@ -10,7 +10,6 @@ from typing import Any
 
 from llm_gateway.accounting.accountant import Accountant
 from llm_gateway.api.passthrough_policy import Policy
-from llm_gateway.app.validation import Validator, compile_request_validators
 from llm_gateway.auth.authenticate import Authenticator
 from llm_gateway.auth.ownership import Owners
 from llm_gateway.backends.base import Backend
@@ -24,6 +23,7 @@ from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
 from llm_gateway.storage.database import open_database
+from llm_gateway.web.validation import Validator, compile_request_validators
 
 
 def new_request_id() -> str:
@@ -66,7 +66,7 @@ class State:
         upstream = config.passthrough_upstream
         passthrough = backends.get(upstream.name) if upstream else None
         catalog = ModelCatalog(router, backends)
-        recorder = Recorder.build(config, router, catalog)
+        recorder = Recorder.build(config, router.routes_exactly(), catalog)
         accountant = Accountant(config, env, backends, metrics=recorder.metrics)
         accountant.on_record = recorder.account
         return cls(
@@ -99,8 +99,7 @@ class State:
         await self.gate.start(self.accountant.ledger)
         await self.grouper.start()
         for backend in self.backends.values():
-            if isinstance(backend, LocalBackend):
-                await backend.start()
+            await backend.start()
 
     async def aclose(self) -> None:
         for backend in self.backends.values():

@@ -1,0 +1,67 @@
+"""The one line per request on logger `llm_gateway.access` (formatted by app/logs.py).
+
+The request line says who asked for what and how it went (request id, team, model, backend,
+status, tokens, latency). Headers are never logged, so neither `Authorization` nor any key
+header can leak; prompts and completions only appear with `server.log_bodies: true` *and*
+`server.log_level: debug`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from llm_gateway.echo import clip
+from llm_gateway.usage import Usage
+
+if TYPE_CHECKING:
+    from llm_gateway.metrics.recorder import RequestRecord
+
+ACCESS = logging.getLogger("llm_gateway.access")
+
+
+class AccessLog:
+    """Writes the request line; whether it is written at all is the logger's level (INFO)."""
+
+    __slots__ = ("_bodies",)
+
+    def __init__(self, bodies: bool) -> None:
+        self._bodies = bodies
+
+    @staticmethod
+    def enabled() -> bool:
+        return ACCESS.isEnabledFor(logging.INFO)
+
+    def with_bodies(self) -> bool:
+        return self._bodies and ACCESS.isEnabledFor(logging.DEBUG)
+
+    def write(self, r: RequestRecord, team: str, end: float, usage: Usage | None) -> None:
+        call = r.call
+        path = clip(r.path)  # client-chosen, like the model name: bounded (llm_gateway.echo)
+        fields: dict[str, Any] = {
+            "request_id": r.request_id,
+            "method": r.method,
+            "path": path,
+            "status": r.status,
+            "model": clip(call.model) if call is not None else None,
+            "backend": r.backend,
+            "team": team,
+            "stream": call.stream if call is not None else None,
+            "prompt_tokens": usage.prompt if usage else None,
+            "completion_tokens": usage.completion if usage else None,
+            "cached_tokens": usage.cached if usage else None,
+            "duration_ms": round((end - r.started) * 1000, 3),
+        }
+        watch = r.watch
+        if watch is not None and watch.first_content_at is not None:
+            fields["ttft_ms"] = round((watch.first_content_at - r.started) * 1000, 3)
+        overhead = r.overhead()
+        if overhead is not None:
+            fields["overhead_ms"] = round(overhead * 1000, 3)
+        if call is not None and self.with_bodies():
+            fields["request_body"] = call.raw.decode(errors="replace")
+            if watch is not None and watch.blocks is not None:
+                fields["response_body"] = b"".join(watch.blocks).decode(errors="replace")
+            elif r.result is not None:
+                fields["response_body"] = r.result.body.decode(errors="replace")
+        ACCESS.info("%s %s %s", r.method, path, r.status, extra={"fields": fields})

@@ -6,12 +6,15 @@ layer (auth, limits, grouping, routing) can be added without touching its neighb
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from llm_gateway.stream.observer import Observer
 
 if TYPE_CHECKING:  # principal.py imports Credentials from here
     from llm_gateway.principal import Principal
@@ -73,13 +76,20 @@ class Result:
     # How request grouping answered: None (not eligible), "miss" (it led a backend call),
     # "coalesced" (it shared another request's call) or "hit" (from the response cache).
     grouping: str | None = None
-    # Releases what the result holds (an open upstream response) when nobody reads the stream.
+    # Releases what the source holds (an open upstream response) when nobody reads the stream;
+    # called once, by the relay's close (stream/relay.py) or by `aclose` for an unused result.
     close: Callable[[], Awaitable[None]] | None = None
     # The client left mid-stream: whether to cancel the request's task at once (the default).
     # A shared stream's reader that is pulling for others says no (grouping/fanout.py).
     on_gone: Callable[[], bool] | None = None
+    # The layers watching this answer, in the order of their stage (stream/observer.py).
+    observers: list[Observer] = field(default_factory=list)
+
+    def observe(self, observer: Observer) -> None:
+        insort(self.observers, observer, key=lambda o: o.stage)
 
     async def aclose(self) -> None:
+        """Release a result that will not be relayed (nothing is observed)."""
         if self.close is not None:
             close, self.close = self.close, None
             await close()

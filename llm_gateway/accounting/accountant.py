@@ -1,7 +1,7 @@
 """Attributes each request's usage: a ledger record, and the admission settled with it.
 
-`prepare` makes streams report their usage (metering), `track` wraps the result so that when
-it is over (a body at once, a stream at its end, however it ended) one `UsageRecord` is
+`prepare` makes streams report their usage (metering), `track` has the result metered so that
+when it is over (a body at once, a stream at its end, however it ended) one `UsageRecord` is
 written to the ledger and the admission is settled exactly once with what was charged.
 """
 
@@ -50,8 +50,10 @@ class Accountant:
         """Before the backend call: ask for stream usage the client did not ask for."""
         metering.ask_for_usage(call)
 
-    def track(self, call: Call, admission: Admission, result: Result, started: float) -> Result:
-        """The result as the client will get it; its record is written when it is over."""
+    def track(self, call: Call, admission: Admission, result: Result, started: float,
+              also: Callable[[Metered], None] | None = None) -> Result:
+        """The result as the client will get it; its record is written when it is over, and
+        ``also`` (the request's metrics record) gets the same measure."""
         settled = False
 
         def on_done(metered: Metered) -> None:
@@ -59,6 +61,8 @@ class Accountant:
             if settled:
                 return
             settled = True
+            if also is not None:
+                also(metered)
             try:
                 rec = self._record(call, result, metered, started)
             except Exception:

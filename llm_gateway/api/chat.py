@@ -15,6 +15,6 @@ async def create_chat_completion(request: Request):
     result = await model_call(request, "createChatCompletion", "/chat/completions")
     call = request.scope.get("lgw.call")
     if result.status == 200 and call is not None and call.body.get("store") is True:
-        await stored_ids.claim(request.scope["lgw.state"], await caller(request.scope),
+        stored_ids.claim(request.scope["lgw.state"], await caller(request.scope),
                                "chat_completion", result, stored_ids.id_of, stored_ids.id_of)
     return to_response(result)

@@ -127,7 +127,13 @@ async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     except BaseException:
         admission.settle(0, 0.0)
         raise
-    result = accountant.track(call, admission, result, started)
+    also = None
+    if record is not None:
+        record.metering = True
+        also = record.metered
+        if record.recorder.access.with_bodies():
+            record.copy_of_answer(result)
+    result = accountant.track(call, admission, result, started, also)
     if admission.headers:
         result.headers.extend(admission.headers)
     return result

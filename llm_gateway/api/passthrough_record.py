@@ -9,7 +9,6 @@ the way and, for an event stream, the last `TAIL` bytes are kept to read its usa
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
@@ -23,6 +22,8 @@ from llm_gateway.admission import Admission
 from llm_gateway.api.passthrough_body import Body
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError
+from llm_gateway.stream.events import Block
+from llm_gateway.stream.observer import End, Observer, Stage
 
 SMALL = 64 * 1024
 TAIL = 64 * 1024
@@ -84,16 +85,7 @@ class PassthroughRecord:
             self._finish(result.status, "ok" if result.status < 400 else "upstream_error",
                          result.backend)
             return result
-        keep_tail = media == "text/event-stream"
-        result.stream = self._relay(result, result.stream, keep_tail, encoding)
-        inner_close = result.close
-
-        async def close() -> None:  # the stream may never be read (the client left first)
-            self._finish(result.status, "client_gone", result.backend)
-            if inner_close is not None:
-                await inner_close()
-
-        result.close = close
+        result.observe(_Counted(self, result, media == "text/event-stream", encoding))
         return result
 
     async def _read_small(self, result: Result) -> bytes | None:
@@ -120,30 +112,6 @@ class PassthroughRecord:
         result.headers = [(k, v) for k, v in result.headers if k != "content-length"]
         return whole
 
-    async def _relay(self, result: Result, stream: AsyncIterator[bytes], keep_tail: bool,
-                     encoding: str | None) -> AsyncIterator[bytes]:
-        outcome = "upstream_error"
-        tail = bytearray()
-        try:
-            async for chunk in stream:
-                self.response_bytes += len(chunk)
-                if keep_tail:
-                    tail += chunk
-                    if len(tail) > 2 * TAIL:
-                        del tail[:-TAIL]
-                yield chunk
-            outcome = "ok" if result.status < 400 else "upstream_error"
-        except (GeneratorExit, asyncio.CancelledError):
-            outcome = "client_gone"
-            raise
-        finally:
-            try:
-                await stream.aclose()  # type: ignore[attr-defined]
-            finally:
-                if keep_tail:
-                    units_of.from_stream_tail(self.units, bytes(tail[-TAIL:]), encoding)
-                self._finish(result.status, outcome, result.backend)
-
     def _finish(self, status: int, outcome: str, backend: str) -> None:
         if self._done:
             return
@@ -167,6 +135,39 @@ class PassthroughRecord:
             request_bytes=self.body.size, response_bytes=self.response_bytes,
             units=units.count, unit=units.unit, object_id=units.object_id,
         ), self.admission)
+
+
+class _Counted(Observer):
+    """A relayed answer's bytes counted as they go; an event stream's tail kept for its
+    usage; the record made once it is over."""
+
+    stage = Stage.METER
+    __slots__ = ("encoding", "record", "result", "tail")
+
+    def __init__(self, record: PassthroughRecord, result: Result, keep_tail: bool,
+                 encoding: str | None) -> None:
+        self.record = record
+        self.result = result
+        self.tail = bytearray() if keep_tail else None
+        self.encoding = encoding
+
+    def block(self, block: Block) -> None:
+        raw = block.raw
+        self.record.response_bytes += len(raw)
+        tail = self.tail
+        if tail is not None:
+            tail += raw
+            if len(tail) > 2 * TAIL:
+                del tail[:-TAIL]
+
+    def ended(self, end: End) -> None:
+        record, status = self.record, self.result.status
+        if self.tail is not None:
+            units_of.from_stream_tail(record.units, bytes(self.tail[-TAIL:]), self.encoding)
+        # A relayed answer that simply ended is whole, whatever its events say.
+        outcome = end.outcome if end.outcome in ("client_gone", "error") else (
+            "ok" if status < 400 else "upstream_error")
+        record._finish(status, outcome, self.result.backend)
 
 
 async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -27,7 +27,7 @@ async def create_response(request: Request):
     state: State = request.scope["lgw.state"]
     result = await model_call(request, "createResponse", "/responses")
     if result.status == 200:
-        await stored_ids.claim(state, await caller(request.scope), KIND, result, _stored_id,
+        stored_ids.claim(state, await caller(request.scope), KIND, result, _stored_id,
                                lambda event: _stored_id(_field(event, "response")))
     return to_response(result)
 

@@ -1,18 +1,21 @@
-"""Turning a backend's Result into the ASGI response the client gets."""
+"""Turning a backend's Result into the ASGI response the client gets, through its relay."""
 
 from __future__ import annotations
 
 from llm_gateway.call import Result
-from llm_gateway.web.responses import BytesResponse, StreamResponse, encode_headers
+from llm_gateway.stream.relay import Relay
+from llm_gateway.web.responses import BeforeBody, BytesResponse, StreamResponse, encode_headers
 
 
-def to_response(result: Result) -> BytesResponse | StreamResponse:
+def to_response(result: Result) -> BytesResponse | StreamResponse | BeforeBody:
     headers = encode_headers(result.headers, result.media_type)
     headers.append((b"x-lgw-backend", result.backend.encode()))
     if result.stream is not None:
-        return StreamResponse(result.status, result.stream, headers, on_close=result.close,
-                              on_gone=result.on_gone)
-    return BytesResponse(result.status, result.body, headers)
+        return StreamResponse(result.status, Relay(result), headers)
+    response = BytesResponse(result.status, result.body, headers)
+    if not result.observers:
+        return response
+    return BeforeBody(Relay(result).whole, response)
 
 
 async def send_result(result: Result, scope, receive, send) -> None:

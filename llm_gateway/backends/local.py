@@ -22,7 +22,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.call import Call, Result
 from llm_gateway.config import LocalConfig, RetryConfig, UpstreamConfig
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable, UpstreamUnavailable
+from llm_gateway.stream.observer import End, Observer, Stage
 from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -284,32 +285,22 @@ class LocalBackend(Backend):
         if result.stream is None:
             self.pool.release(worker)
             return result
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.pool.release(worker)
-
-        inner, inner_close = result.stream, result.close
-
-        async def relay() -> AsyncIterator[bytes]:
-            last = b""
-            try:
-                async for last in inner:
-                    yield last
-            finally:
-                release()
-                await inner.aclose()  # type: ignore[attr-defined]
-            if last.startswith(b'data: {"error"'):
-                worker.check_now.set()  # it may have died: have the supervisor look now
-
-        async def close() -> None:
-            release()
-            if inner_close is not None:
-                await inner_close()
-
-        result.stream = relay()
-        result.close = close
+        result.observe(_Release(self.pool, worker))
         return result
+
+
+class _Release(Observer):
+    """The worker is busy until the answer is over; an answer ending in an error event has
+    the supervisor look at the worker now (it may have died)."""
+
+    stage = Stage.SOURCE
+    __slots__ = ("pool", "worker")
+
+    def __init__(self, pool: WorkerPool, worker: Worker) -> None:
+        self.pool = pool
+        self.worker = worker
+
+    def ended(self, end: End) -> None:
+        self.pool.release(self.worker)
+        if end.in_error and end.outcome != "client_gone":
+            self.worker.check_now.set()

@@ -30,19 +30,21 @@ come (never lagging: nothing waits between it and the buffer) and gets them asse
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from llm_gateway.backends.sse import DONE, error_event
+from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError, InternalError, ServiceUnavailable
 from llm_gateway.grouping.reader import Reader
 from llm_gateway.grouping.replay import Assembly
 from llm_gateway.grouping.restream import Renamer
 from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, whole_result
+from llm_gateway.stream.events import Block
+from llm_gateway.stream.observer import End, Observer, Stage
+from llm_gateway.stream.relay import Relay
 
 if TYPE_CHECKING:
     from llm_gateway.grouping.coalescer import Coalescer
@@ -83,6 +85,7 @@ class SharedCall:
         # or, once several read, a task of its own (pumped). See Reader.blocks.
         self.pulling: Reader | None = None
         self.pumped = False
+        self.relay: Relay | None = None  # moves a streamed answer into the buffer
 
     # --- the backend side --------------------------------------------------------------------
 
@@ -142,8 +145,10 @@ class SharedCall:
     def _answered(self, result: Result) -> None:
         self.result = result
         self._signal()
-        if result.stream is not None:
-            return  # its readers pull it (Reader.blocks)
+        if result.stream is not None:  # its readers pull it (Reader.blocks), through a relay
+            result.observe(_Share(self))
+            self.relay = Relay(result)
+            return
         self._finish()
         if self.on_done is not None:
             self.on_done(self)
@@ -175,14 +180,12 @@ class SharedCall:
             pass
 
     async def pull(self) -> bool:
-        """One block from the backend into the replay buffer; False once the stream is over."""
-        result = self.result
-        assert result is not None and result.stream is not None
+        """One block from the backend into the replay buffer (`_Share` appends it as the
+        relay shows it); False once the stream is over."""
+        relay = self.relay
+        assert relay is not None
         try:
-            block = await result.stream.__anext__()
-        except StopAsyncIteration:
-            await self._end()
-            return False
+            block = await relay.next()
         except asyncio.CancelledError:
             if self.members:  # cancelled under readers (shutdown): end their streams visibly
                 self._append(error_event("The gateway is shutting down.",
@@ -190,32 +193,19 @@ class SharedCall:
             await self._close_backend()
             self._finish()
             raise
-        except Exception as exc:
+        except Exception as exc:  # the relay has closed the backend's stream
             log.warning("shared stream failed: %r", exc)
             self._append(error_event("The backend stream failed.", code="stream_error"))
-            await self._end()
+            self._finish()
             return False
-        self._append(block)
-        if self.on_done is not None and block.endswith(DONE):
-            # Complete: kept now, not at the stream's end, which a client hanging up right
-            # after [DONE] (the openai SDK does) would cancel before we see it.
-            on_done, self.on_done = self.on_done, None
-            on_done(self)
+        if block is None:
+            self._finish()
+            return False
         return True
 
-    async def _end(self) -> None:
-        await self._close_backend()
-        self._finish()
-        if self.on_done is not None:
-            self.on_done(self)
-
     async def _close_backend(self) -> None:
-        result = self.result
-        assert result is not None
-        with contextlib.suppress(Exception):
-            await result.stream.aclose()  # type: ignore[union-attr]
-        with contextlib.suppress(Exception):
-            await result.aclose()
+        if self.relay is not None:
+            await self.relay.aclose()
 
     def _append(self, block: bytes) -> None:
         self.blocks.append(block)
@@ -318,6 +308,29 @@ class SharedCall:
         call.target_model = self.call.target_model  # what served it, for the ledger
         return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind,
                             fresh=not leader)
+
+
+class _Share(Observer):
+    """The backend side of a shared stream: each block into the replay buffer, and the
+    cache write (`on_done`) once the answer is over, complete or not (the cache keeps only a
+    complete one)."""
+
+    stage = Stage.SHARE
+    __slots__ = ("shared",)
+
+    def __init__(self, shared: SharedCall) -> None:
+        self.shared = shared
+
+    def block(self, block: Block) -> None:
+        self.shared._append(block.raw)
+
+    def ended(self, end: End) -> None:
+        # At [DONE], before the stream's end: a client hanging up right after [DONE] (the
+        # openai SDK does) would cancel the pull before the end is seen.
+        shared = self.shared
+        on_done, shared.on_done = shared.on_done, None
+        if on_done is not None:
+            on_done(shared)
 
 
 def _copy(exc: BaseException) -> BaseException:

@@ -52,16 +52,13 @@ class AccessLog:
             "cached_tokens": usage.cached if usage else None,
             "duration_ms": round((end - r.started) * 1000, 3),
         }
-        watch = r.watch
-        if watch is not None and watch.first_content_at is not None:
-            fields["ttft_ms"] = round((watch.first_content_at - r.started) * 1000, 3)
+        if r.first_token_at is not None:
+            fields["ttft_ms"] = round((r.first_token_at - r.started) * 1000, 3)
         overhead = r.overhead()
         if overhead is not None:
             fields["overhead_ms"] = round(overhead * 1000, 3)
         if call is not None and self.with_bodies():
             fields["request_body"] = call.raw.decode(errors="replace")
-            if watch is not None and watch.blocks is not None:
-                fields["response_body"] = b"".join(watch.blocks).decode(errors="replace")
-            elif r.result is not None:
-                fields["response_body"] = r.result.body.decode(errors="replace")
+            if r.body is not None:
+                fields["response_body"] = b"".join(r.body).decode(errors="replace")
         ACCESS.info("%s %s %s", r.method, path, r.status, extra={"fields": fields})

@@ -3,7 +3,10 @@
 The edge starts a record when a request arrives and finishes it when the response is over
 (for a stream: its last block sent, or the client gone), so metrics and the request log line
 are written in one place, once. In between, the dispatcher times the backend call through
-`RequestRecord.complete`, which also watches a stream for its first content and its usage.
+`RequestRecord.complete`; what the answer produced (usage, first token, outcome) comes from
+the meter that the ledger reads too (`RequestRecord.metered`), so a stream cut short is counted
+the same in the metrics, the log line and the ledger. A record whose usage is still being
+counted (a cut stream: the worker is asked, or tiktoken counts) is finished when it arrives.
 
 Overhead, the gateway's own time, is measured as (arrival -> backend call start) +
 (backend answer -> our response start). For a stream the backend "answers" with its headers;
@@ -17,10 +20,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from time import perf_counter
-from typing import Any
 
+from llm_gateway.accounting.metering import Metered
 from llm_gateway.accounting.record import UsageRecord
-from llm_gateway.accounting.usage import StreamWatch, usage_from_body
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
@@ -34,6 +36,8 @@ from llm_gateway.metrics.registry import (
     ModelLabel,
 )
 from llm_gateway.metrics.tally import Tally
+from llm_gateway.stream.events import Block
+from llm_gateway.stream.observer import Observer, Stage
 from llm_gateway.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -45,17 +49,15 @@ _ERROR_STATUSES = frozenset({401, 403, 429})
 _CLIENT_GONE = 499  # nothing was sent: the client left first (nginx's convention)
 FLUSH_SECONDS = 1.0  # a finished request reaches the metrics within this, or at a scrape
 BATCH = 256  # ... or once this many are waiting
-KEEP_BODY_BYTES = 8192  # a larger answer has its usage read at once, not kept until the batch
-_UNREAD: Any = object()
 
 
 class RequestRecord:
     """What one request did, filled in along the path; finished by `Recorder.finish`."""
 
     __slots__ = (
-        "_usage", "backend", "backend_end", "backend_start", "call", "ended", "inflight",
-        "method", "model", "path", "recorder", "request_id", "response_start", "result",
-        "started", "status", "team", "watch",
+        "backend", "backend_end", "backend_start", "body", "call", "ended", "first_token_at",
+        "inflight", "measured", "metering", "method", "model", "path", "recorder", "request_id",
+        "response_start", "started", "status", "stream_error", "team", "usage", "waiting",
     )
 
     def __init__(self, recorder: Recorder, request_id: str, method: str, path: str) -> None:
@@ -71,12 +73,17 @@ class RequestRecord:
         self.backend_end = 0.0
         self.response_start = 0.0
         self.status = 0
-        self.result: Result | None = None
-        self.watch: StreamWatch | None = None
         self.inflight: tuple[str, ...] | None = None  # the in-flight count it is part of
         self.model: str | None = None  # the model asked for, kept once `call` is let go
         self.ended = 0.0
-        self._usage = _UNREAD
+        # What the answer produced, from the meter (accounting/metering.py).
+        self.usage: Usage | None = None
+        self.first_token_at: float | None = None
+        self.stream_error = False
+        self.metering = False  # a meter will report what the answer produced
+        self.measured = False  # ... and it has
+        self.waiting = False  # finished, but its usage is still being counted
+        self.body: list[bytes] | None = None  # the answer as sent (server.log_bodies)
 
     def enter(self, backend: str) -> None:
         """A backend call starts: label it, count it in flight, start the backend clock."""
@@ -95,7 +102,7 @@ class RequestRecord:
 
     async def complete(self, backend: str, answer: Awaitable[Result]) -> Result:
         """``answer`` (the backend's `complete`, not yet awaited), timed, with its failures
-        counted and its stream watched."""
+        counted."""
         self.enter(backend)
         try:
             result = await answer
@@ -111,37 +118,32 @@ class RequestRecord:
             self.enter(backend)  # what answered takes the in-flight count
         if result.status >= 500 or result.status in _ERROR_STATUSES:
             self.recorder.backend_error(backend, str(result.status))
-        if result.stream is not None:
-            watch = self.watch = StreamWatch(keep=self.recorder.access.with_bodies())
-            result.stream = watch.relay(result.stream)
-        else:
-            self.result = result
         return result
 
     def responded(self, status: int) -> None:
         self.status = status
         self.response_start = perf_counter()
 
-    def usage(self) -> Usage | None:
-        """What the backend reported (read once: the log line and the metrics both use it)."""
-        if self._usage is _UNREAD:
-            if self.watch is not None:
-                self._usage = self.watch.usage()
-            elif self.result is not None and self.result.status == 200:
-                self._usage = usage_from_body(self.result.body)
-            else:
-                self._usage = None
-        return self._usage
+    def metered(self, metered: Metered) -> None:
+        """What the answer produced (the meter's report, the ledger's too)."""
+        self.usage = metered.usage
+        self.first_token_at = metered.first_token_at
+        self.stream_error = metered.stream_error
+        self.measured = True
+        if self.waiting:
+            self.waiting = False
+            self.recorder.finish(self)
+
+    def copy_of_answer(self, result: Result) -> None:
+        """Keep the answer as sent, for the log line (server.log_bodies)."""
+        self.body = []
+        result.observe(_Copy(self.body))
 
     def let_go(self) -> None:
-        """Keep only what the metrics need while waiting for the batch: not the request body,
-        nor a large answer."""
+        """Keep only what the metrics need while waiting for the batch: not the request body."""
         if self.call is not None:
             self.model = self.call.model
             self.call = None
-        if self.result is not None and len(self.result.body) > KEEP_BODY_BYTES:
-            self.usage()
-            self.result = None
 
     def overhead(self) -> float | None:
         if not self.backend_start or self.response_start < self.backend_end:
@@ -206,11 +208,16 @@ class Recorder:
             self.tally.backend_errors.add((backend, code))
 
     def finish(self, r: RequestRecord) -> None:
-        """The request is over: write its log line now, its metrics at the next flush."""
+        """The request is over: write its log line now, its metrics at the next flush (once
+        its usage is known, for an answer still being counted)."""
         try:
-            r.ended = perf_counter()
+            if not r.ended:
+                r.ended = perf_counter()
+            if r.metering and not r.measured:
+                r.waiting = True  # RequestRecord.metered finishes it
+                return
             if self.access.enabled():
-                self.access.write(r, self.teams(r.team), r.ended, r.usage())
+                self.access.write(r, self.teams(r.team), r.ended, r.usage)
             tally = self.tally
             if tally is None:
                 return
@@ -245,12 +252,26 @@ class Recorder:
     def _measure(self, tally: Tally, r: RequestRecord) -> None:
         backend = r.backend or NONE
         ttft = None
-        watch = r.watch
-        if watch is not None:
-            if watch.first_content_at is not None:
-                ttft = watch.first_content_at - r.started
-            if watch.ended_in_error:
-                tally.backend_errors.add((backend, "stream_error"))
+        if r.first_token_at is not None:
+            ttft = r.first_token_at - r.started
+        if r.stream_error:
+            tally.backend_errors.add((backend, "stream_error"))
         model = self.models(r.model) if r.model is not None else NONE
         key = (model, backend, self.teams(r.team), str(r.status or _CLIENT_GONE))
-        tally.requests.add(key, r.ended - r.started, ttft, r.overhead(), r.usage())
+        tally.requests.add(key, r.ended - r.started, ttft, r.overhead(), r.usage)
+
+
+class _Copy(Observer):
+    """The answer as the client got it, for the request log."""
+
+    stage = Stage.LOG
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    def whole(self, result: Result) -> None:
+        self.parts.append(result.body)
+
+    def block(self, block: Block) -> None:
+        self.parts.append(block.out())

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
 from llm_gateway.errors import GatewayError, InternalError
 
@@ -39,32 +40,56 @@ class BytesResponse:
         await send({"type": "http.response.body", "body": self.body})
 
 
+class Source(Protocol):
+    """What a stream response sends: blocks until None, one close (stream/relay.py)."""
+
+    async def next(self) -> bytes | None: ...
+
+    async def aclose(self) -> None: ...
+
+    def gone(self) -> bool: ...
+
+
+class IteratorSource:
+    """A plain async iterator of blocks as a `Source` (the local worker's own streams)."""
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks: AsyncIterator[bytes]) -> None:
+        self.blocks = blocks
+
+    async def next(self) -> bytes | None:
+        try:
+            return await self.blocks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def aclose(self) -> None:
+        await self.blocks.aclose()  # type: ignore[attr-defined]
+
+    def gone(self) -> bool:
+        return True
+
+
 class StreamResponse:
     """Sends blocks as they come; a client that goes away cancels the producer at once.
 
     Waiting for the next send to fail would leave an upstream generating (and billing) tokens
-    for nobody until its next chunk; so a watcher task listens for the disconnect instead.
+    for nobody until its next chunk; so a watcher task listens for the disconnect instead
+    (unless the source says not now: a shared stream's reader pulling for others).
     """
 
-    __slots__ = ("blocks", "headers", "on_close", "on_gone", "status")
+    __slots__ = ("headers", "source", "status")
 
-    def __init__(
-        self,
-        status: int,
-        blocks: AsyncIterator[bytes],
-        headers: RawHeaders,
-        on_close: Callable[[], Awaitable[None]] | None = None,
-        on_gone: Callable[[], bool] | None = None,
-    ) -> None:
+    def __init__(self, status: int, source: Source, headers: RawHeaders) -> None:
         self.status = status
-        self.blocks = blocks
+        self.source = source
         self.headers = headers
-        self.on_close = on_close
-        self.on_gone = on_gone  # asked before cancelling: False means the producer ends itself
 
     async def __call__(self, scope, receive, send) -> None:
         task = asyncio.current_task()
         assert task is not None
+        source = self.source
         gone: list[bool] = []  # a plain flag: asyncio.Event costs more than it gives here
 
         async def watch() -> None:
@@ -72,7 +97,7 @@ class StreamResponse:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     gone.append(True)
-                    if self.on_gone is None or self.on_gone():
+                    if source.gone():
                         task.cancel()
                     return
 
@@ -80,7 +105,7 @@ class StreamResponse:
         try:
             await send({"type": "http.response.start", "status": self.status,
                         "headers": self.headers})
-            async for block in self.blocks:
+            while (block := await source.next()) is not None:
                 await send({"type": "http.response.body", "body": block, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -93,10 +118,21 @@ class StreamResponse:
         finally:
             watcher.cancel()
             with contextlib.suppress(Exception):
-                await self.blocks.aclose()  # type: ignore[attr-defined]
-            if self.on_close is not None:
-                with contextlib.suppress(Exception):
-                    await self.on_close()
+                await source.aclose()
+
+
+class BeforeBody:
+    """A whole body, after awaiting what must happen before it is sent."""
+
+    __slots__ = ("first", "response")
+
+    def __init__(self, first: Callable[[], Awaitable[None]], response: BytesResponse) -> None:
+        self.first = first
+        self.response = response
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.first()
+        await self.response(scope, receive, send)
 
 
 def error_response(exc: BaseException) -> BytesResponse:

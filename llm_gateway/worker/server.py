@@ -31,7 +31,12 @@ from llm_gateway.errors import (
     ServiceUnavailable,
     status_error_type,
 )
-from llm_gateway.web.responses import BytesResponse, StreamResponse, error_response
+from llm_gateway.web.responses import (
+    BytesResponse,
+    IteratorSource,
+    StreamResponse,
+    error_response,
+)
 from llm_gateway.worker.config import WorkerConfig
 from llm_gateway.worker.engines.base import Engine, EngineClosed, QueueFull
 from llm_gateway.worker.metrics import CONTENT_TYPE
@@ -112,7 +117,8 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
     histogram = _state(request).metrics.time_per_output_token
     logprobs = prepared.job.logprobs
     if prepared.stream:
-        return StreamResponse(200, sse_blocks(stream, shaper, logprobs, histogram), list(SSE))
+        return StreamResponse(
+            200, IteratorSource(sse_blocks(stream, shaper, logprobs, histogram)), list(SSE))
     try:
         body = await unless_disconnected(request.receive,
                                          collect(stream, shaper, logprobs, histogram))
@@ -153,7 +159,7 @@ async def _tool_call(request: Request, engine: Engine, prompter: Prompter, body:
             yield sse(chunk)
         yield DONE
 
-    return StreamResponse(200, blocks(), list(SSE))
+    return StreamResponse(200, IteratorSource(blocks()), list(SSE))
 
 
 @endpoint

@@ -23,10 +23,15 @@ class MeterProbe:
         self._cond = threading.Condition()
         accountant = state.accountant
 
-        def track(call, admission, result, started):
+        def track(call, admission, result, started, also=None):
             admission.settle(0, 0.0)
-            return meter(call, result, state.backends,
-                         lambda m: self._record(call.request_id, m))
+
+            def done(m: Metered) -> None:
+                if also is not None:
+                    also(m)
+                self._record(call.request_id, m)
+
+            return meter(call, result, state.backends, done)
 
         accountant.prepare = ask_for_usage
         accountant.track = track

@@ -17,6 +17,7 @@ from llm_gateway.call import Call, Result
 from llm_gateway.config import parse_config
 from llm_gateway.errors import UpstreamTimeout
 from llm_gateway.limits.gate import Admission
+from llm_gateway.stream.relay import Relay
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
@@ -119,7 +120,7 @@ async def test_grouped_answers_are_charged_only_when_configured(
     await accountant.start(db)
     admission = Settled()
     result = Result(200, body=BODY, backend="openai", grouping=grouping)
-    accountant.track(_call("g1"), admission, result, time.perf_counter())
+    await Relay(accountant.track(_call("g1"), admission, result, time.perf_counter())).whole()
     cost = (1000 * 1.0 + 500 * 2.0) / 1e6
     assert admission.calls == ([(1500, pytest.approx(cost))] if charged else [(0, 0.0)])
     assert accountant.ledger is not None
@@ -152,7 +153,8 @@ async def test_disabled_accounting_records_nothing_but_settles(tmp_path: Path) -
     await accountant.start(None)
     assert accountant.ledger is None
     admission = Settled()
-    accountant.track(_call("d1"), admission, Result(200, body=BODY, backend="openai"),
-                     time.perf_counter())
+    await Relay(accountant.track(_call("d1"), admission,
+                                 Result(200, body=BODY, backend="openai"),
+                                 time.perf_counter())).whole()
     assert admission.calls == [(1500, pytest.approx(0.002))]
     await accountant.aclose()

@@ -12,6 +12,7 @@ from llm_gateway.accounting import metering, tokens
 from llm_gateway.accounting.metering import Metered, ask_for_usage, meter
 from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
+from llm_gateway.stream.relay import Relay
 from llm_gateway.usage import Usage
 
 DONE = b"data: [DONE]\n\n"
@@ -69,9 +70,9 @@ async def run(call: Call, *blocks: bytes, backends: dict | None = None,
     rec = Recorder()
     result = Result(200, stream=blocks_of(*blocks), media_type="text/event-stream",
                     backend=backend)
-    metered = meter(call, result, backends or {}, rec, tasks=rec.tasks)
-    out = b"".join([b async for b in metered.stream])
-    await metered.aclose()
+    relay = Relay(meter(call, result, backends or {}, rec, tasks=rec.tasks))
+    out = b"".join([b async for b in relay])
+    await relay.aclose()
     return out, rec
 
 
@@ -167,13 +168,13 @@ async def test_responses_stream_usage_comes_from_its_last_event() -> None:
     assert (m.usage, m.partial, m.outcome) == (Usage(7, 2, 0, 9), False, "ok")
 
 
-async def test_whole_body_is_reported_before_meter_returns() -> None:
+async def test_whole_body_is_reported_before_it_is_sent() -> None:
     rec = Recorder()
     body = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
-    meter(chat_call(), Result(200, body=body), {}, rec)
+    await Relay(meter(chat_call(), Result(200, body=body), {}, rec)).whole()
     assert rec.calls == [Metered(Usage(3, 2, 0, 5), False, None, rec.calls[0].ended_at, 200,
                                  "ok")]
-    meter(chat_call(), Result(429, body=b'{"error": {}}'), {}, rec)
+    await Relay(meter(chat_call(), Result(429, body=b'{"error": {}}'), {}, rec)).whole()
     assert (rec.calls[1].usage, rec.calls[1].outcome) == (None, "upstream_error")
 
 
@@ -186,11 +187,10 @@ async def test_client_gone_counts_prompt_and_streamed_text_with_tiktoken() -> No
     result = Result(200, stream=blocks_of(delta(""), *(delta(p) for p in pieces), then=never),
                     backend="openai")
     call = chat_call()
-    stream = meter(call, result, {}, rec, tasks=rec.tasks).stream
-    got = [await anext(stream) for _ in range(4)]
-    assert len(got) == 4
-    await stream.aclose()  # the client went away
-    await result.aclose()
+    relay = Relay(meter(call, result, {}, rec, tasks=rec.tasks))
+    got = [await relay.next() for _ in range(4)]
+    assert all(got)
+    await relay.aclose()  # the client went away
     m = await rec.one()
     enc = tokens.encoding("gpt-4o-mini")
     assert tokens.encoding_name("gpt-4o-mini") == "o200k_base"
@@ -204,13 +204,16 @@ async def test_cancelled_reader_is_client_gone() -> None:
     rec = Recorder()
     never = asyncio.Event()
     result = Result(200, stream=blocks_of(delta("Hello"), then=never), backend="openai")
-    stream = meter(chat_call(), result, {}, rec, tasks=rec.tasks).stream
+    relay = Relay(meter(chat_call(), result, {}, rec, tasks=rec.tasks))
 
     first = asyncio.Event()
 
     async def read() -> None:
-        async for _ in stream:
-            first.set()  # then waits for the next block, which never comes
+        try:
+            async for _ in relay:
+                first.set()  # then waits for the next block, which never comes
+        finally:
+            await relay.aclose()  # what the response does, however it ends
 
     reader = asyncio.ensure_future(read())
     await first.wait()
@@ -270,9 +273,7 @@ async def test_unread_stream_closed_is_reported_once() -> None:
         closed.append(True)
 
     result = Result(200, stream=blocks_of(delta("Hi")), backend="openai", close=inner_close)
-    meter(chat_call(), result, {}, rec, tasks=rec.tasks)
-    await result.stream.aclose()  # never started: its finally never runs
-    await result.aclose()
+    await Relay(meter(chat_call(), result, {}, rec, tasks=rec.tasks)).aclose()  # never read
     m = await rec.one()
     assert closed == [True]
     assert (m.partial, m.outcome, m.usage.completion, m.first_token_at) == \

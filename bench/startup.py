@@ -5,7 +5,7 @@
 Each run starts the gateway (an upstream-only config, the fake upstream behind it) and polls
 `/v1/models` until it answers; the baseline is uvicorn serving a one-line ASGI app, started
 and polled the same way in the same script, so the ratio says what the gateway's own start
-costs on this machine. README's "ready in under 2 s" is this script's figure.
+costs on this machine. docs/cli.md's "ready in under 2 s" is this script's figure.
 """
 
 from __future__ import annotations

@@ -10,25 +10,14 @@ from bisect import insort
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from llm_gateway.principal import Credentials, Principal
 from llm_gateway.stream.observer import Observer
 
-if TYPE_CHECKING:  # principal.py imports Credentials from here
-    from llm_gateway.principal import Principal
-
 NO_HINTS: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Upstream credentials that replace the gateway's own for one call."""
-
-    api_key: str | None = field(default=None, repr=False)
-    organization: str | None = None
-    project: str | None = None
 
 
 @dataclass(slots=True)

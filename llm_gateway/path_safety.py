@@ -12,6 +12,8 @@ The common path costs one regex search on the raw path; only a path holding `%`,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # Anything that may need a closer look; a raw path without it is plain and safe.
 _SUSPECT = re.compile(rb"[%\\\x00-\x1f\x7f]|//|/\.")
@@ -34,7 +36,7 @@ _CHAR_PROBLEMS = {
 }
 
 
-def path_problem(scope: dict) -> str | None:
+def path_problem(scope: Mapping[str, Any]) -> str | None:
     """Why this request's path is refused, or None when it is acceptable."""
     return refusal(scope["path"], scope.get("raw_path"))
 

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llm_gateway.call import Credentials
 from llm_gateway.config.access import BudgetConfig, CoalesceMode, RateLimitConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Upstream credentials that replace the gateway's own for one call."""
+
+    api_key: str | None = field(default=None, repr=False)
+    organization: str | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

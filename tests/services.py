@@ -108,7 +108,7 @@ async def open_test_database(dialect: str, directory: Path) -> AsyncIterator[Any
     """An opened storage Database: "sqlite" (a file in `directory`) or "postgresql" (a fresh
     database on the test server, dropped afterwards)."""
     from llm_gateway.config import parse_config
-    from llm_gateway.storage.database import connect
+    from llm_gateway.storage.connect import connect
 
     config = parse_config({"storage": {"data_dir": str(directory)}}, env={})
     if dialect == "sqlite":

@@ -125,11 +125,11 @@ class _Meter(Observer):
         self.kept_bytes = 0
         self.overflow_events = 0
 
-    def whole(self, result: Result) -> None:
+    def whole(self, status: int, body: bytes) -> None:
         self._done = True
-        ok = result.status < 400
-        usage = usage_from_body(result.body) if ok else None
-        _deliver(self._on_done, Metered(usage, False, None, self._clock(), result.status,
+        ok = status < 400
+        usage = usage_from_body(body) if ok else None
+        _deliver(self._on_done, Metered(usage, False, None, self._clock(), status,
                                         "ok" if ok else "upstream_error"))
 
     def block(self, block: Block) -> None:

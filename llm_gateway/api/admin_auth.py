@@ -16,6 +16,7 @@ import orjson
 from starlette.requests import Request
 
 from llm_gateway.api.body import read_body
+from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import parse_json
 from llm_gateway.api.state import State
 from llm_gateway.auth.authenticate import presented_key
@@ -35,7 +36,7 @@ _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")
 
 def admin_state(request: Request) -> State:
     """The app state, once the request has shown the admin key (else 401 / 403)."""
-    state: State = request.scope["lgw.state"]
+    state = context(request.scope).state
     expected = state.auth.admin_key
     if expected is None:
         raise PermissionDenied(
@@ -61,7 +62,7 @@ def key_store(state: State) -> KeyStore:
 
 
 async def json_body(request: Request, operation: str) -> dict[str, Any]:
-    state: State = request.scope["lgw.state"]
+    state = context(request.scope).state
     raw = await read_body(request.scope, request.receive, state.config.server.max_body_bytes)
     body = parse_json(raw)
     _validators()[operation](body)

@@ -7,14 +7,16 @@ through the passthrough): it becomes its caller's, like any stored object (store
 from starlette.requests import Request
 
 from llm_gateway.api import stored_ids
+from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import caller, model_call
 from llm_gateway.api.result import to_response
 
 
 async def create_chat_completion(request: Request):
     result = await model_call(request, "createChatCompletion", "/chat/completions")
-    call = request.scope.get("lgw.call")
+    ctx = context(request.scope)
+    call = ctx.call
     if result.status == 200 and call is not None and call.body.get("store") is True:
-        stored_ids.claim(request.scope["lgw.state"], await caller(request.scope),
+        stored_ids.claim(ctx.state, await caller(request.scope),
                                "chat_completion", result, stored_ids.id_of, stored_ids.id_of)
     return to_response(result)

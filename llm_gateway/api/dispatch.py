@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from llm_gateway.api import body_ids, strict_json
 from llm_gateway.api.body import read_body
+from llm_gateway.api.context import context
 from llm_gateway.api.state import State
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.headers import split_client_headers
@@ -49,19 +50,19 @@ def check_model_length(model: str) -> None:
 
 async def caller(scope: Scope) -> Principal:
     """Who makes this request (authenticated once per request)."""
-    principal = scope.get("lgw.principal")
+    ctx = context(scope)
+    principal = ctx.principal
     if principal is None:
-        principal = scope["lgw.state"].auth.authenticate(scope)
-        principal = scope["lgw.principal"] = await principal
-        record = scope.get("lgw.record")
-        if record is not None:
-            record.team = principal.team
+        principal = ctx.principal = await ctx.state.auth.authenticate(scope)
+        if ctx.record is not None:
+            ctx.record.team = principal.team
     return principal
 
 
 async def build_call(request: Request, operation: str, endpoint: str) -> tuple[State, Call]:
     scope = request.scope
-    state: State = scope["lgw.state"]
+    ctx = context(scope)
+    state = ctx.state
     principal = await caller(scope)  # before the body: a bad key is a 401, whatever it sent
     raw = await read_body(scope, request.receive, state.config.server.max_body_bytes)
     body = parse_json(raw)
@@ -78,7 +79,7 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         body=body,
         raw=raw,
         stream=operation in state.streaming_operations and body.get("stream") is True,
-        request_id=scope["lgw.request_id"],
+        request_id=ctx.request_id,
         headers=headers,
         principal=principal,
         hints=hints,
@@ -86,7 +87,7 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     state.auth.check_model(principal, model)
     if state.owners.enabled:  # another team's previous_response_id, file...: 404
         await body_ids.check_json(state.owners, principal, "POST", endpoint, body)
-    scope["lgw.call"] = call  # for the endpoint's own work afterwards (stored_ids.py)
+    ctx.call = call  # for the endpoint's own work afterwards (stored_ids.py)
     return state, call
 
 
@@ -113,7 +114,7 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     state, call = await build_call(request, operation, endpoint)
     started = perf_counter()
-    record = request.scope.get("lgw.record")
+    record = context(request.scope).record
     principal = await caller(request.scope)  # what build_call authenticated (kept in scope)
     admission = await state.gate.admit(principal, call)  # 429 when over a limit
     accountant = state.accountant

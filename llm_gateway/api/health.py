@@ -18,6 +18,7 @@ from __future__ import annotations
 import orjson
 from starlette.requests import Request
 
+from llm_gateway.api.context import context
 from llm_gateway.api.state import State
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.storage.database import Database
@@ -33,7 +34,7 @@ async def get_healthz(request: Request) -> BytesResponse:
 
 
 async def get_readyz(request: Request) -> BytesResponse:
-    ready, checks = await readiness(request.scope["lgw.state"])
+    ready, checks = await readiness(context(request.scope).state)
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return BytesResponse(200 if ready else 503, orjson.dumps(body), list(_JSON))
 

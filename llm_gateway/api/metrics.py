@@ -6,7 +6,7 @@ import asyncio
 
 from starlette.requests import Request
 
-from llm_gateway.api.state import State
+from llm_gateway.api.context import context
 from llm_gateway.errors import NotFound
 from llm_gateway.metrics.exposition import CONTENT_TYPE
 from llm_gateway.web.responses import BytesResponse
@@ -15,7 +15,7 @@ _HEADERS = [(b"content-type", CONTENT_TYPE.encode()), (b"cache-control", b"no-st
 
 
 async def get_metrics(request: Request) -> BytesResponse:
-    state: State = request.scope["lgw.state"]
+    state = context(request.scope).state
     if state.exposition is None:
         raise NotFound("Metrics are disabled (metrics.enabled: false).")
     if state.recorder is not None:

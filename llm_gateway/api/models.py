@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from starlette.requests import Request
 
+from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import caller
 from llm_gateway.echo import clip
 from llm_gateway.errors import ModelNotFound
@@ -15,7 +16,7 @@ _JSON = [(b"content-type", b"application/json")]
 
 async def list_models(request: Request) -> BytesResponse:
     principal = await caller(request.scope)
-    state = request.scope["lgw.state"]
+    state = context(request.scope).state
     # Only what this key may use: a list a client can pick from without meeting a 403.
     models = [m for m in await state.catalog.models() if state.auth.allowed(principal, m["id"])]
     return BytesResponse(200, orjson.dumps({"object": "list", "data": models}), list(_JSON))
@@ -23,7 +24,7 @@ async def list_models(request: Request) -> BytesResponse:
 
 async def retrieve_model(request: Request) -> BytesResponse:
     principal = await caller(request.scope)
-    state = request.scope["lgw.state"]
+    state = context(request.scope).state
     name = request.path_params["model"]
     if not state.auth.allowed(principal, name):
         # OpenAI's answer for a model the key has no access to: it does not exist for it.

@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from time import perf_counter
 
+from starlette.types import Receive, Scope, Send
+
 from llm_gateway.api import passthrough_body, passthrough_owners
+from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import caller, check_model_length
 from llm_gateway.api.passthrough_batch import models_of_batch, restricted
 from llm_gateway.api.passthrough_policy import OFF_MESSAGE, target
@@ -27,8 +30,9 @@ from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, NotFound
 
 
-async def relay(scope, receive, send) -> None:
-    state = scope["lgw.state"]
+async def relay(scope: Scope, receive: Receive, send: Send) -> None:
+    ctx = context(scope)
+    state = ctx.state
     method, path = scope["method"], scope["path"]
     policy = state.passthrough_policy
     if policy.off:
@@ -52,17 +56,20 @@ async def relay(scope, receive, send) -> None:
         if (method == "POST" and path == "/v1/batches" and body.json is not None
                 and restricted(principal)):
             for model in sorted(await models_of_batch(
-                    where.backend, body.json, scope["lgw.request_id"], principal,
+                    where.backend, body.json, context(scope).request_id, principal,
                     server.max_body_bytes, server.max_upload_bytes)):
                 state.auth.check_model(principal, model)
         call = Call(operation="passthrough", endpoint=path[len("/v1"):], model=body.model or "",
                     body=body.json or {}, raw=b"", stream=False,
-                    request_id=scope["lgw.request_id"], principal=principal,
+                    request_id=context(scope).request_id, principal=principal,
                     target_model=where.model)
         started = perf_counter()
         admission = await state.gate.admit(principal, call)  # 429 when over a limit
+        measured = ctx.record
+        if measured is not None:
+            measured.metering = True  # the log line waits for the record's usage
         record = PassthroughRecord(state.accountant, call, admission, body, family, method,
-                                   started)
+                                   started, measured.metered if measured is not None else None)
         content, length = body.stream(where.model)
         result: Result | None = None
         try:
@@ -97,7 +104,7 @@ async def forward_request(
     headers = client_headers(scope["headers"], keep_encoding=True)
     if length is not None:
         headers["content-length"] = str(length)
-    record = scope.get("lgw.record")  # metrics and the request log: which backend, how long
+    record = context(scope).record  # metrics and the request log: which backend, how long
     if record is not None:
         record.enter(backend.name)
     try:
@@ -106,7 +113,7 @@ async def forward_request(
             scope["path"][len("/v1"):],
             scope["query_string"].decode("latin-1"),
             headers,
-            scope["lgw.request_id"],
+            context(scope).request_id,
             body,
             principal.credentials_for(backend.name),
         )

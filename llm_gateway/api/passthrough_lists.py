@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
+from starlette.types import Scope
 
 from llm_gateway.auth.ownership import Owners
 from llm_gateway.call import Result
@@ -33,7 +34,8 @@ _LIMIT_CAP = 10_000  # the largest `limit` OpenAI accepts (GET /v1/files)
 Fetch = Callable[[dict], Awaitable[Result]]  # forwards a copy of the request's scope
 
 
-async def filtered(owners: Owners, principal: Principal, kind: str, scope: dict, result: Result,
+async def filtered(owners: Owners, principal: Principal, kind: str, scope: Scope,
+                   result: Result,
                    fetch: Fetch) -> Result:
     """`result` (an upstream's answer to a list call) with only the caller's objects."""
     if not owners.enabled or not 200 <= result.status < 300:
@@ -128,7 +130,7 @@ def _bad(why: str) -> UpstreamUnavailable:
                                code="list_unreadable")
 
 
-def _asking(scope: dict, query: list[tuple[str, str]]) -> dict:
+def _asking(scope: Scope, query: list[tuple[str, str]]) -> dict:
     """A copy of the request's scope (its headers asking for an uncompressed answer) for the
     next upstream page."""
     return {**scope, "query_string": urlencode(query).encode("latin-1")}

@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.types import Scope
+
 from llm_gateway.api import body_ids, passthrough_lists, passthrough_objects
 from llm_gateway.call import Result
 from llm_gateway.principal import Principal
 
 
 async def check(state: Any, principal: Principal, method: str, path: str,
-                scope: dict | None = None) -> None:
+                scope: Scope | None = None) -> None:
     """Raises NotFound (404) when `path` names an object another team owns. With `scope`: a
     call whose answer the gateway must read asks the upstream for it uncompressed."""
     await passthrough_objects.check(state.owners, principal, path)
@@ -50,7 +52,7 @@ async def created(state: Any, principal: Principal, method: str, path: str,
     await passthrough_objects.created(state.owners, principal, method, path, answer)
 
 
-async def shown(state: Any, principal: Principal, scope: dict, result: Result,
+async def shown(state: Any, principal: Principal, scope: Scope, result: Result,
                 fetch: Callable[[dict], Awaitable[Result]]) -> Result:
     """`result` with only the caller's objects when the call lists a collection; `fetch`
     forwards a copy of the request's scope (for the next upstream page)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from llm_gateway.accounting import passthrough_units as units_of
 from llm_gateway.accounting.accountant import Accountant
+from llm_gateway.accounting.metering import Metered
 from llm_gateway.accounting.passthrough_units import Units
 from llm_gateway.accounting.record import UsageRecord
 from llm_gateway.admission import Admission
@@ -41,7 +42,8 @@ class PassthroughRecord:
     """Watches one passthrough call from its admission to the end of its answer."""
 
     def __init__(self, accountant: Accountant, call: Call, admission: Admission, body: Body,
-                 family: str, method: str, started: float) -> None:
+                 family: str, method: str, started: float,
+                 also: Callable[[Metered], None] | None = None) -> None:
         self.accountant = accountant
         self.call = call
         self.admission = admission
@@ -51,17 +53,18 @@ class PassthroughRecord:
         self.started = started
         self.units: Units = units_of.from_request(call.endpoint, body.json)
         self.response_bytes = 0
+        self.also = also  # the request's metrics record: the same usage, once over
         self._done = False
 
     def failed(self, error: GatewayError) -> None:
         """No answer came (the upstream was unreachable, timed out...)."""
         outcome = ("timeout" if error.status == 504 else
                    "upstream_error" if error.status in (502, 503) else "error")
-        self._finish(error.status, outcome, "")
+        self.finish(error.status, outcome, "")
 
     def gone(self) -> None:
         """The call ended before any answer for another reason (cancelled)."""
-        self._finish(499, "client_gone", "")
+        self.finish(499, "client_gone", "")
 
     async def watch(self, result: Result,
                     created: Callable[[dict[str, Any]], Awaitable[None]]) -> Result:
@@ -76,13 +79,13 @@ class PassthroughRecord:
                 answer = units_of.from_answer(self.units, self.family, whole, encoding)
                 if answer is not None and result.status < 300:
                     await created(answer)
-                self._finish(result.status, "ok" if result.status < 400 else "upstream_error",
+                self.finish(result.status, "ok" if result.status < 400 else "upstream_error",
                              result.backend)
                 return result
         if result.stream is None:  # a whole body already (an error made by a backend)
             self.response_bytes = len(result.body)
             units_of.from_answer(self.units, self.family, result.body, encoding)
-            self._finish(result.status, "ok" if result.status < 400 else "upstream_error",
+            self.finish(result.status, "ok" if result.status < 400 else "upstream_error",
                          result.backend)
             return result
         result.observe(_Counted(self, result, media == "text/event-stream", encoding))
@@ -112,7 +115,8 @@ class PassthroughRecord:
         result.headers = [(k, v) for k, v in result.headers if k != "content-length"]
         return whole
 
-    def _finish(self, status: int, outcome: str, backend: str) -> None:
+    def finish(self, status: int, outcome: str, backend: str) -> None:
+        """Once: the ledger's record, and the same usage to the metrics and log line."""
         if self._done:
             return
         self._done = True
@@ -123,6 +127,8 @@ class PassthroughRecord:
         cost = accountant.prices.cost(usage, served, call.model) if usage else 0.0
         principal = call.principal
         now = perf_counter()
+        if self.also is not None:
+            self.also(Metered(usage, False, None, now, status, outcome))
         accountant.keep(UsageRecord(
             request_id=call.request_id, time=time.time() - (now - self.started),
             key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
@@ -167,7 +173,7 @@ class _Counted(Observer):
         # A relayed answer that simply ended is whole, whatever its events say.
         outcome = end.outcome if end.outcome in ("client_gone", "error") else (
             "ok" if status < 400 else "upstream_error")
-        record._finish(status, outcome, self.result.backend)
+        record.finish(status, outcome, self.result.backend)
 
 
 async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

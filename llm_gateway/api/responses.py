@@ -13,10 +13,10 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from llm_gateway.api import stored_ids
+from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import caller, model_call
 from llm_gateway.api.passthrough import forward_request
 from llm_gateway.api.result import to_response
-from llm_gateway.api.state import State
 from llm_gateway.auth.ownership import not_found
 from llm_gateway.call import Result
 
@@ -24,7 +24,7 @@ KIND = "response"
 
 
 async def create_response(request: Request):
-    state: State = request.scope["lgw.state"]
+    state = context(request.scope).state
     result = await model_call(request, "createResponse", "/responses")
     if result.status == 200:
         stored_ids.claim(state, await caller(request.scope), KIND, result, _stored_id,
@@ -42,7 +42,7 @@ async def delete_response(request: Request):
 
 async def _forward(request: Request) -> Result:
     scope = request.scope
-    state: State = scope["lgw.state"]
+    state = context(scope).state
     response_id = request.path_params["response_id"]
     # Someone else's (or, in keys mode, nobody's): 404, not even its existence is told.
     owned = await state.owners.check(KIND, response_id, await caller(scope))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from starlette.types import Receive, Scope, Send
+
 from llm_gateway.call import Result
 from llm_gateway.stream.relay import Relay
 from llm_gateway.web.responses import BeforeBody, BytesResponse, StreamResponse, encode_headers
@@ -18,5 +20,5 @@ def to_response(result: Result) -> BytesResponse | StreamResponse | BeforeBody:
     return BeforeBody(Relay(result).whole, response)
 
 
-async def send_result(result: Result, scope, receive, send) -> None:
+async def send_result(result: Result, scope: Scope, receive: Receive, send: Send) -> None:
     await to_response(result)(scope, receive, send)

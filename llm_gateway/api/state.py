@@ -22,7 +22,7 @@ from llm_gateway.metrics.exposition import Exposition
 from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
-from llm_gateway.storage.database import open_database
+from llm_gateway.storage.connect import open_database
 from llm_gateway.web.validation import Validator, compile_request_validators
 
 

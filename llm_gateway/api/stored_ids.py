@@ -41,9 +41,9 @@ class _Claim(Observer):
         self.in_event = in_event
         self.pending = True  # until the first block
 
-    def whole(self, result: Result) -> Awaitable[None] | None:
+    def whole(self, status: int, body: bytes) -> Awaitable[None] | None:
         try:
-            object_id = self.in_answer(orjson.loads(result.body))
+            object_id = self.in_answer(orjson.loads(body))
         except orjson.JSONDecodeError:
             return None
         return self._claim(object_id)

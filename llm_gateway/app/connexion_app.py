@@ -1,6 +1,8 @@
 """Connexion, trimmed to what a gateway hot path can afford.
 
-Connexion routes by our OpenAPI document and resolves operationIds to handlers. Two things are
+Connexion builds the API from our OpenAPI documents (every operationId must resolve to a
+handler, or start-up fails) and runs the lifespan. Requests are routed once, by the edge's
+path table (app/edge.py), which calls an operation directly. Two things are
 replaced, both measured (bench/overhead): its per-request validation (jsonschema walked per
 request; we compile validators once, see validation.py) and its per-request operation wrapper,
 which rebuilds decorators and parses parameters and forms on every call. Our operations hand
@@ -19,25 +21,28 @@ from connexion.middleware.lifespan import LifespanMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.resolver import Resolver
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Any]]
 
 
-class _Operation:
+class Operation:
+    """An operation's handler as an ASGI app: a Starlette Request in, an ASGI response out."""
+
     __slots__ = ("fn", "operation_id")
 
     def __init__(self, fn: Handler, operation_id: str) -> None:
         self.fn = fn
         self.operation_id = operation_id
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.fn(Request(scope, receive))
         await response(scope, receive, send)
 
 
 class _Api(AsyncApi):
-    def make_operation(self, operation) -> _Operation:
-        return _Operation(operation.function, operation.operation_id)
+    def make_operation(self, operation) -> Operation:
+        return Operation(operation.function, operation.operation_id)
 
 
 class _ASGIApp(AsyncASGIApp):

@@ -1,9 +1,10 @@
 """The gateway's outermost ASGI layer: request ids, routing misses, passthrough, error shaping.
 
-Every HTTP request passes here first. A path with dot segments, encoded separators or control
-characters is refused before routing (`path_safety.py`). Requests for an operation in our OpenAPI
-documents go to Connexion; any other `/v1/...` path is relayed to the default upstream
-untouched; the rest is a 404. Whatever is raised before the response starts becomes an
+Every HTTP request passes here first and gets its typed context (api/context.py). A path with
+dot segments, encoded separators or control characters is refused before routing
+(`path_safety.py`). Requests are routed once, by the path table of our OpenAPI documents: an
+operation's handler is called directly; any other `/v1/...` path is relayed to the default
+upstream untouched; the rest is a 404. Whatever is raised before the response starts becomes an
 OpenAI-shaped error here, and nowhere else.
 """
 
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.api.body import paced
+from llm_gateway.api.context import RequestContext
 from llm_gateway.api.passthrough import relay
 from llm_gateway.api.state import State
 from llm_gateway.echo import clip
@@ -27,29 +32,30 @@ _GOOD_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class Edge:
-    def __init__(self, inner, state: State, paths: PathTable) -> None:
-        self.inner = inner  # the Connexion app (it also runs the lifespan)
+    def __init__(self, inner: ASGIApp, state: State, paths: PathTable,
+                 operations: Mapping[str, ASGIApp]) -> None:
+        self.inner = inner  # the Connexion app: it runs the lifespan
         self.state = state
         self.paths = paths
+        self.operations = operations  # operationId -> handler
         self.body_seconds = state.config.server.body_timeout_seconds
         metrics = state.recorder.metrics if state.recorder is not None else None
         self.slow_body = metrics.slow_clients.labels("body").inc if metrics is not None else None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
         request_id = _request_id(scope) or self.state.request_ids()
         receive = paced(receive, self.body_seconds, self.slow_body)  # a stalled body: 408
-        scope["lgw.state"] = self.state
-        scope["lgw.request_id"] = request_id
         rid = request_id.encode()
         recorder = self.state.recorder
         # Metrics and the request log line, written once the response is over.
         record = recorder.start(scope, request_id) if recorder is not None else None
+        RequestContext(self.state, request_id, record).attach(scope)
         started = False
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -65,7 +71,8 @@ class Edge:
                 raise InvalidRequest(f"Invalid request path: {problem}.", code="invalid_path")
             match = self.paths.match(scope["path"], scope["method"])
             if match is not None and match.operation_id is not None:
-                await self.inner(scope, receive, send_with_id)
+                scope["path_params"] = match.params or {}
+                await self.operations[match.operation_id](scope, receive, send_with_id)
             elif match is not None and not (match.templated and scope["path"].startswith("/v1/")):
                 raise MethodNotAllowed(
                     f"Method {clip(scope['method'])} is not allowed on {clip(scope['path'])}.",
@@ -88,7 +95,7 @@ class Edge:
                 recorder.finish(record)  # type: ignore[union-attr]
 
 
-def _request_id(scope) -> str | None:
+def _request_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == b"x-request-id":
             return value.decode() if _GOOD_REQUEST_ID.match(value) else None

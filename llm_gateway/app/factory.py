@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 
 from llm_gateway.api.state import State
-from llm_gateway.app.connexion_app import build_connexion_app
+from llm_gateway.app.connexion_app import Operation, build_connexion_app
 from llm_gateway.app.edge import Edge
 from llm_gateway.app.logs import configure_logging
 from llm_gateway.app.resolver import HANDLERS
@@ -39,7 +39,8 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
             await state.aclose()
 
     inner = build_connexion_app([spec, ops], HANDLERS, lifespan=lifespan)
-    return Edge(inner, state, PathTable(spec, ops))
+    operations = {op_id: Operation(fn, op_id) for op_id, fn in HANDLERS.items()}
+    return Edge(inner, state, PathTable(spec, ops), operations)
 
 
 def settle_heap() -> None:

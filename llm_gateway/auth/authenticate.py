@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from starlette.types import Scope
+
 from llm_gateway.auth.cache import TtlCache
 from llm_gateway.auth.keystore import KeyStore
 from llm_gateway.auth.principals import allows, principal_for
@@ -30,10 +32,9 @@ from llm_gateway.auth.schema import AUTH_STEPS
 from llm_gateway.auth.secret import LazyHasher, looks_like_key
 from llm_gateway.auth.teamstore import TeamStore
 from llm_gateway.auth.times import iso
-from llm_gateway.call import Credentials
 from llm_gateway.config import Config
 from llm_gateway.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
-from llm_gateway.principal import ANONYMOUS, Principal
+from llm_gateway.principal import ANONYMOUS, Credentials, Principal
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Authenticator:
         self.teams = TeamStore(db, self.config.teams, self.clock)
         self.keys = KeyStore(db, self.hasher, self.teams, self.clock)
 
-    async def authenticate(self, scope: dict) -> Principal:
+    async def authenticate(self, scope: Scope) -> Principal:
         """The caller of this ASGI request; raises AuthenticationFailed (401)."""
         if self.mode == "none":
             return ANONYMOUS

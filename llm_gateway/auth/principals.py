@@ -11,11 +11,10 @@ import logging
 from collections.abc import Mapping
 
 from llm_gateway.auth.records import KeyRecord
-from llm_gateway.call import Credentials
 from llm_gateway.config.access import TeamConfig
 from llm_gateway.config.endpoints import canonical
 from llm_gateway.config.schema import _glob_regex, is_pattern
-from llm_gateway.principal import Principal
+from llm_gateway.principal import Credentials, Principal
 
 log = logging.getLogger(__name__)
 

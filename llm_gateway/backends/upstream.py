@@ -30,10 +30,11 @@ from llm_gateway.backends.sse import (
     event_blocks,
 )
 from llm_gateway.backends.transport import make_transport, timeout_extension
-from llm_gateway.call import Call, Credentials, Result
+from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
 from llm_gateway.path_safety import refusal
+from llm_gateway.principal import Credentials
 
 log = logging.getLogger(__name__)
 

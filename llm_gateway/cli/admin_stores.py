@@ -77,7 +77,7 @@ def settings_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 @asynccontextmanager
 async def open_stores(config_path: str | None):
-    from llm_gateway.storage.database import connect
+    from llm_gateway.storage.connect import connect
 
     env = os.environ
     config = load_config(config_path, env=env)

@@ -21,7 +21,7 @@ from llm_gateway.accounting.report import GROUP_BY, UsageQuery, usage_report
 from llm_gateway.auth.times import iso, parse_instant
 from llm_gateway.config import Config, ConfigError, load_config
 from llm_gateway.errors import GatewayError
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 
 SUM_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
                "total_tokens", "cost", "saved_tokens", "partial_requests")

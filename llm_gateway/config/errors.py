@@ -8,7 +8,7 @@ from collections.abc import Iterable
 class ConfigError(Exception):
     """Every problem found in a configuration, each ``"<path>: <message>"``.
 
-    Loading collects all problems before raising, so one run of ``llm-gateway check`` shows
+    Loading collects all problems before raising, so one run of ``llm-gateway config check`` shows
     everything that is wrong instead of one error per edit-and-retry cycle.
     """
 

@@ -1,8 +1,8 @@
 """The in-flight map: which shared call an identical request can join right now.
 
 In-process by nature (a shared call is a task and a buffer in this process): with several
-replicas, identical requests meet only when they reach the same replica (see the README's
-"Request grouping" and k8s/components/ingress-hash).
+replicas, identical requests meet only when they reach the same replica (see docs/grouping.md
+and k8s/components/ingress-hash).
 """
 
 from __future__ import annotations

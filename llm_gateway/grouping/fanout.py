@@ -33,7 +33,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llm_gateway.backends.sse import error_event
 from llm_gateway.call import Call, Result
@@ -46,9 +46,6 @@ from llm_gateway.stream.events import Block
 from llm_gateway.stream.observer import End, Observer, Stage
 from llm_gateway.stream.relay import Relay
 
-if TYPE_CHECKING:
-    from llm_gateway.grouping.coalescer import Coalescer
-
 log = logging.getLogger(__name__)
 
 Produce = Callable[[Call], Awaitable[Result]]
@@ -57,11 +54,20 @@ _PRIVATE_HEADERS = frozenset({"set-cookie"})
 CANCELLED = ServiceUnavailable("The request was cancelled.")
 
 
+class Owner(Protocol):
+    """Where a shared call is joinable and tracked (coalescer.Coalescer)."""
+
+    limit: int  # grouping.max_waiter_buffer_bytes
+    running: set[SharedCall]
+
+    def detach(self, shared: SharedCall) -> None: ...
+
+
 class SharedCall:
     # Most shared calls are led and finished by one request that nobody joins, so what only
     # a member or a reader needs (the events they wait on, a Reader for the leader) is made
     # when one turns up: on the path of every deterministic request, it is measurable.
-    def __init__(self, owner: Coalescer, key: str,
+    def __init__(self, owner: Owner, key: str,
                  on_done: Callable[[SharedCall], None] | None = None) -> None:
         self.owner = owner  # the in-flight map it is joinable in, and its running set
         self.key = key
@@ -212,8 +218,7 @@ class SharedCall:
         self.size += len(block)
         if self.size > self.limit:
             if self.joinable:
-                self.joinable = False
-                self.owner.detach(self)
+                self.stop_joins()
             self._bound()
         self._wake()
 
@@ -245,10 +250,14 @@ class SharedCall:
             del self.blocks[: low - self.first]
             self.first = low
 
-    def cancel(self) -> None:
-        """Nobody is left to read it: stop the backend."""
+    def stop_joins(self) -> None:
+        """No identical request may join it from now on."""
         self.joinable = False
         self.owner.detach(self)
+
+    def cancel(self) -> None:
+        """Nobody is left to read it: stop the backend."""
+        self.stop_joins()
         if self.task is not None and not self.task.done():
             self.task.cancel()
         elif (self.result is not None and self.result.stream is not None

@@ -7,13 +7,34 @@ pump (`Reader.blocks`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from llm_gateway.backends.sse import error_event
 
-if TYPE_CHECKING:
-    from llm_gateway.grouping.fanout import SharedCall
+
+class Shared(Protocol):
+    """What a member reads from: the shared call (fanout.SharedCall), seen from here."""
+
+    first: int  # sequence number of blocks[0]
+    blocks: list[bytes]  # the replay buffer
+    limit: int
+    done: bool
+    pumped: bool
+    pulling: Reader | None
+    members: int
+    readers: set[Reader]
+
+    def changed(self) -> asyncio.Event: ...
+
+    def start_pump(self) -> None: ...
+
+    async def pull(self) -> bool: ...
+
+    def stop_joins(self) -> None: ...
+
+    def cancel(self) -> None: ...
 
 
 class Reader:
@@ -21,7 +42,7 @@ class Reader:
 
     __slots__ = ("collect", "consumed", "dropped", "leaving", "left", "pos", "rename", "shared")
 
-    def __init__(self, shared: SharedCall) -> None:
+    def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self.pos = shared.first  # 0 while the call can be joined: the whole stream
         self.consumed = 0
@@ -86,8 +107,7 @@ class Reader:
             if shared.members > 1:
                 self.leaving = True
                 return False
-            shared.joinable = False  # the stream dies with this request: nobody may join it
-            shared.owner.detach(shared)
+            shared.stop_joins()  # the stream dies with this request: nobody may join it
         return True
 
     def leave(self) -> None:

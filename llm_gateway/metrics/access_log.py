@@ -9,13 +9,27 @@ header can leak; prompts and completions only appear with `server.log_bodies: tr
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from llm_gateway.call import Call
 from llm_gateway.echo import clip
 from llm_gateway.usage import Usage
 
-if TYPE_CHECKING:
-    from llm_gateway.metrics.recorder import RequestRecord
+
+class Logged(Protocol):
+    """What a request's line is made of (recorder.RequestRecord)."""
+
+    request_id: str
+    method: str
+    path: str
+    status: int
+    backend: str | None
+    call: Call | None
+    started: float
+    first_token_at: float | None
+    body: list[bytes] | None
+
+    def overhead(self) -> float | None: ...
 
 ACCESS = logging.getLogger("llm_gateway.access")
 
@@ -35,7 +49,7 @@ class AccessLog:
     def with_bodies(self) -> bool:
         return self._bodies and ACCESS.isEnabledFor(logging.DEBUG)
 
-    def write(self, r: RequestRecord, team: str, end: float, usage: Usage | None) -> None:
+    def write(self, r: Logged, team: str, end: float, usage: Usage | None) -> None:
         call = r.call
         path = clip(r.path)  # client-chosen, like the model name: bounded (llm_gateway.echo)
         fields: dict[str, Any] = {

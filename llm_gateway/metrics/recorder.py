@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from time import perf_counter
+from typing import Any
 
 from llm_gateway.accounting.metering import Metered
 from llm_gateway.accounting.record import UsageRecord
@@ -182,15 +183,13 @@ class Recorder:
             AccessLog(config.server.log_bodies),
         )
 
-    def start(self, scope: dict, request_id: str) -> RequestRecord | None:
+    def start(self, scope: Mapping[str, Any], request_id: str) -> RequestRecord | None:
         """A record for this request, or None when nothing would be recorded."""
         if self.metrics is None and not self.access.enabled():
             return None
         if scope["path"] in UNRECORDED_PATHS:
             return None
-        record = scope["lgw.record"] = RequestRecord(self, request_id, scope["method"],
-                                                     scope["path"])
-        return record
+        return RequestRecord(self, request_id, scope["method"], scope["path"])
 
     def account(self, rec: UsageRecord) -> None:
         """A usage record with a cost or tokens saved by grouping: add them to the metrics."""
@@ -270,8 +269,8 @@ class _Copy(Observer):
     def __init__(self, parts: list[bytes]) -> None:
         self.parts = parts
 
-    def whole(self, result: Result) -> None:
-        self.parts.append(result.body)
+    def whole(self, status: int, body: bytes) -> None:
+        self.parts.append(body)
 
     def block(self, block: Block) -> None:
         self.parts.append(block.out())

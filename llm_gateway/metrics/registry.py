@@ -1,5 +1,5 @@
 """The gateway's metrics and their labels. The names are a contract: dashboards and alerts
-(k8s/grafana, k8s/prometheus) and README's table use them.
+(k8s/grafana, k8s/prometheus) and docs/metrics.md's table use them.
 
 Label values are bounded: `team` and `model` only take configured values (else ``other``),
 `backend` is a configured backend name, `status` and `code` come from small fixed sets; no
@@ -84,8 +84,8 @@ class GatewayMetrics:
             "llm_gateway_ledger_queue_depth", "Usage records waiting to be written to the ledger.",
             multiprocess_mode="livesum", registry=r)
         self.ledger_dropped = Counter(
-            "llm_gateway_ledger_dropped", "Usage records dropped because the ledger queue was "
-            "full.", registry=r)
+            "llm_gateway_ledger_dropped", "Usage records that could not be kept: not "
+            "spooled to disk, or unreadable when the spool was replayed.", registry=r)
         self.slow_clients = Counter(
             "llm_gateway_slow_clients", "Connections dropped because the client sent a "
             "request's headers (headers) or the next piece of its body (body) too slowly.",

@@ -1,4 +1,5 @@
-"""The `Database` seam and `open_database`: SQLite (the default, one file) or PostgreSQL.
+"""The `Database` seam, shared by SQLite (the default, one file) and PostgreSQL (connect.py
+opens either).
 
 Every component talks to storage through the same small interface, with `?` placeholders
 whatever the dialect, and migrates its own tables at start with `migrate(component, steps)`.
@@ -72,27 +73,6 @@ def sqlite_path(url: str | None, config: Config) -> Path:
 def needs_database(config: Config) -> bool:
     """Keys and teams (auth modes keys and passthrough) and the usage ledger live in it."""
     return config.auth.mode in ("keys", "passthrough") or config.accounting.enabled
-
-
-async def open_database(config: Config) -> Database | None:
-    """The opened Database named by `storage.url`, or None when nothing needs one.
-
-    Components migrate their own tables afterwards (`await db.migrate(...)`).
-    """
-    if not needs_database(config):
-        return None
-    return await connect(config.storage.url, config)
-
-
-async def connect(url: str | None, config: Config) -> Database:
-    """Open `url` (None or sqlite:///...: SQLite; postgresql://...: PostgreSQL)."""
-    if url is not None and url.startswith(("postgresql://", "postgres://")):
-        from llm_gateway.storage.postgres import PostgresDatabase
-
-        return await PostgresDatabase.open(url)
-    from llm_gateway.storage.sqlite import SqliteDatabase
-
-    return await SqliteDatabase.open(sqlite_path(url, config))
 
 
 def split_statements(script: str) -> list[str]:

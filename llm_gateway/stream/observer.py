@@ -12,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from llm_gateway.stream.events import Block, Event
-
-if TYPE_CHECKING:
-    from llm_gateway.call import Result
 
 
 class Stage(IntEnum):
@@ -54,8 +51,8 @@ class Observer:
 
     stage: ClassVar[Stage] = Stage.LOG
 
-    def whole(self, result: Result) -> Awaitable[None] | None:
-        """A whole body, before it is sent."""
+    def whole(self, status: int, body: bytes) -> Awaitable[None] | None:
+        """A whole answer, before it is sent."""
         return None
 
     def block(self, block: Block) -> Awaitable[None] | None:

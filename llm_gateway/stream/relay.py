@@ -46,7 +46,7 @@ class Relay:
         """A whole body: shown to every observer, then ended."""
         result = self.result
         for observer in self.observers:
-            waiting = observer.whole(result)
+            waiting = observer.whole(result.status, result.body)
             if waiting is not None:
                 await waiting
         self._end("ok" if result.status < 400 else "upstream_error")

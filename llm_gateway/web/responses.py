@@ -12,6 +12,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
+from starlette.types import Receive, Scope, Send
+
 from llm_gateway.errors import GatewayError, InternalError
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class BytesResponse:
         self.body = body
         self.headers = headers
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [*self.headers, (b"content-length", str(len(self.body)).encode())]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
@@ -86,7 +88,7 @@ class StreamResponse:
         self.source = source
         self.headers = headers
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         source = self.source
@@ -130,7 +132,7 @@ class BeforeBody:
         self.first = first
         self.response = response
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.first()
         await self.response(scope, receive, send)
 

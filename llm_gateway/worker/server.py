@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llm_gateway.backends.sse import DONE
 from llm_gateway.errors import (
@@ -112,7 +113,7 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
     with engine_errors():
         stream = await engine.submit(prepared.job)
     # Counted by request id, so the gateway can ask what a cut-short stream used.
-    stream = _usage_log(request).watch(stream, request.scope["lgw.request_id"], prepared.job,
+    stream = _usage_log(request).watch(stream, request_id_of(request), prepared.job,
                                        engine.cancel)
     histogram = _state(request).metrics.time_per_output_token
     logprobs = prepared.job.logprobs
@@ -149,7 +150,7 @@ async def _tool_call(request: Request, engine: Engine, prompter: Prompter, body:
         except ValueError as exc:  # the library's word for a bad request (too long, ...)
             raise InvalidRequest(str(exc), param="messages") from None
     used = result.get("usage") or {}
-    _usage_log(request).record(request.scope["lgw.request_id"], used.get("prompt_tokens", 0),
+    _usage_log(request).record(request_id_of(request), used.get("prompt_tokens", 0),
                                used.get("completion_tokens", 0))
     if not stream:
         return _json(tool_response(result, shaper))
@@ -242,19 +243,29 @@ async def _http_error(request: Request, exc: Exception):
     return error_response(err)
 
 
+_REQUEST_ID = "llm_gateway.request_id"  # the one scope key the worker adds
+
+
+def request_id_of(request: Request) -> str:
+    """This request's id (`RequestIds`)."""
+    rid = request.scope[_REQUEST_ID]
+    assert isinstance(rid, str)
+    return rid
+
+
 class RequestIds:
     """Accept (or make) an `x-request-id` and return it on every response."""
 
     def __init__(self, app) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         rid = next((v for k, v in scope["headers"] if k == b"x-request-id"
                     and _GOOD_REQUEST_ID.match(v)), None) or b"req_" + uuid.uuid4().hex.encode()
-        scope["lgw.request_id"] = rid.decode()
+        scope[_REQUEST_ID] = rid.decode()
 
         async def send_with_id(message) -> None:
             if message["type"] == "http.response.start":

@@ -113,7 +113,7 @@ BODY = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 1000, "completion
     ("hit", True, True)])
 async def test_grouped_answers_are_charged_only_when_configured(
         tmp_path: Path, grouping: str, charge_grouped: bool, charged: bool) -> None:
-    from llm_gateway.storage.database import open_database
+    from llm_gateway.storage.connect import open_database
 
     accountant = _accountant(tmp_path, charge_grouped=charge_grouped)
     db = await open_database(accountant.config)
@@ -134,7 +134,7 @@ async def test_grouped_answers_are_charged_only_when_configured(
 
 
 async def test_failed_calls_record_an_error_and_settle_nothing(tmp_path: Path) -> None:
-    from llm_gateway.storage.database import open_database
+    from llm_gateway.storage.connect import open_database
 
     accountant = _accountant(tmp_path)
     db = await open_database(accountant.config)

@@ -24,7 +24,7 @@ from llm_gateway.accounting.record import TABLE
 from llm_gateway.accounting.spool import SEGMENT
 from llm_gateway.config import parse_config
 from llm_gateway.metrics.registry import GatewayMetrics
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 

@@ -17,7 +17,7 @@ import yaml
 
 from llm_gateway.accounting.ledger import Ledger
 from llm_gateway.config import parse_config
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 
 from ledger_support import make_record
 from services import fresh_postgres_database, run_sync

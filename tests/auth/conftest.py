@@ -13,7 +13,8 @@ from llm_gateway.auth.secret import KeyHasher
 from llm_gateway.auth.teamstore import TeamStore
 from llm_gateway.config import parse_config
 from llm_gateway.config.access import TeamConfig
-from llm_gateway.storage.database import Database, connect
+from llm_gateway.storage.connect import connect
+from llm_gateway.storage.database import Database
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 

@@ -16,7 +16,7 @@ from llm_gateway.auth.teamstore import TeamStore
 from llm_gateway.cli.main import main
 from llm_gateway.config import parse_config
 from llm_gateway.errors import InvalidRequest
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 
 from auth_support import SECRET, keys_config
 

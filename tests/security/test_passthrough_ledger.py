@@ -22,7 +22,7 @@ from llm_gateway.accounting.record import LEDGER_STEPS, TABLE, UsageRecord
 from llm_gateway.accounting.report import UsageQuery, usage_report
 from llm_gateway.cli.main import main as cli
 from llm_gateway.config import parse_config
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 from llm_gateway.testing.gateway import GatewayServer
 
 from auth_support import Admin, gateway_env, keys_config, new_key

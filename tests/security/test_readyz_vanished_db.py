@@ -2,9 +2,9 @@
 saying so, admin writes are 503s, the ledger writer logs an error and keeps records in its
 spool instead of writing them into a file nobody can see.
 
-And the line README draws: a database that is only unavailable (here: made immutable) leaves
-the replica ready, the ledger check saying records queue on disk; records that cannot even
-be spooled make it unready.
+And the line docs/metrics.md draws for /readyz: a database that is only unavailable (here:
+made immutable) leaves the replica ready, the ledger check saying records queue on disk;
+records that cannot even be spooled make it unready.
 """
 
 from __future__ import annotations

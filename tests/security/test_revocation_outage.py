@@ -20,7 +20,7 @@ import pytest
 from llm_gateway.auth.authenticate import Authenticator
 from llm_gateway.config import parse_config
 from llm_gateway.errors import AuthenticationFailed
-from llm_gateway.storage.database import connect
+from llm_gateway.storage.connect import connect
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 

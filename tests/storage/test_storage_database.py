@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from llm_gateway.config import parse_config
-from llm_gateway.storage.database import Database, connect, open_database, split_statements
+from llm_gateway.storage.connect import connect, open_database
+from llm_gateway.storage.database import Database, split_statements
 from llm_gateway.storage.postgres import redact, rowcount, to_dollar
 
 ITEMS = "CREATE TABLE items (id TEXT PRIMARY KEY, n BIGINT NOT NULL, price DOUBLE PRECISION)"

@@ -20,7 +20,7 @@ class Seen(Observer):
     def __init__(self, log: list, name: str, stage: Stage) -> None:
         self.log, self.name, self.stage = log, name, stage  # type: ignore[misc]
 
-    def whole(self, result: Result) -> None:
+    def whole(self, status: int, body: bytes) -> None:
         self.log.append((self.name, "whole"))
 
     def block(self, block: Block) -> None:

@@ -107,7 +107,7 @@ class _Meter(Observer):
 
     stage = Stage.METER
     __slots__ = ("_backends", "_call", "_clock", "_done", "_on_done", "_tasks", "first_at",
-                 "kept", "kept_bytes", "overflow_events", "result", "usage")
+                 "kept", "kept_bytes", "overflow_events", "result", "usage", "usage_block")
 
     def __init__(self, call: Call, result: Result, backends: Mapping[str, UsageSource],
                  on_done: Callable[[Metered], None], tasks: set[asyncio.Task],
@@ -120,7 +120,10 @@ class _Meter(Observer):
         self._done = False
         self.result = result
         self.first_at: float | None = None
-        self.usage: Usage | None = None
+        self.usage: Usage | None = None  # from the usage-only chunk
+        # The last other block naming usage (a Responses API stream's final event; servers
+        # that put `"usage": null` on every chunk): read once the stream is over.
+        self.usage_block: Block | None = None
         self.kept: list[bytes] = []  # what was streamed, to count if usage never comes
         self.kept_bytes = 0
         self.overflow_events = 0
@@ -137,15 +140,14 @@ class _Meter(Observer):
         if self.first_at is None and _CONTENT.search(raw):
             self.first_at = self._clock()
         if _USAGE in raw:
-            for event in block.events:
-                usage = event.usage
-                if usage is None:
-                    continue
-                self.usage = usage
+            for event in block.usage_only_events():
+                self.usage = event.usage
                 # The usage-only chunk goes to a client that asked for it; cut out otherwise
                 # (clients such as chatbot-ui break on a chunk without choices).
-                if event.usage_only and not self._call.wants_usage:
+                if not self._call.wants_usage:
                     block.drop(event)
+            if self.usage is None:
+                self.usage_block = block
         if self.kept_bytes < KEEP_BYTES:
             self.kept.append(raw)
             self.kept_bytes += len(raw)
@@ -159,7 +161,7 @@ class _Meter(Observer):
         self._done = True
         ended = self._clock()
         status = self.result.status
-        usage = self.usage
+        usage = self._reported()
         outcome = end.outcome
         # A stream that ended well without usage (a backend ignoring include_usage) is
         # counted too, but it is whole: partial means cut short.
@@ -179,6 +181,15 @@ class _Meter(Observer):
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _reported(self) -> Usage | None:
+        if self.usage is None and self.usage_block is not None:
+            for event in reversed(self.usage_block.events):
+                if event.usage is not None:
+                    self.usage = event.usage
+                    break
+            self.usage_block = None
+        return self.usage
 
     async def _count(self, partial: bool, ended: float, status: int, outcome: str,
                      in_error: bool) -> None:

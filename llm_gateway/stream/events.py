@@ -24,10 +24,15 @@ CONTENT = re.compile(
 )
 _USAGE = b'"usage"'
 _NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+_COMPACT_NO_CHOICES = b'"choices":[]'
+# Bytes without which a block cannot hold a stream's last event, or a usage-only chunk: most
+# blocks are let through on one search, their events never cut out.
+_MAY_END = re.compile(rb'\[DONE\]|"response\.(?:completed|incomplete)"')
 # Responses API events that end a stream: well, or not (their `type` comes first).
 _FINISHED = re.compile(rb'\{\s*"type"\s*:\s*"response\.(?:completed|incomplete)"')
 _FAILED = re.compile(rb'\{\s*"type"\s*:\s*"(?:error|response\.failed)"')
 _UNREAD: Any = object()
+_NONE: list[Any] = []  # (shared, never appended to)
 
 
 class Event:
@@ -99,20 +104,72 @@ class Event:
 
 class Block:
     """One block of whole events, as a backend sent it. `drop` cuts events out of what the
-    client gets (a usage chunk the client did not ask for)."""
+    client gets (a usage chunk the client did not ask for).
 
-    __slots__ = ("_dropped", "_events", "raw")
+    A block often holds many events (a fast upstream's whole answer can come as one), so the
+    questions asked of every block are answered from around the bytes that matter (the last
+    event, a `"choices": []`), and `events` cuts the whole block only for who needs it all."""
 
-    def __init__(self, raw: bytes) -> None:
+    __slots__ = ("_dropped", "_ends", "_events", "_last", "_usage_only", "raw")
+
+    def __init__(self, raw: bytes, sse: bool = True) -> None:
         self.raw = raw
+        self._ends: bool | None = None if sse else False  # (not events: never the end)
         self._events: list[Event] | None = None
         self._dropped: list[Event] | None = None
+        self._last: Any = _UNREAD
+        self._usage_only: list[Event] | None = None
 
     @property
     def events(self) -> list[Event]:
         if self._events is None:
             self._events = parse(self.raw)
         return self._events
+
+    @property
+    def last_event(self) -> Event | None:
+        """Its last event, cut out alone."""
+        if self._last is _UNREAD:
+            if self._events is not None:
+                self._last = self._events[-1] if self._events else None
+            else:
+                raw = self.raw
+                end = len(raw)
+                while end and raw[end - 1] in b"\r\n":
+                    end -= 1
+                self._last = _event_at(raw, max(end - 1, 0))
+        return self._last
+
+    @property
+    def ends(self) -> bool:
+        """Whether it holds the stream's last event (`[DONE]`, a Responses API final event)."""
+        if self._ends is None:
+            self._ends = self._find_end()
+        return self._ends
+
+    def _find_end(self) -> bool:
+        raw = self.raw  # (byte searches first: a regex over a long block costs ten times more)
+        if b"[DONE]" not in raw and (b'"response.' not in raw or _MAY_END.search(raw) is None):
+            return False
+        last = self.last_event
+        if last is not None and last.is_done:
+            return True
+        return any(event.is_done for event in self.events)  # (something came after it)
+
+    def usage_only_events(self) -> list[Event]:
+        """Its usage-only chunks, each cut out alone."""
+        found = self._usage_only
+        if found is None:
+            raw = self.raw
+            if _USAGE not in raw:
+                return _NONE
+            found = self._usage_only = []
+            for at in _no_choices(raw):
+                event = _event_at(raw, at)
+                if event is not None and event.usage_only and (
+                        not found or found[-1].start != event.start):
+                    found.append(event)
+        return found
 
     def drop(self, event: Event) -> None:
         if self._dropped is None:
@@ -129,6 +186,34 @@ class Block:
             at = event.end
         parts.append(raw[at:])
         return b"".join(parts)
+
+
+def _no_choices(raw: bytes) -> list[int]:
+    """Where `"choices": []` appears (compact JSON found by byte search, else by regex)."""
+    found = []
+    at = raw.find(_COMPACT_NO_CHOICES)
+    while at >= 0:
+        found.append(at)
+        at = raw.find(_COMPACT_NO_CHOICES, at + 1)
+    return found or [m.start() for m in _NO_CHOICES.finditer(raw)]
+
+
+def _event_at(raw: bytes, pos: int) -> Event | None:
+    """The event holding byte ``pos`` of ``raw``, with its offsets in ``raw``."""
+    start = 0
+    for separator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        at = raw.rfind(separator, 0, pos)
+        if at >= 0:
+            start = max(start, at + len(separator))
+    found = _BOUNDARY.search(raw, pos)
+    end = len(raw) if found is None else found.end()
+    events = parse(raw[start:end])
+    if not events:
+        return None
+    event = events[-1]
+    event.start += start
+    event.end += start
+    return event
 
 
 def parse(raw: bytes) -> list[Event]:

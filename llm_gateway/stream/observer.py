@@ -36,12 +36,20 @@ OUTCOMES = ("ok", "client_gone", "upstream_error", "timeout", "error")
 @dataclass(frozen=True, slots=True)
 class End:
     outcome: str
-    last: Event | None = None  # a stream's last event, if any
+    last_block: Block | None = None  # a stream's last block, if any
+
+    @property
+    def last(self) -> Event | None:
+        """The stream's last event (cut out of its block when asked)."""
+        return self.last_block.last_event if self.last_block is not None else None
 
     @property
     def in_error(self) -> bool:
         """The stream's last event is an error event (the backend failed mid-stream)."""
-        return self.last is not None and self.last.is_error
+        if self.outcome == "ok":
+            return False  # complete: it ended with its last event
+        last = self.last
+        return last is not None and last.is_error
 
 
 class Observer:

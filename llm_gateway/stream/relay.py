@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING
 
 from llm_gateway.stream.events import Block, Event
@@ -25,12 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _USAGE = b'"usage"'
+_RESPONSE = b'"response.'  # a Responses API event's type (its last one among them)
+
 _TIMEOUT_CODE = "upstream_timeout"
 
 
 class Relay:
-    __slots__ = ("_closed", "_complete", "_ended", "_last", "_stream", "observers", "result",
-                 "sse")
+    __slots__ = ("_closed", "_complete", "_ended", "_last", "_pulled", "_stream", "observers",
+                 "result", "sse")
+    # Per block, on the hot path, a few byte searches (Block.ends, Block.usage_only_events);
+    # an event is cut out of its block only where one of them hits, and the last one at the
+    # end, for how the stream ended.
 
     def __init__(self, result: Result) -> None:
         self.result = result
@@ -40,7 +45,8 @@ class Relay:
         self._closed = False
         self._ended = False
         self._complete = False  # its last event, or a usage report, was seen
-        self._last: Event | None = None
+        self._last: Block | None = None  # the last block (for its last event)
+        self._pulled: AsyncIterator[bytes] | None = None  # the blocks `next` pulls from
 
     async def whole(self) -> None:
         """A whole body: shown to every observer, then ended."""
@@ -52,45 +58,58 @@ class Relay:
         self._end("ok" if result.status < 400 else "upstream_error")
 
     def __aiter__(self) -> AsyncIterator[bytes]:
+        """The blocks as the client gets them, observed; the stream is closed once it is over.
+        A failure of the source closes it (outcome "error") and is raised. (A generator: on
+        the hot path, resuming one costs less than a coroutine per block, as in `next`.)"""
         return self._blocks()
 
     async def _blocks(self) -> AsyncIterator[bytes]:
-        while (out := await self.next()) is not None:
-            yield out
+        stream = self._stream
+        assert stream is not None
+        try:
+            async for raw in stream:
+                block, done, waiting = self._see(raw)
+                if waiting is not None:
+                    for each in waiting:
+                        await each
+                if done:
+                    self._end("ok")
+                out = block.out()
+                if out:
+                    yield out
+        except Exception:
+            await self.aclose("error")
+            raise
+        await self.aclose(self._ending())
 
     async def next(self) -> bytes | None:
         """The next block as the client gets it, observed; None once the stream is over
         (closed by then). A failure of the source closes it (outcome "error") and is raised."""
-        stream = self._stream
-        assert stream is not None
-        while True:
-            try:
-                raw = await stream.__anext__()
-            except StopAsyncIteration:
-                await self.aclose(self._ending())
-                return None
-            except Exception:
-                await self.aclose("error")
-                raise
-            block = Block(raw)
-            done = False
-            if self.sse:
-                for event in block.events:
-                    self._last = event
-                    if event.is_done:
-                        done = True
-                    elif _USAGE in event.data_bytes and event.usage is not None:
-                        self._complete = True  # (a backend that sends no [DONE])
-            for observer in self.observers:
-                waiting = observer.block(block)
-                if waiting is not None:
-                    await waiting
-            if done:
-                self._complete = True
-                self._end("ok")
-            out = block.out()
-            if out:
-                return out
+        blocks = self._pulled
+        if blocks is None:
+            blocks = self._pulled = self._blocks()
+        return await anext(blocks, None)
+
+    def _see(self, raw: bytes) -> tuple[Block, bool, list[Awaitable[None]] | None]:
+        """One block shown to every observer: whether it ends the answer, and what must be
+        awaited before it goes out."""
+        block = Block(raw, self.sse)
+        done = False
+        if self.sse:
+            self._last = block
+            # Most blocks are content alone: three byte searches let them through.
+            if b"[DONE]" in raw or _USAGE in raw or _RESPONSE in raw:
+                done = block.ends
+                if done or block.usage_only_events():
+                    self._complete = True  # (usage: for a backend that sends no [DONE])
+        waiting: list[Awaitable[None]] | None = None
+        for observer in self.observers:
+            pending = observer.block(block)
+            if pending is not None:
+                if waiting is None:
+                    waiting = []
+                waiting.append(pending)
+        return block, done, waiting
 
     def gone(self) -> bool:
         """The client left: whether its task may be cancelled now (grouping may say no)."""
@@ -120,10 +139,13 @@ class Relay:
         """How a stream that simply stopped ended."""
         if not self.sse:
             return "ok" if self.result.status < 400 else "upstream_error"
-        last = self._last
+        last = self._last_event()
         if last is not None and last.is_error:
             return "timeout" if last.error_code() == _TIMEOUT_CODE else "upstream_error"
         return "ok" if self._complete else "upstream_error"  # stopped without its end
+
+    def _last_event(self) -> Event | None:
+        return self._last.last_event if self._last is not None else None
 
     def _end(self, outcome: str) -> None:
         if self._ended:

@@ -43,9 +43,9 @@ class BytesResponse:
 
 
 class Source(Protocol):
-    """What a stream response sends: blocks until None, one close (stream/relay.py)."""
+    """What a stream response sends: its blocks, then one close (stream/relay.py)."""
 
-    async def next(self) -> bytes | None: ...
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -60,11 +60,8 @@ class IteratorSource:
     def __init__(self, blocks: AsyncIterator[bytes]) -> None:
         self.blocks = blocks
 
-    async def next(self) -> bytes | None:
-        try:
-            return await self.blocks.__anext__()
-        except StopAsyncIteration:
-            return None
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.blocks
 
     async def aclose(self) -> None:
         await self.blocks.aclose()  # type: ignore[attr-defined]
@@ -107,7 +104,7 @@ class StreamResponse:
         try:
             await send({"type": "http.response.start", "status": self.status,
                         "headers": self.headers})
-            while (block := await source.next()) is not None:
+            async for block in source:
                 await send({"type": "http.response.body", "body": block, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:

@@ -77,3 +77,25 @@ def test_dropping_an_event_cuts_exactly_its_bytes() -> None:
     assert block.out() is raw  # nothing dropped: the same bytes, no copy
     block.drop(block.events[1])
     assert block.out() == data({"a": 1}) + b"data: [DONE]\n\n"
+
+
+def test_the_last_event_and_usage_chunks_are_cut_out_alone() -> None:
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":2}}\r\n\r\n'
+    raw = data({"choices": [{"delta": {"content": "a"}}]}) * 20 + usage + b"data: [DONE]\n\n"
+    block = Block(raw)
+    assert block.ends and block.last_event is not None and block.last_event.is_done
+    [chunk] = block.usage_only_events()
+    assert raw[chunk.start:chunk.end] == usage and chunk.usage == Usage(2, 0, 0, 2)
+    assert block._events is None  # the other 21 events were never cut out
+    block.drop(chunk)
+    assert block.out() == raw.replace(usage, b"")
+
+
+def test_ends_only_on_a_last_event() -> None:
+    assert not Block(data({"choices": [{"delta": {"content": "[DONE]"}}]})).ends
+    assert not Block(data({"type": "response.output_text.delta",
+                           "delta": '"response.completed"'})).ends
+    assert Block(data({"type": "response.completed", "response": {}})).ends
+    trailing = Block(b"data: [DONE]\n\n: a comment after the end\n\n")
+    assert trailing.ends  # found among the events
+    assert not Block(b"").ends and Block(b"").last_event is None

@@ -62,6 +62,12 @@ class Result:
     backend: str = ""
     # The backend whose workers were all full when the call spilled over to this one (metrics).
     spilled_from: str | None = None
+    # Which of a route's deployments answered (x-lgw-deployment, the ledger), how many
+    # deployments were tried for it, and why the call went to a fallback model, if it did:
+    # (reason, the model it fell back to) (x-lgw-fallback; routing/fallbacks.py).
+    deployment: str | None = None
+    attempts: int = 1
+    fallback: tuple[str, str] | None = None
     # How request grouping answered: None (not eligible), "miss" (it led a backend call),
     # "coalesced" (it shared another request's call) or "hit" (from the response cache).
     grouping: str | None = None

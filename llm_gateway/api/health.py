@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from llm_gateway.api.context import context
 from llm_gateway.api.state import State
+from llm_gateway.config import ModelRoute
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.storage.database import Database
 from llm_gateway.web.responses import BytesResponse
@@ -40,7 +41,7 @@ async def get_readyz(request: Request) -> BytesResponse:
 
 
 async def readiness(state: State) -> tuple[bool, dict]:
-    models = {rule.name: _route_check(state, rule.backend) for rule in state.config.models}
+    models = {rule.name: _rule_check(state, rule) for rule in state.config.models}
     ledger = state.accountant.ledger
     database, lost = await _database_check(state.db)
     checks: dict = {"config": OK, "database": database,
@@ -63,6 +64,12 @@ async def _database_check(db: Database | None) -> tuple[str, bool]:
     if problem is None:
         return OK, False
     return problem, db.dialect == "sqlite"
+
+
+def _rule_check(state: State, rule: ModelRoute) -> str:
+    """A route is ready when one of its deployments is."""
+    checks = [_route_check(state, d.backend) for d in rule.deployment_list()]
+    return OK if OK in checks else checks[0]
 
 
 def _route_check(state: State, name: str) -> str:

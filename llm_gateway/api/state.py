@@ -13,6 +13,7 @@ from llm_gateway.api.passthrough_policy import Policy
 from llm_gateway.auth.authenticate import Authenticator
 from llm_gateway.auth.ownership import Owners
 from llm_gateway.backends.base import Backend
+from llm_gateway.backends.build import upstream_backend
 from llm_gateway.backends.local import LocalBackend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
@@ -55,7 +56,7 @@ class State:
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
         env = os.environ if env is None else env
         backends: dict[str, Backend] = {
-            name: UpstreamBackend(cfg, env, max_event_bytes=config.server.max_sse_event_bytes)
+            name: upstream_backend(cfg, env, max_event_bytes=config.server.max_sse_event_bytes)
             for name, cfg in config.upstreams.items()
         }
         # Nothing is spawned yet: that waits for start(), on the event loop that will own it.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from llm_gateway.auth.records import KeyRecord
 from llm_gateway.config.access import TeamConfig
 from llm_gateway.config.endpoints import canonical
-from llm_gateway.config.schema import _glob_regex, is_pattern
+from llm_gateway.config.routes import glob_regex, is_pattern
 from llm_gateway.principal import Credentials, Principal
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _matches(patterns: tuple[str, ...], model: str) -> bool:
         return True
     for pattern in patterns:
         if is_pattern(pattern):
-            if _glob_regex(pattern).fullmatch(model) is not None:
+            if glob_regex(pattern).fullmatch(model) is not None:
                 return True
         elif pattern == model:
             return True

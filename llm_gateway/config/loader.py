@@ -18,18 +18,19 @@ import yaml
 from . import safety
 from .access import TeamConfig
 from .accounting import StorageConfig
+from .backend_checks import check_kind, check_local
 from .builder import Builder, describe, join
-from .checks import http_url, team_name
+from .checks import team_name
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
 from .grouping import GroupingConfig
+from .routes import ModelRoute, check_names, check_routes
 from .schema import (
     PASSTHROUGH_OFF,
     Config,
     LocalConfig,
-    ModelRoute,
     RoutingConfig,
-    is_pattern,
+    UpstreamConfig,
 )
 
 ENV_PREFIX = "LLM_GATEWAY__"
@@ -278,26 +279,16 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
             b.fail(path, f"unknown backend {name!r} (known: {', '.join(known) or 'none'})")
 
     models = parts.get("models")
-    seen: dict[str, int] = {}
-    for i, route in enumerate(models if isinstance(models, list) else []):
-        if not isinstance(route, ModelRoute):
-            continue  # its own problems are already reported
-        backend(f"models[{i}].backend", route.backend)
-        if route.aliases and route.is_pattern:
-            b.fail(
-                f"models[{i}].aliases",
-                f"aliases are not allowed on a pattern route ({route.name!r})",
-            )
-        names = [(f"models[{i}].name", route.name, False)]
-        if not route.is_pattern:
-            names += [(f"models[{i}].aliases[{j}]", a, True) for j, a in enumerate(route.aliases)]
-        for path, name, alias in names:
-            if alias and is_pattern(name):
-                b.fail(path, f"alias {name!r} is a pattern; aliases must be exact names")
-            elif name in seen:
-                b.fail(path, f"duplicate model name {name!r} (also models[{seen[name]}])")
-            else:
-                seen[name] = i
+
+    def routes_to(model: str) -> str | None:
+        return _route_backend(parts, model)
+
+    check_routes(models, known, routes_to, b.fail)
+    check_names(models, b.fail)
+    if isinstance(ups, dict):
+        for name, cfg in ups.items():
+            if isinstance(cfg, UpstreamConfig):
+                check_kind(join("upstreams", name), cfg, b)
 
     routing = parts.get("routing")
     if isinstance(routing, RoutingConfig):
@@ -308,13 +299,17 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
         elif isinstance(local, dict) and through in local and through not in ups:
             b.fail("routing.passthrough_backend",
                    f"{through!r} is a local backend; passthrough goes to upstreams only")
+        elif (isinstance(ups, dict) and isinstance(up := ups.get(through), UpstreamConfig)
+              and up.kind != "openai"):
+            b.fail("routing.passthrough_backend", f"{through!r} is a {up.kind} upstream; "
+                   "passthrough goes to OpenAI-shaped (kind: openai) upstreams only")
         else:
             backend("routing.passthrough_backend", through)
 
     if isinstance(local, dict):
         for name, cfg in local.items():
             if isinstance(cfg, LocalConfig):
-                _check_local(join("local", name), name, cfg, parts, b)
+                check_local(join("local", name), name, cfg, routes_to, b)
 
     storage = parts.get("storage", StorageConfig())
     grouping = parts.get("grouping", GroupingConfig())
@@ -336,59 +331,19 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
                            f"(known: {', '.join(ups) or 'none'})")
 
 
-def _check_local(path: str, name: str, cfg: LocalConfig, parts: dict[str, Any], b: Builder) -> None:
-    """How many workers and where from, and that the fallback leads somewhere else."""
-    if cfg.discovery is not None:
-        given = {"urls": bool(cfg.urls), "workers": cfg.workers is not None,
-                 "gpus": bool(cfg.gpus)}
-        for key in (k for k, present in given.items() if present):
-            b.fail(f"{path}.{key}", "not allowed with discovery (the workers are the "
-                   "addresses its DNS name resolves to)")
-    elif cfg.urls:
-        for i, url in enumerate(cfg.urls):
-            if problem := http_url(url):
-                b.fail(f"{path}.urls[{i}]", problem)
-        if cfg.workers is not None:
-            b.fail(f"{path}.workers", "not allowed with urls (the workers are external; "
-                   "their number is the number of urls)")
-        if cfg.gpus:
-            b.fail(f"{path}.gpus", "not allowed with urls (external workers are not spawned)")
-    elif cfg.gpus:
-        if cfg.workers is not None and cfg.workers != len(cfg.gpus):
-            b.fail(f"{path}.workers", f"must equal the number of gpus ({len(cfg.gpus)}) "
-                   "or be left out: one worker runs per GPU")
-        for i, gpu in enumerate(cfg.gpus):
-            if gpu < 0:
-                b.fail(f"{path}.gpus[{i}]", f"must be >= 0, got {gpu}")
-            elif gpu in cfg.gpus[:i]:
-                b.fail(f"{path}.gpus[{i}]", f"duplicate GPU id {gpu}")
-    if cfg.chat_format is not None and cfg.chat_template is not None:
-        b.fail(f"{path}.chat_template", "set chat_format or chat_template, not both")
-    if cfg.base_port is not None and cfg.base_port + cfg.worker_count - 1 > 65535:
-        b.fail(f"{path}.base_port", f"{cfg.worker_count} workers from port {cfg.base_port} "
-               "go past 65535")
-    if cfg.max_restart_backoff_seconds < cfg.restart_backoff_seconds:
-        b.fail(f"{path}.max_restart_backoff_seconds",
-               f"must be >= restart_backoff_seconds ({cfg.restart_backoff_seconds})")
-    if cfg.fallback is not None:
-        target = _route_backend(parts, cfg.fallback)
-        if target is None:
-            b.fail(f"{path}.fallback", f"model {cfg.fallback!r} is not routable (no route "
-                   "matches it and routing.default_backend is not set)")
-        elif target == name:
-            b.fail(f"{path}.fallback",
-                   f"model {cfg.fallback!r} routes back to local backend {name!r}")
-
-
 def _route_backend(parts: dict[str, Any], model: str) -> str | None:
     """The backend name `model` routes to, as the router would decide; None when it 404s."""
     models = parts.get("models")
     rules = [r for r in models if isinstance(r, ModelRoute)] if isinstance(models, list) else []
     for rule in rules:
         if not rule.is_pattern and rule.matches(model):
-            return rule.backend
+            return rule.backend or _first_backend(rule)
     for rule in rules:
         if rule.is_pattern and rule.matches(model):
-            return rule.backend
+            return rule.backend or _first_backend(rule)
     routing = parts.get("routing")
     return routing.default_backend if isinstance(routing, RoutingConfig) else None
+
+
+def _first_backend(rule: ModelRoute) -> str | None:
+    return rule.deployments[0].backend if rule.deployments else None

@@ -14,10 +14,8 @@ fallback model) live in the loader.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -30,22 +28,14 @@ from llm_gateway.config.accounting import AccountingConfig, StorageConfig
 from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
 from llm_gateway.config.endpoints import DEFAULT_ENDPOINTS, families_problem
 from llm_gateway.config.grouping import GroupingConfig
+from llm_gateway.config.routes import CooldownConfig, ModelRoute
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
 Transport = Literal["aiohttp", "httpx"]
-
-def is_pattern(name: str) -> bool:
-    """True when a model name is a glob pattern ('*' or '?'), not an exact name."""
-    return "*" in name or "?" in name
-
-
-@lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    # Not fnmatch: '[' must stay literal, since model names may contain brackets.
-    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
-    return re.compile("".join(parts), re.DOTALL)
-
+# The wire format an upstream speaks (docs/providers.md): OpenAI's (any OpenAI-compatible
+# server), Azure OpenAI's URLs and keys over it, or Anthropic's Messages API.
+UpstreamKind = Literal["openai", "azure", "anthropic"]
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -87,7 +77,19 @@ class RetryConfig:
 @dataclass(frozen=True)
 class UpstreamConfig:
     base_url: str = field(metadata={"check": http_url})
+    kind: UpstreamKind = "openai"
     api_key_env: str | None = field(default=None, metadata={"check": env_var_name})
+    # azure: an Entra ID bearer token from this variable instead of an api-key.
+    auth_token_env: str | None = field(default=None, metadata={"check": env_var_name})
+    # azure: the api-version query parameter; None: Azure's /openai/v1/ URLs (no version).
+    api_version: str | None = field(default=None, metadata={"check": non_empty})
+    # azure: our model name (what routing sends) -> its deployment name; unlisted names are
+    # their own deployment names.
+    azure_deployments: dict[str, str] = field(default_factory=dict)
+    # anthropic: the anthropic-version header; None: 2023-06-01.
+    anthropic_version: str | None = field(default=None, metadata={"check": non_empty})
+    # anthropic: max_tokens for a request that sets none (Anthropic requires it); None: 4096.
+    default_max_tokens: int | None = field(default=None, metadata={"ge": 1})
     organization: str | None = None
     project: str | None = None
     # repr=False: static headers often carry credentials, and configs end up in logs.
@@ -213,31 +215,13 @@ class LocalConfig:
         return self.workers or 1
 
 
-@dataclass(frozen=True)
-class ModelRoute:
-    name: str = field(metadata={"check": non_empty})  # exact name, or a '*'/'?' glob
-    backend: str  # the name of an upstream or of a local backend
-    upstream_model: str | None = field(default=None, metadata={"check": non_empty})
-    aliases: list[str] = field(default_factory=list)  # extra exact names; not on patterns
-    owned_by: str | None = None
-
-    @property
-    def is_pattern(self) -> bool:
-        return is_pattern(self.name)
-
-    def matches(self, model: str) -> bool:
-        """Whether this route serves ``model`` (by name, alias, or glob pattern)."""
-        if self.is_pattern:
-            return _glob_regex(self.name).fullmatch(model) is not None
-        return model == self.name or model in self.aliases
-
-
 PASSTHROUGH_OFF = "off"  # routing.passthrough_backend: off -> other /v1/* paths are a 404
 
 
 @dataclass(frozen=True)
 class RoutingConfig:
     default_backend: str | None = None  # unknown model names go here; None -> 404
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)  # failing deployments
     # Other /v1/* paths (an upstream); None -> see Config; "off" -> none relayed (404).
     passthrough_backend: str | None = None
     # The endpoint families relayed (config/endpoints.py says why this default); teams and
@@ -276,6 +260,7 @@ class Config:
         name = self.routing.passthrough_backend
         if name == PASSTHROUGH_OFF:
             return None
-        if name is None:
-            name = "openai" if "openai" in self.upstreams else next(iter(self.upstreams), None)
+        if name is None:  # only an OpenAI-shaped upstream can take any /v1/* path
+            shaped = [n for n, u in self.upstreams.items() if u.kind == "openai"]
+            name = "openai" if "openai" in shaped else next(iter(shaped), None)
         return None if name is None else self.upstreams.get(name)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from llm_gateway.call import Call
 from llm_gateway.config.grouping import GroupingConfig, ModelGroupingConfig
-from llm_gateway.config.schema import _glob_regex, is_pattern
+from llm_gateway.config.routes import glob_regex, is_pattern
 from llm_gateway.principal import Principal
 
 GROUPABLE = frozenset({"createChatCompletion", "createCompletion", "createEmbedding"})
@@ -85,7 +85,7 @@ class Policy:
         self.config = config
         models = config.models
         self._exact = {name: cfg for name, cfg in models.items() if not is_pattern(name)}
-        self._globs = [(_glob_regex(name), cfg) for name, cfg in models.items()
+        self._globs = [(glob_regex(name), cfg) for name, cfg in models.items()
                        if is_pattern(name)]
         self._memo: dict[str, ModelGroupingConfig] = {}
         # Nothing configured turns grouping on (a team may still): skip the per-request work.

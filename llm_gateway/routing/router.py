@@ -28,7 +28,7 @@ class Router:
         self._exact: dict[str, Route] = {}
         self._patterns: list[tuple[ModelRoute, Backend]] = []
         for rule in config.models:
-            backend = outer[rule.backend]
+            backend = outer[rule.deployment_list()[0].backend]  # deployments: routing/
             if rule.is_pattern:
                 self._patterns.append((rule, backend))
                 continue

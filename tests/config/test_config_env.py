@@ -148,8 +148,8 @@ def test_bad_value_names_the_env_var() -> None:
 def test_problem_inside_replaced_list_names_the_env_var() -> None:
     env = {"LLM_GATEWAY__MODELS": "[{name: x, backend: opnai}, {name: y}]"}
     assert problems(BASE, env) == [
-        "LLM_GATEWAY__MODELS (models[1].backend): required",
         "LLM_GATEWAY__MODELS (models[0].backend): unknown backend 'opnai' (known: openai)",
+        "LLM_GATEWAY__MODELS (models[1].backend): required (or a list of deployments)",
     ]
 
 

@@ -169,7 +169,7 @@ def test_example_file_loads() -> None:
     ok, message = check_file(EXAMPLE, {})
     assert ok, message
     config = load_config(EXAMPLE, {})
-    assert set(config.upstreams) == {"openai", "local"}
+    assert set(config.upstreams) == {"openai", "local", "azure-east", "anthropic"}
     assert config.upstreams["local"].base_url == "http://127.0.0.1:8000/v1"
     by_name = {m.name: m for m in config.models}
     assert by_name["gpt-4o-mini"].aliases == ["gpt-3.5-turbo"]

@@ -235,8 +235,8 @@ def test_all_problems_collected_at_once() -> None:
         "server.workers: must be >= 1, got 0",
         "upstreams.openai.base_url: must start with http:// or https://",
         "upstreams.azure.retries.attempts: expected an integer, got 'x' (str)",
-        "models[3].backend: required",
         "models[1].backend: unknown backend 'opnai' (known: openai, azure)",
+        "models[3].backend: required (or a list of deployments)",
         "models[2].name: duplicate model name 'gpt-4o' (also models[0])",
         "routing.default_backend: unknown backend 'nope' (known: openai, azure)",
     ]

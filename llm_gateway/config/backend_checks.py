@@ -1,0 +1,68 @@
+"""Rules spanning the keys of one backend section (`upstreams.<name>`, `local.<name>`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llm_gateway.config.builder import Builder
+from llm_gateway.config.checks import http_url
+from llm_gateway.config.schema import LocalConfig, UpstreamConfig
+
+
+def check_local(path: str, name: str, cfg: LocalConfig, route_backend: Callable[[str], str | None],
+                b: Builder) -> None:
+    """How many workers and where from, and that the fallback leads somewhere else."""
+    if cfg.discovery is not None:
+        given = {"urls": bool(cfg.urls), "workers": cfg.workers is not None,
+                 "gpus": bool(cfg.gpus)}
+        for key in (k for k, present in given.items() if present):
+            b.fail(f"{path}.{key}", "not allowed with discovery (the workers are the "
+                   "addresses its DNS name resolves to)")
+    elif cfg.urls:
+        for i, url in enumerate(cfg.urls):
+            if problem := http_url(url):
+                b.fail(f"{path}.urls[{i}]", problem)
+        if cfg.workers is not None:
+            b.fail(f"{path}.workers", "not allowed with urls (the workers are external; "
+                   "their number is the number of urls)")
+        if cfg.gpus:
+            b.fail(f"{path}.gpus", "not allowed with urls (external workers are not spawned)")
+    elif cfg.gpus:
+        if cfg.workers is not None and cfg.workers != len(cfg.gpus):
+            b.fail(f"{path}.workers", f"must equal the number of gpus ({len(cfg.gpus)}) "
+                   "or be left out: one worker runs per GPU")
+        for i, gpu in enumerate(cfg.gpus):
+            if gpu < 0:
+                b.fail(f"{path}.gpus[{i}]", f"must be >= 0, got {gpu}")
+            elif gpu in cfg.gpus[:i]:
+                b.fail(f"{path}.gpus[{i}]", f"duplicate GPU id {gpu}")
+    if cfg.chat_format is not None and cfg.chat_template is not None:
+        b.fail(f"{path}.chat_template", "set chat_format or chat_template, not both")
+    if cfg.base_port is not None and cfg.base_port + cfg.worker_count - 1 > 65535:
+        b.fail(f"{path}.base_port", f"{cfg.worker_count} workers from port {cfg.base_port} "
+               "go past 65535")
+    if cfg.max_restart_backoff_seconds < cfg.restart_backoff_seconds:
+        b.fail(f"{path}.max_restart_backoff_seconds",
+               f"must be >= restart_backoff_seconds ({cfg.restart_backoff_seconds})")
+    if cfg.fallback is not None:
+        target = route_backend(cfg.fallback)
+        if target is None:
+            b.fail(f"{path}.fallback", f"model {cfg.fallback!r} is not routable (no route "
+                   "matches it and routing.default_backend is not set)")
+        elif target == name:
+            b.fail(f"{path}.fallback",
+                   f"model {cfg.fallback!r} routes back to local backend {name!r}")
+
+
+_KIND_KEYS = {"auth_token_env": "azure", "api_version": "azure", "azure_deployments": "azure",
+              "anthropic_version": "anthropic", "default_max_tokens": "anthropic"}
+
+
+def check_kind(path: str, cfg: UpstreamConfig, b: Builder) -> None:
+    """Keys of one provider kind are an error on another: a silently ignored key misleads."""
+    for key, kind in _KIND_KEYS.items():
+        value = getattr(cfg, key)
+        if value not in (None, {}) and cfg.kind != kind:
+            b.fail(f"{path}.{key}", f"only for kind: {kind} (this upstream is kind: {cfg.kind})")
+    if cfg.kind == "azure" and cfg.api_key_env and cfg.auth_token_env:
+        b.fail(f"{path}.auth_token_env", "set api_key_env or auth_token_env, not both")

@@ -42,6 +42,9 @@ class Call:
     # The client's x-lgw-* request headers (directives to the gateway, e.g. x-lgw-group: off):
     # read by the layers, never forwarded upstream.
     hints: Mapping[str, str] = field(default_factory=lambda: NO_HINTS)
+    # Whether the caller may use a model name (its key's and team's lists): routing asks it
+    # before a fallback to another model. None: any model (no keys).
+    may_use: Callable[[str], bool] | None = None
 
     def payload(self) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed."""

@@ -87,7 +87,7 @@ class Gateway:
 
 def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
                    metrics: bool = True, accounting: bool = False,
-                   data_dir: Path | None = None) -> dict[str, Any]:
+                   data_dir: Path | None = None, deployments: bool = False) -> dict[str, Any]:
     def upstream(base_url: str) -> dict[str, Any]:
         return {
             "base_url": base_url,
@@ -106,9 +106,17 @@ def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
         "upstreams": {
             "fixed": upstream(f"http://127.0.0.1:{json_port}/v1"),
             "sse": upstream(f"http://127.0.0.1:{sse_port}/v1"),
+            # deployments: a second name for each (another key, another region) to balance
+            **({"fixed-2": upstream(f"http://127.0.0.1:{json_port}/v1"),
+                "sse-2": upstream(f"http://127.0.0.1:{sse_port}/v1")} if deployments else {}),
         },
-        "models": [{"name": "bench-json", "backend": "fixed"},
-                   {"name": "bench-sse", "backend": "sse"}],
+        "models": ([{"name": "bench-json", "deployments": [{"backend": "fixed"},
+                                                          {"backend": "fixed-2"}]},
+                    {"name": "bench-sse", "deployments": [{"backend": "sse"},
+                                                         {"backend": "sse-2"}]}]
+                   if deployments else
+                   [{"name": "bench-json", "backend": "fixed"},
+                    {"name": "bench-sse", "backend": "sse"}]),
         "routing": {"default_backend": None, "passthrough_backend": "fixed"},
         "metrics": {"enabled": metrics},
         # accounting on: a gateway key is required and every request goes to the usage
@@ -130,14 +138,17 @@ def create_key(gateway: list[str], cfg: Path, env: dict[str, str]) -> str:
 
 
 def start_gateway(tmp: Path, transport: str, json_port: int, sse_port: int,
-                  pin: bool, metrics: bool = True, accounting: bool = False) -> Gateway:
+                  pin: bool, metrics: bool = True, accounting: bool = False,
+                  deployments: bool = False) -> Gateway:
     port = common.free_port()
     stem = (f"gateway-{transport}-metrics-{'on' if metrics else 'off'}"
-            f"-accounting-{'on' if accounting else 'off'}")
+            f"-accounting-{'on' if accounting else 'off'}"
+            f"-routing-{'deployments' if deployments else 'single'}")
     cfg = tmp / f"{stem}.yaml"
     data_dir = tmp / f"{stem}-data"
     cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port, metrics,
-                                                 accounting, data_dir), sort_keys=False))
+                                                 accounting, data_dir, deployments),
+                                  sort_keys=False))
     log = tmp / f"{stem}.log"
     env = {**os.environ, API_KEY_ENV: API_KEY}
     gateway = common.console_script("llm-gateway", "llm_gateway")

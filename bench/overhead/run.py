@@ -27,6 +27,7 @@ from settings import (
     ACCOUNTING_MAX_COST,
     CONNECTIONS,
     CONTENT_CHUNKS,
+    DEPLOYMENTS_MAX_COST,
     GATEWAY_CORE,
     LOAD_CORE,
     METRICS_MAX_COST,
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accounting", choices=("on", "off", "both"), default="off",
                    help="gateway keys required and the usage ledger on; both: compare their "
                         "cost (not together with --metrics both)")
+    p.add_argument("--routing", choices=("single", "deployments", "both"), default="single",
+                   help="each model routed to one backend, or to two deployments (balanced, "
+                        "weighted); both: compare their cost (alone, not with another both)")
     p.add_argument("--rounds", type=int, default=None,
                    help="measured runs per scenario and gateway, alternating between the "
                         "gateways (default 3 with --metrics both, else 1)")
@@ -66,10 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 3
-    if args.metrics == "both" and args.accounting == "both":
-        p.error("compare one thing at a time: --metrics both or --accounting both")
+    if [args.metrics, args.accounting, args.routing].count("both") > 1:
+        p.error("compare one thing at a time: --metrics, --accounting or --routing both")
     if args.rounds is None:
-        args.rounds = 3 if "both" in (args.metrics, args.accounting) else 1
+        args.rounds = 3 if "both" in (args.metrics, args.accounting, args.routing) else 1
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     if args.duration < 1 or args.warmup < 1:
@@ -88,15 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     args.pin = {0, 1} <= cores and shutil.which("taskset") is not None
     transports = ["aiohttp", "httpx"] if args.transport == "both" else [args.transport]
     # The gateways compared side by side: "off" then "on" of the feature under comparison.
-    compared = "accounting" if args.accounting == "both" else "metrics"
-    metric_modes = ["off", "on"] if "both" in (args.metrics, args.accounting) else ["on"]
+    compared = ("accounting" if args.accounting == "both" else
+                "deployments" if args.routing == "both" else "metrics")
+    metric_modes = (["off", "on"] if "both" in (args.metrics, args.accounting, args.routing)
+                    else ["on"])
 
-    def settings(mode: str) -> tuple[bool, bool]:
-        """(metrics, accounting) of the gateway run in this mode."""
+    def settings(mode: str) -> tuple[bool, bool, bool]:
+        """(metrics, accounting, deployments) of the gateway run in this mode."""
+        deployments = mode == "on" if args.routing == "both" else args.routing == "deployments"
         if compared == "accounting":
-            return args.metrics == "on", mode == "on"
+            return args.metrics == "on", mode == "on", deployments
+        if compared == "deployments":
+            return args.metrics == "on", args.accounting == "on", deployments
         metrics = mode == "on" if args.metrics == "both" else args.metrics == "on"
-        return metrics, args.accounting == "on"
+        return metrics, args.accounting == "on", deployments
 
     def variant(transport: str, mode: str) -> str:
         return transport if len(metric_modes) == 1 else f"{transport}, {compared} {mode}"
@@ -149,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
             # With metrics both, the two gateways run side by side and their runs alternate
             # (rounds of off, on / on, off), so a slow spell of the machine hits both alike.
             for mode in metric_modes:
-                metrics_on, accounting_on = settings(mode)
+                metrics_on, accounting_on, deployments_on = settings(mode)
                 print(f"\nthrough the gateway (transport {transport}, metrics "
                       f"{'on' if metrics_on else 'off'}, accounting "
-                      f"{'on' if accounting_on else 'off'})")
+                      f"{'on' if accounting_on else 'off'}, routing "
+                      f"{'two deployments' if deployments_on else 'one backend'})")
                 gateways[mode] = start_gateway(tmp, transport, json_port, sse_port, args.pin,
-                                               metrics_on, accounting_on)
+                                               metrics_on, accounting_on, deployments_on)
                 describe_gateway(gateways[mode])
             urls = {m: f"http://127.0.0.1:{g.port}/v1/chat/completions"
                     for m, g in gateways.items()}
@@ -231,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
 
         feature_cost: dict[str, Any] = {}
         if len(metric_modes) > 1:
-            limit = ACCOUNTING_MAX_COST if compared == "accounting" else METRICS_MAX_COST
+            limit = {"accounting": ACCOUNTING_MAX_COST,
+                     "deployments": DEPLOYMENTS_MAX_COST}.get(compared, METRICS_MAX_COST)
             for transport in transports:
                 print(f"\n{compared} on against off (transport {transport}; CPU in ms/request)")
                 feature_cost[transport] = compare_variants(

@@ -19,6 +19,7 @@ TARGET_RPS = {"non-stream": 1000.0, "stream": 800.0}  # at 32 connections
 TARGET_ADDED_P50_MS = 1.0  # at 1 connection
 TARGET_RSS_MIB = 150.0
 METRICS_MAX_COST = 0.05  # metrics on may cost at most 5% of the throughput with them off
+DEPLOYMENTS_MAX_COST = 0.10  # two balanced deployments: within 10% of one backend (issue 15)
 ACCOUNTING_MAX_COST = 0.15  # keys + usage ledger: at most 15% of the throughput without
 
 CREATED = 1_700_000_000

@@ -6,6 +6,7 @@ auth -> body -> validated Call -> limits -> grouping -> routing -> backend -> ac
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from functools import partial
 from time import perf_counter
 
 import orjson
@@ -85,6 +86,8 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
         hints=hints,
     )
     state.auth.check_model(principal, model)
+    if principal.models or principal.team_models:  # a fallback model must be allowed too
+        call.may_use = partial(state.auth.allowed, principal)
     if state.owners.enabled:  # another team's previous_response_id, file...: 404
         await body_ids.check_json(state.owners, principal, "POST", endpoint, body)
     ctx.call = call  # for the endpoint's own work afterwards (stored_ids.py)

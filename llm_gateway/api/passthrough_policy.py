@@ -74,10 +74,12 @@ def target(router: Router, default: UpstreamBackend, model: str | None, path: st
         return Target(default, None)
     if route.rule is None:  # caught by routing.default_backend, not named by a route
         return Target(default, None)
-    if not isinstance(route.backend, UpstreamBackend):
+    upstream = router.upstream_of(route)
+    if upstream is None:
         raise InvalidRequest(
-            f"The model '{clip(model)}' is served by a local backend, which serves only the "
-            f"model endpoints (chat, completions, embeddings, responses), not {clip(path)}.",
+            f"The model '{clip(model)}' is served by a local backend or a provider that is not "
+            "OpenAI-shaped, which serves only the model endpoints (chat, completions, "
+            f"embeddings, responses), not {clip(path)}.",
             param="model", code="model_not_supported")
-    renamed = route.target_model if route.target_model != model else None
-    return Target(route.backend, renamed)
+    backend, served = upstream
+    return Target(backend, served if served != model else None)

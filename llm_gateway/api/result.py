@@ -12,6 +12,11 @@ from llm_gateway.web.responses import BeforeBody, BytesResponse, StreamResponse,
 def to_response(result: Result) -> BytesResponse | StreamResponse | BeforeBody:
     headers = encode_headers(result.headers, result.media_type)
     headers.append((b"x-lgw-backend", result.backend.encode()))
+    if result.deployment is not None:
+        headers.append((b"x-lgw-deployment", result.deployment.encode()))
+    if result.fallback is not None:  # "rate_limit; model=gpt-4o-mini"
+        reason, model = result.fallback
+        headers.append((b"x-lgw-fallback", f"{reason}; model={model}".encode()))
     if result.stream is not None:
         return StreamResponse(result.status, Relay(result), headers)
     response = BytesResponse(result.status, result.body, headers)

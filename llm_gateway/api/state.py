@@ -68,6 +68,8 @@ class State:
         passthrough = backends.get(upstream.name) if upstream else None
         catalog = ModelCatalog(router, backends)
         recorder = Recorder.build(config, router.routes_exactly(), catalog)
+        if recorder.metrics is not None:
+            router.watch(recorder.metrics)
         accountant = Accountant(config, env, backends, metrics=recorder.metrics)
         accountant.on_record = recorder.account
         return cls(

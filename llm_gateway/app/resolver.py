@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm_gateway.api import (
     admin_keys,
+    admin_routing,
     admin_teams,
     admin_usage,
     chat,
@@ -39,4 +40,5 @@ HANDLERS = {
     "adminGetTeam": admin_teams.get_team,
     "adminUpdateTeam": admin_teams.update_team,
     "adminUsage": admin_usage.usage,
+    "adminDeployments": admin_routing.deployments,
 }

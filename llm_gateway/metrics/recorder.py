@@ -117,6 +117,9 @@ class RequestRecord:
             self.recorder.backend_error(result.spilled_from, "429")
             backend = result.backend or backend
             self.enter(backend)  # what answered takes the in-flight count
+        elif result.backend and result.backend != backend:  # another deployment answered
+            backend = result.backend
+            self.enter(backend)
         if result.status >= 500 or result.status in _ERROR_STATUSES:
             self.recorder.backend_error(backend, str(result.status))
         return result

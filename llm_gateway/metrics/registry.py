@@ -86,6 +86,18 @@ class GatewayMetrics:
         self.ledger_dropped = Counter(
             "llm_gateway_ledger_dropped", "Usage records that could not be kept: not "
             "spooled to disk, or unreadable when the spool was replayed.", registry=r)
+        self.deployment_retries = Counter(
+            "llm_gateway_deployment_retries", "Calls that left a deployment of a route for "
+            "the next one, by the failure (rate_limit, error).",
+            ["model", "deployment", "reason"], registry=r)
+        self.fallbacks = Counter(
+            "llm_gateway_fallbacks", "Calls that went to a fallback model, by reason "
+            "(error, rate_limit, context_window, content_policy).",
+            ["model", "fallback", "reason"], registry=r)
+        self.deployment_state = Gauge(
+            "llm_gateway_deployment_state", "A deployment's health: 0 healthy, 1 cooling "
+            "down, 2 half-open (one probe call out).", ["model", "deployment"],
+            multiprocess_mode="livemostrecent", registry=r)
         self.slow_clients = Counter(
             "llm_gateway_slow_clients", "Connections dropped because the client sent a "
             "request's headers (headers) or the next piece of its body (body) too slowly.",

@@ -16,6 +16,7 @@ class _Failure:
     status: int
     retry_after: str | None
     message: str
+    code: str | None = None  # the error body's code; None: the status's usual one
 
 
 @dataclass
@@ -42,13 +43,16 @@ class FakeFailures:
         *,
         retry_after: str | None = None,
         message: str = "injected failure",
+        code: str | None = None,
     ) -> None:
-        """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body.
+        """The next ``times`` requests to /v1 answer ``status`` with an OpenAI error body
+        (its ``code`` given, e.g. context_length_exceeded, or the status's usual one).
 
         A status outside 100-599, which no HTTP server would send, is written by hand.
         """
         with self._lock:
-            self._failures.extend(_Failure(status, retry_after, message) for _ in range(times))
+            self._failures.extend(_Failure(status, retry_after, message, code)
+                                  for _ in range(times))
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         """The next ``times`` requests to /v1 wait ``seconds`` before the first response byte."""

@@ -276,7 +276,7 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
                 return Response(status_code=499)
         if failure is not None:
             type_, code = fr.error_kind(failure.status)
-            response = _error(failure.status, failure.message, type_, code)
+            response = _error(failure.status, failure.message, type_, failure.code or code)
             if failure.retry_after is not None:
                 response.headers["retry-after"] = failure.retry_after
             if not 100 <= failure.status <= 599:

@@ -1,0 +1,38 @@
+"""What routing tells the metrics: a seam with no-op defaults, and its metrics version.
+
+Rare events (retries, fallbacks, health changes): they go to the counters directly, not
+through the request tally. Label values come from the config (route, deployment and fallback
+model names) and the fixed reason and state sets."""
+
+from __future__ import annotations
+
+from llm_gateway.metrics.registry import GatewayMetrics
+from llm_gateway.routing.health import STATE_VALUES
+
+
+class RoutingEvents:
+    def retried(self, route: str, deployment: str, reason: str) -> None:
+        """A call left `deployment` after a failure (`reason`) for the route's next one."""
+
+    def fell_back(self, route: str, model: str, reason: str) -> None:
+        """A call of `route` went to the fallback model `model`."""
+
+    def state(self, route: str, deployment: str, state: str) -> None:
+        """A deployment's health changed (health.py's states)."""
+
+
+class MetricsEvents(RoutingEvents):
+    def __init__(self, metrics: GatewayMetrics, deployments: dict[str, list[str]]) -> None:
+        self._metrics = metrics
+        for route, names in deployments.items():  # every deployment shown, healthy, at start
+            for name in names:
+                metrics.deployment_state.labels(route, name).set(0)
+
+    def retried(self, route: str, deployment: str, reason: str) -> None:
+        self._metrics.deployment_retries.labels(route, deployment, reason).inc()
+
+    def fell_back(self, route: str, model: str, reason: str) -> None:
+        self._metrics.fallbacks.labels(route, model, reason).inc()
+
+    def state(self, route: str, deployment: str, state: str) -> None:
+        self._metrics.deployment_state.labels(route, deployment).set(STATE_VALUES[state])

@@ -17,14 +17,12 @@ from llm_gateway.accounting import metering
 from llm_gateway.accounting.ledger import Ledger
 from llm_gateway.accounting.metering import Metered
 from llm_gateway.accounting.prices import Prices
-from llm_gateway.accounting.record import UsageRecord
+from llm_gateway.accounting.record import GROUPED, UsageRecord, own_attempts
 from llm_gateway.accounting.sources import UsageSource
 from llm_gateway.admission import Admission
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
-
-GROUPED = frozenset({"coalesced", "hit"})  # answered without a backend call of their own
 
 
 class Accountant:
@@ -129,7 +127,11 @@ class Accountant:
             status=metered.status, outcome=metered.outcome, partial=metered.partial,
             grouping=result.grouping,
             saved_tokens=usage.total if usage is not None and grouped else 0,
-            charged=charged, endpoint=call.endpoint, method="POST")
+            charged=charged, endpoint=call.endpoint, method="POST",
+            # Where the answer came from, like `backend`: a coalesced answer has its leader's
+            # deployment and fallback; a cached one neither (the cache keeps only the backend).
+            deployment=result.deployment, attempts=own_attempts(result),
+            fallback_reason=None if result.fallback is None else result.fallback[0])
 
     async def aclose(self) -> None:
         await metering.drain(self._counting)  # cut streams still being counted

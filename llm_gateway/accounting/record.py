@@ -9,7 +9,10 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.call import Result
 from llm_gateway.echo import clip
+
+GROUPED = frozenset({"coalesced", "hit"})  # answered without a backend call of their own
 
 
 def new_record_id() -> str:
@@ -53,6 +56,13 @@ class UsageRecord:
     units: float = 0.0
     unit: str | None = None
     object_id: str | None = None
+    # Routing (routing/, issue 15): which of the route's deployments answered (None when the
+    # route has none), how many deployments or models this request's own call tried (1 for a
+    # plain call; 0 for a grouped answer, which made no backend call of its own), and why it
+    # went to a fallback model ("error", "rate_limit", "context_window", "content_policy").
+    deployment: str | None = None
+    attempts: int = 1
+    fallback_reason: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -76,7 +86,14 @@ class UsageRecord:
                 _float(self.ttft_ms), self.status, self.outcome, int(self.partial),
                 self.grouping, self.saved_tokens, int(self.charged), self.record_id,
                 _clip(self.endpoint), self.method, self.request_bytes, self.response_bytes,
-                float(self.units), self.unit, self.object_id)
+                float(self.units), self.unit, self.object_id, self.deployment,
+                self.attempts, self.fallback_reason)
+
+
+def own_attempts(result: Result) -> int:
+    """The backend calls a request made itself: a grouped answer (coalesced, or from the cache)
+    made none, whatever its leader tried, as it cost no tokens of its own (`saved_tokens`)."""
+    return 0 if result.grouping in GROUPED else result.attempts
 
 
 def _clip(value: str | None) -> str | None:
@@ -138,5 +155,12 @@ LEDGER_STEPS = [
     ALTER TABLE {TABLE} ADD COLUMN units DOUBLE PRECISION NOT NULL DEFAULT 0;
     ALTER TABLE {TABLE} ADD COLUMN unit TEXT;
     ALTER TABLE {TABLE} ADD COLUMN object_id TEXT
+    """,
+    # Routing: the deployment that answered, the attempts made, why it fell back. Rows from
+    # before read as a plain call (no deployment, one attempt, no fallback).
+    f"""
+    ALTER TABLE {TABLE} ADD COLUMN deployment TEXT;
+    ALTER TABLE {TABLE} ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE {TABLE} ADD COLUMN fallback_reason TEXT
     """,
 ]

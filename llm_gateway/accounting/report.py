@@ -1,5 +1,5 @@
-"""Usage summed from the ledger: by team, key, model or day, filtered by time, team, key and
-model. Used by the admin API and `llm-gateway usage`."""
+"""Usage summed from the ledger: by team, key, model, deployment or day, filtered by time,
+team, key and model. Used by the admin API and `llm-gateway usage`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any, Literal
 from llm_gateway.accounting.record import TABLE
 from llm_gateway.storage.database import Executor
 
-GroupBy = Literal["team", "key", "model", "day"]
-GROUP_BY: tuple[str, ...] = ("team", "key", "model", "day")
-_COLUMN = {"team": "team", "key": "key_id", "model": "model"}
+GroupBy = Literal["team", "key", "model", "deployment", "day"]
+GROUP_BY: tuple[str, ...] = ("team", "key", "model", "deployment", "day")
+_COLUMN = {"team": "team", "key": "key_id", "model": "model", "deployment": "deployment"}
 DAY_SECONDS = 86400
 
 SUMS = (
@@ -23,10 +23,16 @@ SUMS = (
     " COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS total_tokens,"
     " COALESCE(SUM(cost), 0) AS cost,"
     " COALESCE(SUM(saved_tokens), 0) AS saved_tokens,"
-    " COALESCE(SUM(partial), 0) AS partial_requests"
+    " COALESCE(SUM(partial), 0) AS partial_requests,"
+    # Routing: requests that tried more than one deployment or model, and those answered by
+    # a fallback model (a coalesced answer shares its leader's fallback, not its attempts).
+    " COALESCE(SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END), 0) AS retried_requests,"
+    " COALESCE(SUM(CASE WHEN fallback_reason IS NULL THEN 0 ELSE 1 END), 0)"
+    " AS fallback_requests"
 )
 INT_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
-              "total_tokens", "saved_tokens", "partial_requests")
+              "total_tokens", "saved_tokens", "partial_requests", "retried_requests",
+              "fallback_requests")
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,10 @@ def _where(query: UsageQuery) -> tuple[str, list[Any]]:
 
 
 async def usage_report(db: Executor, query: UsageQuery) -> list[dict[str, Any]]:
-    """Rows of sums: requests, prompt/completion/cached/total tokens, cost, saved tokens and
-    partial requests, with the group's value first (`team`, `key_id`, `model` or `day`,
-    YYYY-MM-DD in UTC); ordered by the group value (days ascending)."""
+    """Rows of sums: requests, prompt/completion/cached/total tokens, cost, saved tokens,
+    partial, retried and fallback requests, with the group's value first (`team`, `key_id`,
+    `model`, `deployment` or `day`, YYYY-MM-DD in UTC); ordered by the group value (days
+    ascending; no team, key or deployment last)."""
     where, args = _where(query)
     if query.group_by is None:
         rows = await db.fetch(f"SELECT {SUMS} FROM {TABLE}{where}", *args)

@@ -11,7 +11,7 @@ from llm_gateway.auth.times import in_range, parse_instant
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable
 from llm_gateway.web.responses import BytesResponse
 
-GROUP_BY = ("team", "key", "model", "day")
+GROUP_BY = ("team", "key", "model", "deployment", "day")
 
 
 async def usage(request: Request) -> BytesResponse:

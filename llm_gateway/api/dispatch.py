@@ -134,6 +134,7 @@ async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     also = None
     if record is not None:
         record.metering = True
+        record.routed(result)
         also = record.metered
         if record.recorder.access.with_bodies():
             record.copy_of_answer(result)

@@ -1,4 +1,4 @@
-"""`llm-gateway usage`: the usage ledger summed by team, key, model or day.
+"""`llm-gateway usage`: the usage ledger summed by team, key, model, deployment or day.
 
 Reads the database the config names (storage.url, or SQLite in storage.data_dir), the same
 report as GET /admin/usage. Records still in a running gateway's spool (at most a flush
@@ -23,9 +23,12 @@ from llm_gateway.config import Config, ConfigError, load_config
 from llm_gateway.errors import GatewayError
 from llm_gateway.storage.connect import connect
 
+# New sums go last: scripts reading the CSV by position keep their columns.
 SUM_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
-               "total_tokens", "cost", "saved_tokens", "partial_requests")
-GROUP_COLUMN = {"team": "team", "key": "key_id", "model": "model", "day": "day"}
+               "total_tokens", "cost", "saved_tokens", "partial_requests", "retried_requests",
+               "fallback_requests")
+GROUP_COLUMN = {"team": "team", "key": "key_id", "model": "model", "deployment": "deployment",
+                "day": "day"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="from: 2026-11-01, an ISO time, or back from now: 7d, "
                         "12h (default: the beginning)")
     parser.add_argument("--until", help="up to (excluded), same forms (default: now)")
-    parser.add_argument("--group-by", choices=GROUP_BY, help="one row per team, key, model or "
-                        "UTC day (default: one row of totals)")
+    parser.add_argument("--group-by", choices=GROUP_BY, help="one row per team, key, model, "
+                        "deployment (of a route's deployments) or UTC day (default: one row of "
+                        "totals)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
 
@@ -112,7 +116,7 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str], query: UsageQue
 
 def _shown(column: str, value: Any) -> str:
     if value is None:
-        return "-" if column not in ("team", "key_id") else "(none)"
+        return "-" if column not in ("team", "key_id", "deployment") else "(none)"
     if column == "cost":
         return f"${value:,.4f}"
     if isinstance(value, int):

@@ -41,7 +41,7 @@ from llm_gateway.errors import GatewayError, InternalError, ServiceUnavailable
 from llm_gateway.grouping.reader import Reader
 from llm_gateway.grouping.replay import Assembly
 from llm_gateway.grouping.restream import Renamer
-from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, whole_result
+from llm_gateway.grouping.shapes import CACHE_HEADER, assembled, routed, whole_result
 from llm_gateway.stream.events import Block
 from llm_gateway.stream.observer import End, Observer, Stage
 from llm_gateway.stream.relay import Relay
@@ -297,14 +297,16 @@ class SharedCall:
             if want_stream:
                 if not leader:  # the leader's client gets the answer's id, the others their own
                     reader.rename = Renamer()
-                return Result(result.status, headers, stream=reader.blocks(),
-                              media_type=result.media_type, backend=result.backend,
-                              grouping=kind, close=reader.close, on_gone=reader.client_gone)
+                return routed(Result(result.status, headers, stream=reader.blocks(),
+                                     media_type=result.media_type, backend=result.backend,
+                                     grouping=kind, close=reader.close,
+                                     on_gone=reader.client_gone), result)
             reader.collect = True
             assembly = Assembly()
             async for block in reader.blocks():
                 assembly.feed(block)
-            return assembled(assembly, result.status, headers, kind, result.backend)
+            return routed(assembled(assembly, result.status, headers, kind, result.backend),
+                          result)
         except BaseException:
             reader.leave()
             raise
@@ -315,8 +317,8 @@ class SharedCall:
         result = self.result
         assert result is not None and self.call is not None
         call.target_model = self.call.target_model  # what served it, for the ledger
-        return whole_result(result, call.stream, _headers(result.headers, kind, leader), kind,
-                            fresh=not leader)
+        return routed(whole_result(result, call.stream, _headers(result.headers, kind, leader),
+                                   kind, fresh=not leader), result)
 
 
 class _Share(Observer):

@@ -33,6 +33,14 @@ def whole_result(result: Result, want_stream: bool, headers: list[tuple[str, str
                   backend=result.backend, grouping=kind)
 
 
+def routed(member: Result, source: Result) -> Result:
+    """A member's own Result told where the shared answer came from: the deployment, the
+    attempts and the fallback of the call it shares (the ledger, the log line)."""
+    member.deployment, member.attempts, member.fallback = (
+        source.deployment, source.attempts, source.fallback)
+    return member
+
+
 def assembled(assembly: Assembly, status: int, headers: list[tuple[str, str]], kind: str,
               backend: str) -> Result:
     """The whole answer a stream spelled; an error event becomes an error answer."""

@@ -1,9 +1,9 @@
 """The one line per request on logger `llm_gateway.access` (formatted by app/logs.py).
 
 The request line says who asked for what and how it went (request id, team, model, backend,
-status, tokens, latency). Headers are never logged, so neither `Authorization` nor any key
-header can leak; prompts and completions only appear with `server.log_bodies: true` *and*
-`server.log_level: debug`.
+status, tokens, latency; the deployment, attempts and fallback when routing had any).
+Headers are never logged, so neither `Authorization` nor any key header can leak; prompts and
+completions only appear with `server.log_bodies: true` *and* `server.log_level: debug`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class Logged(Protocol):
     started: float
     first_token_at: float | None
     body: list[bytes] | None
+    deployment: str | None
+    attempts: int
+    fallback: tuple[str, str] | None
 
     def overhead(self) -> float | None: ...
 
@@ -68,6 +71,14 @@ class AccessLog:
         }
         if r.first_token_at is not None:
             fields["ttft_ms"] = round((r.first_token_at - r.started) * 1000, 3)
+        # Routing's, only when it did something: a route's deployment, a retry (or a grouped
+        # answer's 0: no backend call of its own), a fallback model and why.
+        if r.deployment is not None:
+            fields["deployment"] = r.deployment
+        if r.attempts != 1:
+            fields["attempts"] = r.attempts
+        if r.fallback is not None:
+            fields["fallback_reason"], fields["fallback_model"] = r.fallback
         overhead = r.overhead()
         if overhead is not None:
             fields["overhead_ms"] = round(overhead * 1000, 3)

@@ -23,7 +23,7 @@ from time import perf_counter
 from typing import Any
 
 from llm_gateway.accounting.metering import Metered
-from llm_gateway.accounting.record import UsageRecord
+from llm_gateway.accounting.record import UsageRecord, own_attempts
 from llm_gateway.call import Call, Result
 from llm_gateway.config import Config
 from llm_gateway.errors import GatewayError
@@ -56,9 +56,10 @@ class RequestRecord:
     """What one request did, filled in along the path; finished by `Recorder.finish`."""
 
     __slots__ = (
-        "backend", "backend_end", "backend_start", "body", "call", "ended", "first_token_at",
-        "inflight", "measured", "metering", "method", "model", "path", "recorder", "request_id",
-        "response_start", "started", "status", "stream_error", "team", "usage", "waiting",
+        "attempts", "backend", "backend_end", "backend_start", "body", "call", "deployment",
+        "ended", "fallback", "first_token_at", "inflight", "measured", "metering", "method",
+        "model", "path", "recorder", "request_id", "response_start", "started", "status",
+        "stream_error", "team", "usage", "waiting",
     )
 
     def __init__(self, recorder: Recorder, request_id: str, method: str, path: str) -> None:
@@ -85,6 +86,10 @@ class RequestRecord:
         self.measured = False  # ... and it has
         self.waiting = False  # finished, but its usage is still being counted
         self.body: list[bytes] | None = None  # the answer as sent (server.log_bodies)
+        # Where the answer came from (routing), as the ledger records it (`routed`).
+        self.deployment: str | None = None
+        self.attempts = 1
+        self.fallback: tuple[str, str] | None = None
 
     def enter(self, backend: str) -> None:
         """A backend call starts: label it, count it in flight, start the backend clock."""
@@ -137,6 +142,13 @@ class RequestRecord:
         if self.waiting:
             self.waiting = False
             self.recorder.finish(self)
+
+    def routed(self, result: Result) -> None:
+        """The deployment, attempts and fallback of the answer the client gets (grouping's
+        included), counted as in its ledger record."""
+        self.deployment = result.deployment
+        self.attempts = own_attempts(result)
+        self.fallback = result.fallback
 
     def copy_of_answer(self, result: Result) -> None:
         """Keep the answer as sent, for the log line (server.log_bodies)."""

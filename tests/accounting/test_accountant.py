@@ -125,10 +125,13 @@ async def test_grouped_answers_are_charged_only_when_configured(
     assert admission.calls == ([(1500, pytest.approx(cost))] if charged else [(0, 0.0)])
     assert accountant.ledger is not None
     await accountant.ledger.flush()
-    row = await db.fetchone(f"SELECT cost, saved_tokens, charged, grouping FROM {TABLE}")
-    saved = 1500 if grouping in ("coalesced", "hit") else 0
-    assert row == {"cost": pytest.approx(cost if charged else 0.0), "saved_tokens": saved,
-                   "charged": int(charged), "grouping": grouping}
+    row = await db.fetchone(f"SELECT cost, saved_tokens, charged, grouping, attempts"
+                            f" FROM {TABLE}")
+    grouped = grouping in ("coalesced", "hit")
+    # A grouped answer made no backend call of its own: no tokens spent, no attempts.
+    assert row == {"cost": pytest.approx(cost if charged else 0.0),
+                   "saved_tokens": 1500 if grouped else 0, "charged": int(charged),
+                   "grouping": grouping, "attempts": 0 if grouped else 1}
     await accountant.aclose()
     await db.aclose()
 

@@ -38,7 +38,8 @@ async def test_records_reach_the_database_with_every_field(db: Database, tmp_pat
     rec = make_record(1, partial=True, grouping="coalesced", saved_tokens=15, charged=False,
                       ttft_ms=None, key_id=None, team=None, endpoint="/files/f-1", method="GET",
                       request_bytes=0, response_bytes=20, units=2.5, unit="seconds",
-                      object_id="file-1")
+                      object_id="file-1", deployment="east", attempts=2,
+                      fallback_reason="rate_limit")
     ledger.record(rec)
     assert ledger.pending == 1
     assert await ledger.flush()
@@ -52,7 +53,8 @@ async def test_records_reach_the_database_with_every_field(db: Database, tmp_pat
         "grouping": "coalesced", "saved_tokens": 15, "charged": 0,
         "record_id": rec.record_id, "endpoint": "/files/f-1", "method": "GET",
         "request_bytes": 0, "response_bytes": 20, "units": 2.5, "unit": "seconds",
-        "object_id": "file-1"}
+        "object_id": "file-1", "deployment": "east", "attempts": 2,
+        "fallback_reason": "rate_limit"}
     await ledger.aclose()
 
 

@@ -33,7 +33,10 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             (DAY2 + 5, "c", None, "gpt-4o-mini", 4.0),
         ]):
             ledger.record(make_record(n, time=time, key_id=key, team=team, model=model,
-                                      cost=cost, partial=n == 3))
+                                      cost=cost, partial=n == 3,
+                                      deployment="east" if n < 2 else None,
+                                      attempts=2 if n == 1 else 1,
+                                      fallback_reason="error" if n == 1 else None))
         ledger.record(make_record(9, time=DAY2 + 9, key_id="b", team="red", cost=0.0,
                                   grouping="hit", saved_tokens=15, charged=False))
         assert await ledger.flush()
@@ -49,10 +52,10 @@ async def test_totals(ledger: Ledger) -> None:
     [row] = await usage_report(db_of(ledger), UsageQuery())
     assert row == {"requests": 5, "prompt_tokens": 50, "completion_tokens": 25,
                    "cached_tokens": 10, "total_tokens": 75, "cost": 8.0, "saved_tokens": 15,
-                   "partial_requests": 1}
+                   "partial_requests": 1, "retried_requests": 1, "fallback_requests": 1}
 
 
-async def test_group_by_team_key_model_day(ledger: Ledger) -> None:
+async def test_group_by_team_key_model_deployment_day(ledger: Ledger) -> None:
     db = db_of(ledger)
     by_team = await usage_report(db, UsageQuery(group_by="team"))
     assert [(r["team"], r["requests"], r["cost"]) for r in by_team] == [
@@ -62,6 +65,10 @@ async def test_group_by_team_key_model_day(ledger: Ledger) -> None:
     by_model = await usage_report(db, UsageQuery(group_by="model"))
     assert [(r["model"], r["requests"]) for r in by_model] == [("gpt-4o", 1),
                                                                ("gpt-4o-mini", 4)]
+    by_deployment = await usage_report(db, UsageQuery(group_by="deployment"))
+    assert [(r["deployment"], r["requests"], r["cost"], r["retried_requests"],
+             r["fallback_requests"]) for r in by_deployment] == [
+        ("east", 2, 2.0, 1, 1), (None, 3, 6.0, 0, 0)]
     by_day = await usage_report(db, UsageQuery(group_by="day"))
     assert [(r["day"], r["requests"], r["cost"]) for r in by_day] == [
         ("2027-01-01", 2, 2.0), ("2027-01-02", 3, 6.0)]

@@ -40,11 +40,15 @@ async def _fill(data: dict, tmp_path: Path) -> None:
     db = await connect(config.storage.url, config)
     ledger = Ledger(db, tmp_path / "spool", flush_seconds=3600)
     await ledger.start()
-    for n, (team, key, model, when) in enumerate([
-            ("red", "k1", "gpt-4o-mini", DAY1), ("red", "k2", "gpt-4o", DAY1 + 86400),
-            ("blue", "k3", "gpt-4o-mini", DAY1 + 86400)]):
+    for n, (team, key, model, when, deployment) in enumerate([
+            ("red", "k1", "gpt-4o-mini", DAY1, "east"),
+            ("red", "k2", "gpt-4o", DAY1 + 86400, None),
+            ("blue", "k3", "gpt-4o-mini", DAY1 + 86400, "east")]):
+        # k3's call was retried, then fell back after a rate limit.
         ledger.record(make_record(n, team=team, key_id=key, model=model, time=when,
-                                  cost=0.25 * (n + 1)))
+                                  cost=0.25 * (n + 1), deployment=deployment,
+                                  attempts=3 if n == 2 else 1,
+                                  fallback_reason="rate_limit" if n == 2 else None))
     await ledger.aclose()
     await db.aclose()
 
@@ -72,6 +76,26 @@ def test_csv_by_day_with_filters(config_file: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     assert [(r["day"], r["requests"], r["total_tokens"]) for r in rows] == [
         ("2027-01-02", "1", "15")]
+
+
+# What `llm-gateway usage --format csv` printed before deployments: kept, in this order.
+EARLIER_COLUMNS = ["requests", "prompt_tokens", "completion_tokens", "cached_tokens",
+                   "total_tokens", "cost", "saved_tokens", "partial_requests"]
+
+
+def test_csv_by_deployment_keeps_the_earlier_columns_first(config_file: Path) -> None:
+    out = usage(config_file, "--group-by", "deployment", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    header, *rows = list(csv.reader(io.StringIO(out.stdout)))
+    assert header == ["deployment", *EARLIER_COLUMNS, "retried_requests", "fallback_requests"]
+    by = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [(r["deployment"], r["requests"], r["cost"], r["retried_requests"],
+             r["fallback_requests"]) for r in by] == [("east", "2", "1.0", "1", "1"),
+                                                      ("", "1", "0.5", "0", "0")]
+    out = usage(config_file, "--format", "csv")
+    assert out.stdout.splitlines()[0].split(",")[:len(EARLIER_COLUMNS)] == EARLIER_COLUMNS
+    out = usage(config_file, "--group-by", "deployment")  # the table names the missing one
+    assert out.returncode == 0 and "east" in out.stdout and "(none)" in out.stdout
 
 
 def test_table(config_file: Path) -> None:

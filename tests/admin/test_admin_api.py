@@ -166,6 +166,11 @@ def test_usage(gw, api):
     assert rows[0]["completion_tokens"] > 0
     by_team = api("GET", "/admin/usage", params={"group_by": "team", "since": "1d"}).json()
     assert "research" in [r["team"] for r in by_team["data"]]
+    # No route here has deployments: the key's calls are one row without one.
+    by_deployment = api("GET", "/admin/usage",
+                        params={"key_id": key["id"], "group_by": "deployment"}).json()["data"]
+    assert [(r["deployment"], r["requests"], r["retried_requests"], r["fallback_requests"])
+            for r in by_deployment] == [(None, 2, 0, 0)]
     assert by_team["since"] == pytest.approx(time.time() - 86400, abs=60)
     future = api("GET", "/admin/usage", params={"since": "2099-01-01"}).json()["data"]
     assert future[0]["requests"] == 0

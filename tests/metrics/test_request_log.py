@@ -10,6 +10,10 @@ import httpx
 import pytest
 
 from llm_gateway.app.logs import JsonFormatter, TextFormatter
+from llm_gateway.call import Result
+from llm_gateway.metrics.access_log import AccessLog
+from llm_gateway.metrics.recorder import Recorder
+from llm_gateway.metrics.registry import Capped, ModelLabel
 
 from gateway_support import UPSTREAM_KEY, gateway_config
 
@@ -95,6 +99,43 @@ def test_request_id_is_forwarded_and_backend_named(fake, make_gateway):
     generated = _chat(gw).headers["x-request-id"]
     # The gateway's own id goes upstream only under a configured request_id_header.
     assert generated.startswith("req_") and "x-request-id" not in fake.requests[-1].headers
+
+
+class _NoCatalog:
+    listed: tuple[str, ...] = ()
+
+
+def test_the_line_names_the_deployment_the_attempts_and_the_fallback(caplog):
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    recorder = Recorder(None, ModelLabel([], _NoCatalog()), Capped(), AccessLog(False))
+    answers = [Result(200, deployment="east", attempts=2, fallback=("rate_limit", "gpt-4o-mini")),
+               Result(200, deployment="west"), Result(200)]
+    for n, answer in enumerate(answers):
+        record = recorder.start({"path": "/v1/chat/completions", "method": "POST"}, f"req-{n}")
+        assert record is not None
+        record.routed(answer)
+        record.responded(200)
+        recorder.finish(record)
+    retried, west, plain = _access_lines(caplog, 3)
+    assert (retried["deployment"], retried["attempts"], retried["fallback_reason"],
+            retried["fallback_model"]) == ("east", 2, "rate_limit", "gpt-4o-mini")
+    assert west["deployment"] == "west"
+    routing = {"deployment", "attempts", "fallback_reason", "fallback_model"}
+    assert routing & set(west) == {"deployment"}  # one attempt, no fallback: not said
+    assert not routing & set(plain)
+
+
+def test_a_cache_hit_logs_no_backend_attempt_of_its_own(caplog, make_gateway):
+    caplog.set_level(logging.INFO, logger=ACCESS)
+    gw = make_gateway()
+    body = {"model": "gpt-4o-mini", "temperature": 0,
+            "messages": [{"role": "user", "content": "a question for the cache, once"}]}
+    kinds = [httpx.post(f"{gw.url}/chat/completions", json=body).headers["x-lgw-cache"]
+             for _ in range(2)]
+    assert kinds == ["miss", "hit"]
+    miss, hit = _access_lines(caplog, 2)
+    assert "attempts" not in miss and "deployment" not in miss
+    assert hit["attempts"] == 0 and "deployment" not in hit  # as in its ledger record
 
 
 def test_text_format_keeps_the_fields():

@@ -46,11 +46,13 @@ class Call:
     # before a fallback to another model. None: any model (no keys).
     may_use: Callable[[str], bool] | None = None
 
-    def payload(self) -> bytes:
-        """The body to send to the backend; the client's own bytes unless the model was renamed."""
-        if self.target_model is None or self.target_model == self.model:
+    def payload(self, model: str | None = None) -> bytes:
+        """The body to send to the backend; the client's own bytes unless the model was renamed
+        (by routing, or to `model`: the name a backend knows it by, e.g. an Azure deployment)."""
+        name = self.target_model if model is None else model
+        if name is None or name == self.model:
             return self.raw
-        return orjson.dumps({**self.body, "model": self.target_model})
+        return orjson.dumps({**self.body, "model": name})
 
 
 @dataclass(slots=True)

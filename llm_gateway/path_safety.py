@@ -36,6 +36,24 @@ _CHAR_PROBLEMS = {
 }
 
 
+# One path segment made from a name (an Azure deployment): RFC 3986's unreserved characters,
+# which every URL library and server reads as themselves, never as a separator or an escape.
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def segment_problem(name: str) -> str | None:
+    """Why `name` cannot be one segment of an upstream URL's path as it is, or None."""
+    if _UNRESERVED.fullmatch(name) is None:
+        if not name:
+            return "it is empty"
+        bad = next(c for c in name if _UNRESERVED.fullmatch(c) is None)
+        what = "a control character" if bad.isascii() and not bad.isprintable() else repr(bad)
+        return f"it holds {what}; a URL path segment takes only letters, digits and -._~"
+    if _DOT_SEGMENT.fullmatch(name):
+        return "it is a '.' or '..' segment"
+    return None
+
+
 def path_problem(scope: Mapping[str, Any]) -> str | None:
     """Why this request's path is refused, or None when it is acceptable."""
     return refusal(scope["path"], scope.get("raw_path"))

@@ -115,14 +115,7 @@ class UpstreamBackend(Backend):
         self._urls: dict[str, httpx.URL] = {}
         self._sleep = sleep
         self._clock = clock
-        self._auth: dict[str, str] = {}
-        key = cfg.api_key(env)
-        if key:
-            self._auth["authorization"] = f"Bearer {key}"
-        if cfg.organization:
-            self._auth["openai-organization"] = cfg.organization
-        if cfg.project:
-            self._auth["openai-project"] = cfg.project
+        self._auth = self._own_auth(cfg, env)
         self._static = {k.lower(): v for k, v in cfg.headers.items()}
         # Nothing the client did not send goes upstream unless configured (issue 13).
         self._request_id_header = (cfg.request_id_header or "").lower() or None
@@ -135,8 +128,9 @@ class UpstreamBackend(Backend):
         # We read usage from the bodies, so ask for them uncompressed.
         headers["accept-encoding"] = "identity"
         deadline = self._deadline()
+        path, content = self._target(call)
         response = await self._send_with_retries(
-            "POST", call.endpoint, headers=headers, content=call.payload(), deadline=deadline
+            "POST", path, headers=headers, content=content, deadline=deadline
         )
         return await self._result(response, stream=call.stream, deadline=deadline)
 
@@ -205,18 +199,38 @@ class UpstreamBackend(Backend):
             close=partial(_release, response),
         )
 
+    # -- what a provider kind changes (backends/azure.py) -------------------------------------
+    def _own_auth(self, cfg: UpstreamConfig, env: Mapping[str, str]) -> dict[str, str]:
+        """The headers carrying the gateway's own credentials, built once."""
+        auth: dict[str, str] = {}
+        key = cfg.api_key(env)
+        if key:
+            auth["authorization"] = f"Bearer {key}"
+        if cfg.organization:
+            auth["openai-organization"] = cfg.organization
+        if cfg.project:
+            auth["openai-project"] = cfg.project
+        return auth
+
+    def _use_credentials(self, headers: dict[str, str], credentials: Credentials) -> None:
+        """Put a team's own credentials (or the client's, in passthrough mode) in place of ours."""
+        if credentials.api_key:
+            headers["authorization"] = f"Bearer {credentials.api_key}"
+        if credentials.organization:
+            headers["openai-organization"] = credentials.organization
+        if credentials.project:
+            headers["openai-project"] = credentials.project
+
+    def _target(self, call: Call) -> tuple[str, bytes]:
+        """Where a model call goes (a path and query after the base URL) and its body."""
+        return call.endpoint, call.payload()
+
     # -- internals ---------------------------------------------------------------------------
     def _headers(self, client: Mapping[str, str], request_id: str | None,
                  credentials: Credentials | None = None) -> dict[str, str]:
         headers = {**client, **self._static, **self._auth}
         if credentials is not None:
-            # A team's own credentials (or the client's, in passthrough mode) replace ours.
-            if credentials.api_key:
-                headers["authorization"] = f"Bearer {credentials.api_key}"
-            if credentials.organization:
-                headers["openai-organization"] = credentials.organization
-            if credentials.project:
-                headers["openai-project"] = credentials.project
+            self._use_credentials(headers, credentials)
         if request_id and self._request_id_header:
             headers[self._request_id_header] = request_id
         return headers

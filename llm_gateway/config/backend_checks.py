@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from llm_gateway.config.builder import Builder
 from llm_gateway.config.checks import http_url
 from llm_gateway.config.schema import LocalConfig, UpstreamConfig
+from llm_gateway.path_safety import segment_problem
 
 
 def check_local(path: str, name: str, cfg: LocalConfig, route_backend: Callable[[str], str | None],
@@ -55,7 +58,11 @@ def check_local(path: str, name: str, cfg: LocalConfig, route_backend: Callable[
 
 
 _KIND_KEYS = {"auth_token_env": "azure", "api_version": "azure", "azure_deployments": "azure",
-              "anthropic_version": "anthropic", "default_max_tokens": "anthropic"}
+              "anthropic_version": "anthropic", "default_max_tokens": "anthropic",
+              # OpenAI's own headers (OpenAI-Organization, OpenAI-Project): no other kind's.
+              "organization": "openai", "project": "openai"}
+# A base_url that already holds Azure's path, to which the backend would add it again.
+_AZURE_PATH = re.compile(r"/openai(?:/v1|/deployments(?:/.*)?)?/?$", re.IGNORECASE)
 
 
 def check_kind(path: str, cfg: UpstreamConfig, b: Builder) -> None:
@@ -64,5 +71,21 @@ def check_kind(path: str, cfg: UpstreamConfig, b: Builder) -> None:
         value = getattr(cfg, key)
         if value not in (None, {}) and cfg.kind != kind:
             b.fail(f"{path}.{key}", f"only for kind: {kind} (this upstream is kind: {cfg.kind})")
-    if cfg.kind == "azure" and cfg.api_key_env and cfg.auth_token_env:
+    if cfg.kind == "azure":
+        check_azure(path, cfg, b)
+
+
+def check_azure(path: str, cfg: UpstreamConfig, b: Builder) -> None:
+    """One credential; the resource's endpoint, not a path in it; deployment names that stay
+    one URL path segment (backends/azure.py puts them in the path as they are)."""
+    if cfg.api_key_env and cfg.auth_token_env:
         b.fail(f"{path}.auth_token_env", "set api_key_env or auth_token_env, not both")
+    if _AZURE_PATH.search(urlsplit(cfg.base_url).path):
+        b.fail(f"{path}.base_url", "must be the resource's endpoint (e.g. "
+               "https://my-resource.openai.azure.com), without /openai...: the gateway adds "
+               "Azure's path itself")
+    for model, deployment in cfg.azure_deployments.items():
+        problem = segment_problem(deployment)
+        if problem is not None:
+            b.fail(f"{path}.azure_deployments.{model}",
+                   f"{deployment!r} cannot be a deployment name: {problem}")

@@ -274,21 +274,15 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
                 # The caller gave up while we waited: leave the faults queued after it (a drop,
                 # a stream fault) to the requests of whatever test comes next.
                 return Response(status_code=499)
+        refused = self._refused(path, query, headers) if v1 and failure is None else None
         if failure is not None:
-            type_, code = fr.error_kind(failure.status)
-            response = _error(failure.status, failure.message, type_, failure.code or code)
+            response = self._injected(failure)
             if failure.retry_after is not None:
                 response.headers["retry-after"] = failure.retry_after
             if not 100 <= failure.status <= 599:
                 return _RawStatus(self, failure.status, bytes(response.body))
-        elif (
-            v1
-            and self.api_key is not None
-            and (headers.get("authorization") != f"Bearer {self.api_key}")
-        ):
-            response = _error(
-                401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
-            )
+        elif refused is not None:
+            response = refused
         else:
             with self._lock:
                 drop = self._drops.popleft() if v1 and self._drops else None
@@ -310,6 +304,21 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
         response.headers["x-request-id"] = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
         response.headers["openai-processing-ms"] = "1"
         return response
+
+    # --- what another provider's fake changes (fake_azure.py) ----------------------------------
+
+    def _injected(self, failure: _Failure) -> Response:
+        """The answer to an injected failure, in this provider's error shape."""
+        type_, code = fr.error_kind(failure.status)
+        return _error(failure.status, failure.message, type_, failure.code or code)
+
+    def _refused(self, path: str, query: str, headers: dict[str, str]) -> Response | None:
+        """The answer to a request this provider refuses before reading it (a wrong key)."""
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(
+                401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
+            )
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:

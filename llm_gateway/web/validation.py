@@ -129,7 +129,9 @@ def compile_request_validators(spec: dict) -> dict[str, Validator]:
         root = to_json_schema(copy.deepcopy(schema))
         if isinstance(root, dict):
             root = {**root, "definitions": definitions}
-        validators[operation_id] = _wrap(fastjsonschema.compile(root))
+        # use_default=False: fastjsonschema would otherwise write every schema default into
+        # the body (n, top_p, ...), and those would go upstream whenever it is re-serialised.
+        validators[operation_id] = _wrap(fastjsonschema.compile(root, use_default=False))
     return validators
 
 

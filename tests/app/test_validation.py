@@ -55,6 +55,18 @@ def test_good_body_passes_and_unknown_fields_are_allowed(validators):
     })
 
 
+@pytest.mark.parametrize("operation", ["createChatCompletion", "createCompletion",
+                                       "createEmbedding", "createResponse"])
+def test_validation_writes_no_defaults_into_the_body(validators, operation):
+    # A body re-serialised for the backend (a renamed model, stream usage asked for) must
+    # carry only what the client sent: no n, top_p, presence_penalty... from the schema.
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "prompt": "x",
+            "input": "x"}
+    sent = {**body}
+    validators[operation](body)
+    assert body == sent
+
+
 @pytest.mark.parametrize(("body", "param", "code"), [
     ({"messages": [{"role": "user", "content": "x"}]}, "model", "missing_required_parameter"),
     ({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": -1},

@@ -75,9 +75,12 @@ def target(router: Router, default: UpstreamBackend, model: str | None, path: st
     if route.rule is None:  # caught by routing.default_backend, not named by a route
         return Target(default, None)
     if not isinstance(route.backend, UpstreamBackend):
+        served_by = "a local backend, which serves only the model endpoints (chat, " \
+            "completions, embeddings, responses)" if route.backend.local else \
+            f"upstream '{route.backend.name}', which does not speak OpenAI's API (only its " \
+            "model endpoints are translated)"
         raise InvalidRequest(
-            f"The model '{clip(model)}' is served by a local backend, which serves only the "
-            f"model endpoints (chat, completions, embeddings, responses), not {clip(path)}.",
+            f"The model '{clip(model)}' is served by {served_by}, not {clip(path)}.",
             param="model", code="model_not_supported")
     renamed = route.target_model if route.target_model != model else None
     return Target(route.backend, renamed)

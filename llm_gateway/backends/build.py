@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llm_gateway.backends.anthropic import AnthropicBackend
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import UpstreamConfig
@@ -13,4 +14,6 @@ def upstream_backend(cfg: UpstreamConfig, env: Mapping[str, str], *,
                      max_event_bytes: int) -> Backend:
     if cfg.kind == "openai":
         return UpstreamBackend(cfg, env, max_event_bytes=max_event_bytes)
-    raise NotImplementedError(f"upstream kind {cfg.kind!r}")  # azure, anthropic: being built
+    if cfg.kind == "anthropic":
+        return AnthropicBackend(cfg, env, max_event_bytes=max_event_bytes)
+    raise NotImplementedError(f"upstream kind {cfg.kind!r}")  # azure: being built

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -82,6 +82,7 @@ class HttpUpstream(Backend):
     def __init__(
         self,
         cfg: UpstreamConfig,
+        env: Mapping[str, str],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep=asyncio.sleep,
@@ -102,6 +103,11 @@ class HttpUpstream(Backend):
         # Nothing the client did not send goes upstream unless configured (issue 13).
         self._request_id_header = (cfg.request_id_header or "").lower() or None
         self.health = RecentFailures(clock=clock)  # for /readyz
+        self._auth = self._auth_headers(cfg, cfg.api_key(env))
+
+    def _auth_headers(self, cfg: UpstreamConfig, key: str | None) -> dict[str, str]:
+        """The headers that say who the gateway is to this upstream (its wire format's)."""
+        return {}
 
     def problem(self) -> str | None:
         if self.health.healthy:

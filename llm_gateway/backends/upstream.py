@@ -7,9 +7,7 @@ SSE event boundaries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Any
@@ -23,7 +21,7 @@ from llm_gateway.backends.http_upstream import (
     body_of,
     release,
 )
-from llm_gateway.backends.sse import MAX_EVENT_BYTES, event_blocks
+from llm_gateway.backends.sse import event_blocks
 from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.errors import GatewayError
@@ -43,26 +41,15 @@ async def _noting(body: AsyncIterator[bytes], failed: list[GatewayError]) -> Asy
 
 
 class UpstreamBackend(HttpUpstream):
-    def __init__(
-        self,
-        cfg: UpstreamConfig,
-        env: Mapping[str, str],
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep=asyncio.sleep,
-        clock=time.monotonic,
-        max_event_bytes: int = MAX_EVENT_BYTES,
-    ) -> None:
-        super().__init__(cfg, transport=transport, sleep=sleep, clock=clock,
-                         max_event_bytes=max_event_bytes)
-        self._auth: dict[str, str] = {}
-        key = cfg.api_key(env)
+    def _auth_headers(self, cfg: UpstreamConfig, key: str | None) -> dict[str, str]:
+        auth: dict[str, str] = {}
         if key:
-            self._auth["authorization"] = f"Bearer {key}"
+            auth["authorization"] = f"Bearer {key}"
         if cfg.organization:
-            self._auth["openai-organization"] = cfg.organization
+            auth["openai-organization"] = cfg.organization
         if cfg.project:
-            self._auth["openai-project"] = cfg.project
+            auth["openai-project"] = cfg.project
+        return auth
 
     # -- the Backend seam ------------------------------------------------------------------
     async def complete(self, call: Call) -> Result:

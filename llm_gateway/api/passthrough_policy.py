@@ -76,10 +76,12 @@ def target(router: Router, default: UpstreamBackend, model: str | None, path: st
         return Target(default, None)
     upstream = router.upstream_of(route)
     if upstream is None:
+        served_by = "a local backend, which serves only the model endpoints (chat, " \
+            "completions, embeddings, responses)" if route.backend.local else \
+            f"upstream '{route.backend.name}', which does not speak OpenAI's API (only its " \
+            "model endpoints are served)"
         raise InvalidRequest(
-            f"The model '{clip(model)}' is served by a local backend or a provider that is not "
-            "OpenAI-shaped, which serves only the model endpoints (chat, completions, "
-            f"embeddings, responses), not {clip(path)}.",
+            f"The model '{clip(model)}' is served by {served_by}, not {clip(path)}.",
             param="model", code="model_not_supported")
     backend, served = upstream
     return Target(backend, served if served != model else None)

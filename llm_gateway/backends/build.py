@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from llm_gateway.backends.anthropic import AnthropicBackend
 from llm_gateway.backends.azure import AzureBackend
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.upstream import UpstreamBackend
@@ -16,4 +17,4 @@ def upstream_backend(cfg: UpstreamConfig, env: Mapping[str, str], *,
         return UpstreamBackend(cfg, env, max_event_bytes=max_event_bytes)
     if cfg.kind == "azure":
         return AzureBackend(cfg, env, max_event_bytes=max_event_bytes)
-    raise NotImplementedError(f"upstream kind {cfg.kind!r}")  # anthropic: being built
+    return AnthropicBackend(cfg, env, max_event_bytes=max_event_bytes)

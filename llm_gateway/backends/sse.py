@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -26,7 +26,7 @@ class EventTooLarge(Exception):
 
 async def event_blocks(
     chunks: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield byte blocks that each end on an SSE event boundary.
 
     Network reads cut events anywhere; downstream layers (fan-out, usage counting) need whole

@@ -1,0 +1,273 @@
+"""What every HTTP upstream shares, whatever wire format it speaks: the pooled transport, the
+deadline, retries before the first byte, health for /readyz, reading a whole body, and
+relaying an event stream with its failures turned into a final error event.
+
+`UpstreamBackend` (OpenAI's format, upstream.py) and `AnthropicBackend` (anthropic.py) are
+built on it; each adds its own headers, URLs and bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from llm_gateway.backends.base import Backend
+from llm_gateway.backends.health import RecentFailures
+from llm_gateway.backends.sse import MAX_EVENT_BYTES, EventTooLarge, ends_stream, error_event
+from llm_gateway.backends.transport import make_transport, timeout_extension
+from llm_gateway.config import UpstreamConfig
+from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
+from llm_gateway.path_safety import refusal
+
+log = logging.getLogger(__name__)
+
+# How long an upstream gets to end its body after the stream's end (it usually comes with it).
+DONE_GRACE_SECONDS = 0.25
+# Failures where the upstream cannot have started work on the request, so trying again is safe.
+RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    # httpx-aiohttp reports every aiohttp connection failure as ConnectTimeout; the cause tells.
+    cause = exc.__cause__
+    if cause is None:
+        return isinstance(exc, httpx.TimeoutException)
+    return isinstance(cause, TimeoutError)
+
+
+async def release(response: httpx.Response) -> None:
+    # Shielded: a client disconnect cancels the relaying task, possibly in the middle of this
+    # close; an interrupted close leaves the pooled connection checked out forever.
+    await asyncio.shield(response.aclose())
+
+
+def body_of(response: httpx.Response, *, raw: bool = False) -> AsyncIterator[bytes]:
+    """The body as the transport delivers it.
+
+    httpx's own iterators close the response themselves once the body is read, unshielded, so
+    a disconnect landing there leaked the connection (seen with the httpx transport in
+    bench/overhead). We read the transport's stream and close with `release` instead.
+    """
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if raw or encoding in ("identity", ""):
+        return aiter(response.stream)  # type: ignore[arg-type]
+    return response.aiter_bytes()
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read the end of a body that is over (its last event came), so that its connection can
+    be reused; an upstream that does not end it within DONE_GRACE_SECONDS is cut off (by
+    `release`)."""
+    with contextlib.suppress(TimeoutError, httpx.TransportError):
+        async with asyncio.timeout(DONE_GRACE_SECONDS):
+            async for _ in chunks:
+                pass
+
+
+async def read_all(response: httpx.Response) -> bytes:
+    return b"".join([chunk async for chunk in body_of(response)])
+
+
+class HttpUpstream(Backend):
+    """An upstream API reached over HTTP; subclasses speak its wire format."""
+
+    def __init__(
+        self,
+        cfg: UpstreamConfig,
+        env: Mapping[str, str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep=asyncio.sleep,
+        clock=time.monotonic,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+    ) -> None:
+        self.name = cfg.name
+        self.max_event_bytes = max_event_bytes  # server.max_sse_event_bytes
+        self.cfg = cfg
+        self.lists_models = cfg.list_models
+        self.models_ttl = cfg.models_ttl_seconds
+        self._transport = transport or make_transport(cfg)
+        self._timeouts = timeout_extension(cfg)
+        self._urls: dict[str, httpx.URL] = {}
+        self._sleep = sleep
+        self._clock = clock
+        self._static = {k.lower(): v for k, v in cfg.headers.items()}
+        # Nothing the client did not send goes upstream unless configured (issue 13).
+        self._request_id_header = (cfg.request_id_header or "").lower() or None
+        self.health = RecentFailures(clock=clock)  # for /readyz
+        self._auth = self._own_auth(cfg, env)
+
+    def _own_auth(self, cfg: UpstreamConfig, env: Mapping[str, str]) -> dict[str, str]:
+        """The headers carrying the gateway's own credentials, built once: by default its key
+        (api_key_env) as `_auth_headers` writes it (Azure also reads a token: azure.py)."""
+        return self._auth_headers(cfg, cfg.api_key(env))
+
+    def _auth_headers(self, cfg: UpstreamConfig, key: str | None) -> dict[str, str]:
+        """The headers that say who the gateway is to this upstream (its wire format's)."""
+        return {}
+
+    def problem(self) -> str | None:
+        if self.health.healthy:
+            return None
+        return f"upstream '{self.name}': its last {self.health.streak} calls failed"
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    # -- sending -----------------------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        total = self.cfg.timeouts.total
+        return None if total is None else self._clock() + total
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return None
+        left = deadline - self._clock()
+        if left <= 0:
+            raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time")
+        return left
+
+    def _url(self, path: str) -> httpx.URL:
+        """`path` (and query) appended to the base URL as a string. The edge refused any path
+        a URL library would resolve (dot segments, encoded separators); checked again here so
+        no caller can reach past the base URL."""
+        url = self._urls.get(path)
+        if url is None:
+            problem = refusal(path.partition("?")[0])
+            if problem is not None:
+                raise InvalidRequest(f"Invalid request path: {problem}.", code="invalid_path")
+            url = httpx.URL(self.cfg.base_url + path)
+            if "?" not in path and len(self._urls) < 256:  # API paths only, not every query
+                self._urls[path] = url
+        return url
+
+    async def _send_once(self, method, path, headers, content, deadline) -> httpx.Response:
+        request = httpx.Request(method, self._url(path), headers=headers, content=content,
+                                extensions={"timeout": self._timeouts})
+        try:
+            async with asyncio.timeout(self._remaining(deadline)):
+                response = await self._transport.handle_async_request(request)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise
+            raise UpstreamTimeout(
+                f"upstream '{self.name}' timed out ({type(exc).__name__})"
+            ) from None
+        if not 100 <= response.status_code <= 599:
+            # Not HTTP: nothing to retry or relay (the server cannot even write such a status).
+            await release(response)
+            log.warning("upstream %s answered status %s", self.name, response.status_code)
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' answered with an invalid HTTP status "
+                f"({response.status_code})")
+        response.request = request
+        return response
+
+    async def _send_with_retries(self, method, url, *, headers, content, deadline):
+        try:
+            response = await self._attempts(method, url, headers, content, deadline)
+        except GatewayError:
+            self.health.failed()
+            raise
+        if response.status_code >= 500:
+            self.health.failed()
+        else:
+            self.health.succeeded()
+        return response
+
+    async def _attempts(self, method, url, headers, content, deadline) -> httpx.Response:
+        retry = self.cfg.retries
+        attempt = 0
+        while True:
+            try:
+                response = await self._send_once(method, url, headers, content, deadline)
+            except RETRYABLE as exc:
+                if attempt >= retry.attempts:
+                    raise self._unreachable(exc) from None
+                log.warning("upstream %s: %s, retrying", self.name, type(exc).__name__)
+            else:
+                if response.status_code < 500 or attempt >= retry.attempts:
+                    return response
+                await release(response)
+                log.warning("upstream %s: status %s, retrying", self.name, response.status_code)
+            await self._sleep(self._backoff(attempt))
+            attempt += 1
+
+    def _unreachable(self, exc: Exception) -> GatewayError:
+        """The client's error for a connection that failed: which backend, never where it is
+        (the exception names the host and port; the log keeps them)."""
+        if _is_timeout(exc):
+            return UpstreamTimeout(f"upstream '{self.name}' did not accept a connection in time")
+        cause = exc.__cause__ or exc
+        log.warning("upstream %s is unreachable: %s: %s", self.name, type(cause).__name__, cause)
+        return UpstreamUnavailable(f"upstream '{self.name}' could not be reached")
+
+    def _backoff(self, attempt: int) -> float:
+        retry = self.cfg.retries
+        base = min(retry.max_backoff_seconds, retry.backoff_seconds * (2**attempt))
+        return base * (0.9 + 0.2 * random.random())  # a little jitter spreads retry storms
+
+    # -- answers -----------------------------------------------------------------------------
+    async def _read_whole(self, response: httpx.Response, deadline: float | None) -> bytes:
+        """The whole body (within the deadline); the response is released either way."""
+        try:
+            async with asyncio.timeout(self._remaining(deadline)):
+                return await read_all(response)
+        except (TimeoutError, httpx.TimeoutException):
+            raise UpstreamTimeout(f"upstream '{self.name}' timed out reading the body") from None
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' broke off the response: {type(exc).__name__}"
+            ) from None
+        finally:
+            await release(response)
+
+    async def _read_json(self, response: httpx.Response, what: str) -> Any:
+        """A small JSON answer (a model list), read whole; UpstreamUnavailable unless 200."""
+        try:
+            body = await read_all(response)
+        finally:
+            await release(response)
+        if response.status_code != 200:
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' answered {response.status_code} to {what}")
+        return orjson.loads(body)
+
+    async def _relay(self, response: httpx.Response, chunks: AsyncIterator[bytes],
+                     blocks: AsyncGenerator[bytes, None],
+                     deadline: float | None) -> AsyncIterator[bytes]:
+        """`blocks` (whole SSE events, made from `chunks`, the response's body) on to the
+        client. Once a block holds `data: [DONE]` the rest of the body is only drained; a
+        stall, the total timeout, an oversized event or a broken connection ends the stream
+        with an error event. The response is released at the end, however it came."""
+        try:
+            async for block in blocks:
+                yield block
+                if ends_stream(block):
+                    # Whatever the upstream does after the end is not the client's wait.
+                    await _drain(chunks)
+                    return
+                if deadline is not None and self._clock() > deadline:
+                    yield error_event("upstream stream exceeded the total timeout",
+                                      type_="timeout", code="upstream_timeout")
+                    return
+        except httpx.TimeoutException:
+            yield error_event("upstream stream stalled", type_="timeout", code="upstream_timeout")
+        except EventTooLarge as exc:
+            log.warning("upstream %s: %s", self.name, exc)
+            yield error_event(f"upstream '{self.name}' sent an event larger than {exc.limit} "
+                              "bytes", code="upstream_event_too_large")
+        except httpx.TransportError as exc:
+            yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
+                              code="upstream_unavailable")
+        finally:
+            await blocks.aclose()
+            await release(response)

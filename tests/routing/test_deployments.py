@@ -75,6 +75,8 @@ def test_calls_spread_by_weight(start, fakes) -> None:
     assert 0.66 <= share <= 0.84, share
     assert fakes["a"].calls[CHAT] + fakes["b"].calls[CHAT] == 400
     assert fakes["b"].calls[CHAT] == served.count("b")
+    listed = [model.id for model in client.models.list()]
+    assert listed.count("m") == 1  # the route is one model, however many deployments
 
 
 def test_a_429_moves_on_cools_down_and_is_probed_back(start, fakes) -> None:

@@ -27,9 +27,10 @@ class Prepared:
 
 
 class Prompter:
-    def __init__(self, info: ModelInfo, renderer: ChatRenderer) -> None:
+    def __init__(self, info: ModelInfo, renderer: ChatRenderer, max_choices: int = 1) -> None:
         self.info = info
         self.renderer = renderer
+        self.max_choices = max_choices  # the engine's bound on n
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -47,7 +48,7 @@ class Prompter:
         return True
 
     def chat(self, body: dict) -> Prepared:
-        _single_choice(body)
+        choices = self._choices(body)
         messages = [_message(m, i) for i, m in enumerate(body["messages"])]
         rendered = self.renderer.render(messages)
         self._check_context(rendered.tokens, "messages")
@@ -55,6 +56,7 @@ class Prompter:
         job = self._job(body, rendered.tokens, logprobs=logprobs,
                         top_logprobs=(body.get("top_logprobs") or 0) if logprobs else 0)
         job.stop = [*job.stop, *rendered.stop]
+        job.n = choices
         return self._prepared(body, job)
 
     def handler_request(self, body: dict) -> dict:
@@ -75,7 +77,7 @@ class Prompter:
     # -- completions ----------------------------------------------------------------------------
 
     def completion(self, body: dict) -> Prepared:
-        _single_choice(body)
+        choices = self._choices(body)
         if body.get("best_of") not in (None, 1):
             raise InvalidRequest("best_of > 1 is not supported by this worker.",
                                  param="best_of", code="unsupported_value")
@@ -87,6 +89,7 @@ class Prompter:
         logprobs = body.get("logprobs")
         job = self._job(body, tokens, logprobs=logprobs is not None,
                         top_logprobs=logprobs or 0)
+        job.n = choices
         prepared = self._prepared(body, job)
         if body.get("echo"):
             prepared.echo = text if text is not None else \
@@ -145,6 +148,19 @@ class Prompter:
         return inputs
 
     # -- shared -------------------------------------------------------------------------------
+
+    def _choices(self, body: dict) -> int:
+        """`n`, within what the engine takes: a 400 beyond it."""
+        n = body.get("n")
+        if n is None:
+            return 1
+        if n > self.max_choices:
+            if self.max_choices == 1:
+                _single_choice(body)
+            raise InvalidRequest(
+                f"n is at most {self.max_choices} on this worker (the sequences its engine "
+                f"decodes together); got {n}.", param="n", code="unsupported_value")
+        return int(n)
 
     def _check_context(self, tokens: list[int], param: str) -> None:
         n_ctx = self.info.n_ctx
@@ -212,8 +228,9 @@ class Prompter:
 
 def _single_choice(body: dict) -> None:
     if body.get("n") not in (None, 1):
-        raise InvalidRequest("n > 1 is not supported by this worker: it generates one choice "
-                             "per request.", param="n", code="unsupported_value")
+        raise InvalidRequest("n > 1 is not supported by this worker's engine: it generates "
+                             "one choice per request (the batching engine serves n > 1, "
+                             "without tools).", param="n", code="unsupported_value")
 
 
 def _message(message: dict, index: int) -> dict:

@@ -136,7 +136,8 @@ async def chat_completions(request: Request):
         return await _tool_call(request, engine, prompter, body)
     prepared = prompter.chat(body)
     return await _generate(request, engine, prepared,
-                           ChatShaper(prepared.model, prepared.include_usage))
+                           ChatShaper(prepared.model, prepared.include_usage,
+                                      prepared.job.n))
 
 
 async def _tool_call(request: Request, engine: Engine, prompter: Prompter, body: dict):
@@ -170,7 +171,7 @@ async def completions(request: Request):
     prepared = prompter.completion(body)
     return await _generate(request, engine, prepared,
                            CompletionShaper(prepared.model, prepared.include_usage,
-                                            prepared.echo))
+                                            prepared.echo, prepared.job.n))
 
 
 @endpoint

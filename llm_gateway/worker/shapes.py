@@ -44,11 +44,12 @@ def chat_logprob(lp: TokenLogprob) -> dict:
 
 
 class ChatShaper:
-    def __init__(self, model: str, include_usage: bool = False) -> None:
+    def __init__(self, model: str, include_usage: bool = False, choices: int = 1) -> None:
         self.id = "chatcmpl-" + uuid.uuid4().hex
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.choices = choices  # n: streamed choices interleave, each chunk names its index
 
     def _chunk(self, choices: list[dict]) -> dict:
         chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -59,17 +60,17 @@ class ChatShaper:
         return chunk
 
     def head(self) -> list[dict]:
-        return [self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                              "logprobs": None, "finish_reason": None}])]
+        return [self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
+                              "logprobs": None, "finish_reason": None}])
+                for i in range(self.choices)]
 
-    def delta(self, text: str, logprobs: Sequence[TokenLogprob] | None) -> dict:
-        lp = {"content": [chat_logprob(x) for x in logprobs], "refusal": None} \
-            if logprobs is not None else None
-        return self._chunk([{"index": 0, "delta": {"content": text}, "logprobs": lp,
-                             "finish_reason": None}])
+    def delta(self, text: str, logprobs: Sequence[TokenLogprob] | None,
+              index: int = 0) -> dict:
+        return self._chunk([{"index": index, "delta": {"content": text},
+                             "logprobs": _chat_logprobs(logprobs), "finish_reason": None}])
 
-    def end(self, finish_reason: str) -> dict:
-        return self._chunk([{"index": 0, "delta": {}, "logprobs": None,
+    def end(self, finish_reason: str, index: int = 0) -> dict:
+        return self._chunk([{"index": index, "delta": {}, "logprobs": None,
                              "finish_reason": finish_reason}])
 
     def usage_chunk(self, finished: Finished) -> dict:
@@ -77,28 +78,44 @@ class ChatShaper:
         chunk["usage"] = usage(finished)
         return chunk
 
-    def whole(self, text: str, finished: Finished,
-              logprobs: Sequence[TokenLogprob] | None) -> dict:
-        lp = {"content": [chat_logprob(x) for x in logprobs], "refusal": None} \
-            if logprobs is not None else None
+    def choice(self, text: str, finish_reason: str,
+               logprobs: Sequence[TokenLogprob] | None, index: int = 0) -> dict:
+        """One entry of a whole answer's `choices`."""
+        return {"index": index,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": _chat_logprobs(logprobs), "finish_reason": finish_reason}
+
+    def answer(self, choices: list[dict], finished: Finished) -> dict:
+        """The whole answer: its choices (`choice`), usage from the job's `Finished`."""
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0,
-                         "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": lp, "finish_reason": finished.finish_reason}],
-            "usage": usage(finished),
+            "choices": choices, "usage": usage(finished),
         }
+
+    def whole(self, text: str, finished: Finished,
+              logprobs: Sequence[TokenLogprob] | None) -> dict:
+        """A whole answer of one choice."""
+        return self.answer([self.choice(text, finished.finish_reason, logprobs)], finished)
+
+
+def _chat_logprobs(entries: Sequence[TokenLogprob] | None) -> dict | None:
+    if entries is None:
+        return None
+    return {"content": [chat_logprob(x) for x in entries], "refusal": None}
 
 
 class CompletionShaper:
-    def __init__(self, model: str, include_usage: bool = False, echo: str | None = None) -> None:
+    def __init__(self, model: str, include_usage: bool = False, echo: str | None = None,
+                 choices: int = 1) -> None:
         self.id = "cmpl-" + uuid.uuid4().hex
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
         self.echo = echo
-        self._offset = len(echo or "")  # text_offset of the next token
+        self.choices = choices
+        # text_offset of each choice's next token (its text starts with the echo, if any)
+        self._offsets = [len(echo or "")] * choices
 
     def _object(self, choices: list[dict]) -> dict:
         obj = {"id": self.id, "object": "text_completion", "created": self.created,
@@ -108,13 +125,13 @@ class CompletionShaper:
             obj["usage"] = None
         return obj
 
-    def _logprobs(self, entries: Sequence[TokenLogprob] | None) -> dict | None:
+    def _logprobs(self, entries: Sequence[TokenLogprob] | None, index: int) -> dict | None:
         if entries is None:
             return None
         offsets = []
         for lp in entries:
-            offsets.append(self._offset)
-            self._offset += len(lp.token)
+            offsets.append(self._offsets[index])
+            self._offsets[index] += len(lp.token)
         return {
             "tokens": [lp.token for lp in entries],
             "token_logprobs": [lp.logprob for lp in entries],
@@ -125,15 +142,17 @@ class CompletionShaper:
     def head(self) -> list[dict]:
         if not self.echo:
             return []
-        return [self._object([{"text": self.echo, "index": 0, "logprobs": None,
-                               "finish_reason": None}])]
+        return [self._object([{"text": self.echo, "index": i, "logprobs": None,
+                               "finish_reason": None}]) for i in range(self.choices)]
 
-    def delta(self, text: str, logprobs: Sequence[TokenLogprob] | None) -> dict:
-        return self._object([{"text": text, "index": 0, "logprobs": self._logprobs(logprobs),
+    def delta(self, text: str, logprobs: Sequence[TokenLogprob] | None,
+              index: int = 0) -> dict:
+        return self._object([{"text": text, "index": index,
+                              "logprobs": self._logprobs(logprobs, index),
                               "finish_reason": None}])
 
-    def end(self, finish_reason: str) -> dict:
-        return self._object([{"text": "", "index": 0, "logprobs": None,
+    def end(self, finish_reason: str, index: int = 0) -> dict:
+        return self._object([{"text": "", "index": index, "logprobs": None,
                               "finish_reason": finish_reason}])
 
     def usage_chunk(self, finished: Finished) -> dict:
@@ -141,13 +160,19 @@ class CompletionShaper:
         obj["usage"] = usage(finished)
         return obj
 
-    def whole(self, text: str, finished: Finished,
-              logprobs: Sequence[TokenLogprob] | None) -> dict:
-        obj = self._object([{"text": (self.echo or "") + text, "index": 0,
-                             "logprobs": self._logprobs(logprobs),
-                             "finish_reason": finished.finish_reason}])
+    def choice(self, text: str, finish_reason: str,
+               logprobs: Sequence[TokenLogprob] | None, index: int = 0) -> dict:
+        return {"text": (self.echo or "") + text, "index": index,
+                "logprobs": self._logprobs(logprobs, index), "finish_reason": finish_reason}
+
+    def answer(self, choices: list[dict], finished: Finished) -> dict:
+        obj = self._object(choices)
         obj["usage"] = usage(finished)
         return obj
+
+    def whole(self, text: str, finished: Finished,
+              logprobs: Sequence[TokenLogprob] | None) -> dict:
+        return self.answer([self.choice(text, finished.finish_reason, logprobs)], finished)
 
 
 def embedding_list(model: str, vectors: Sequence[np.ndarray], tokens: int,

@@ -2,7 +2,9 @@
 
 Streams end as OpenAI's do: content chunks, then a chunk with the finish reason and an empty
 delta, the usage chunk only when asked, then `[DONE]`. A failure after the first byte ends
-the stream with an error event and no `[DONE]`.
+the stream with an error event and no `[DONE]`. With n > 1 choices, their chunks interleave
+as the engine produces them, each naming its choice's `index`, and each choice's finish
+chunk comes when that choice ends (`ChoiceEnd`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prometheus_client import Histogram
 from llm_gateway.backends.sse import DONE, error_event
 from llm_gateway.errors import InternalError, ServiceUnavailable
 from llm_gateway.worker.engines.base import (
+    ChoiceEnd,
     EngineClosed,
     Event,
     EventStream,
@@ -59,6 +62,15 @@ class _Logprobs:
         return out
 
 
+class _Choices:
+    """Per choice: its logprobs waiting for text, its text so far, its finish reason."""
+
+    def __init__(self, count: int, logprobs: bool) -> None:
+        self.logprobs = [_Logprobs(logprobs) for _ in range(count)]
+        self.texts: list[list[str]] = [[] for _ in range(count)]
+        self.finish: list[str | None] = [None] * count
+
+
 async def _batches(stream: EventStream, histogram: Histogram) -> AsyncIterator[list[Event]]:
     """The events as they come, each with those already waiting behind it.
 
@@ -86,8 +98,9 @@ def _cut_short(finished: Finished | None) -> bool:
 
 async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
                      histogram: Histogram) -> AsyncIterator[bytes]:
-    lps = _Logprobs(logprobs)
+    lps = _Choices(shaper.choices, logprobs).logprobs
     finished: Finished | None = None
+    ended = False  # a choice's end came on its own (n > 1)
     try:
         for chunk in shaper.head():
             yield sse(chunk)
@@ -96,11 +109,16 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
             for event in events:
                 if isinstance(event, Finished):
                     finished = event
+                elif isinstance(event, ChoiceEnd):
+                    ended = True
+                    if event.finish_reason != "cancelled":  # (the stream ends in an error)
+                        blocks.append(sse(shaper.end(event.finish_reason, event.index)))
                 elif event.text:
-                    entries = lps.add(event)
-                    blocks.append(sse(shaper.delta(event.text, entries if logprobs else None)))
+                    entries = lps[event.index].add(event)
+                    blocks.append(sse(shaper.delta(event.text, entries if logprobs else None,
+                                                   event.index)))
                 else:
-                    lps.add(event)
+                    lps[event.index].add(event)
             if blocks:
                 yield b"".join(blocks)
         if _cut_short(finished):
@@ -108,7 +126,8 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
                               code="worker_shutdown")
             return
         assert finished is not None
-        yield sse(shaper.end(finished.finish_reason))
+        if not ended:
+            yield sse(shaper.end(finished.finish_reason))
         if shaper.include_usage:
             yield sse(shaper.usage_chunk(finished))
         yield DONE
@@ -123,17 +142,18 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
 
 async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
                   histogram: Histogram) -> dict:
-    lps = _Logprobs(logprobs)
-    texts: list[str] = []
+    choices = _Choices(shaper.choices, logprobs)
     finished: Finished | None = None
     try:
         async for events in _batches(stream, histogram):
             for event in events:
                 if isinstance(event, Finished):
                     finished = event
+                elif isinstance(event, ChoiceEnd):
+                    choices.finish[event.index] = event.finish_reason
                 else:
-                    lps.add(event)
-                    texts.append(event.text)
+                    choices.logprobs[event.index].add(event)
+                    choices.texts[event.index].append(event.text)
     except EngineClosed:
         raise ServiceUnavailable("The worker is shutting down.", code="worker_shutdown") \
             from None
@@ -146,7 +166,10 @@ async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
         raise ServiceUnavailable("The worker stopped before the generation ended.",
                                  code="worker_shutdown")
     assert finished is not None
-    return shaper.whole("".join(texts), finished, lps.released if logprobs else None)
+    return shaper.answer([
+        shaper.choice("".join(texts), choices.finish[i] or finished.finish_reason,
+                      choices.logprobs[i].released if logprobs else None, i)
+        for i, texts in enumerate(choices.texts)], finished)
 
 
 async def unless_disconnected(receive: Any, work: Awaitable[T]) -> T:

@@ -8,8 +8,9 @@ strictly, that a copy never lands on cells the target already holds. A decode wi
 for every token changes nothing and reports the cache full.
 
 Sampling is scripted: the token a sequence samples is `rule(the tokens its cells hold)`, so
-a sequence whose cells were set up wrong samples something else. Every call is recorded in
-`calls` (sampler builds, decodes, copies, removes, clears, samples).
+a sequence whose cells were set up wrong samples something else (`seeded(tokens, seed)`
+instead, when given: choices of one request then differ by their samplers' seeds). Every
+call is recorded in `calls` (sampler builds, decodes, copies, removes, clears, samples).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class FakeSampler(Sampler):
         decoder = self.decoder
         assert index in decoder.logits, f"no logits at batch index {index}"
         seq_id = decoder.logits[index]
-        token = decoder.rule(decoder.tokens(seq_id))
+        context = decoder.tokens(seq_id)
+        token = decoder.rule(context) if decoder.seeded is None else \
+            decoder.seeded(context, self.seed)
         decoder.calls.append(("sample", seq_id, token))
         return token
 
@@ -57,10 +60,12 @@ class FakeSampler(Sampler):
 
 class FakeDecoder(Decoder):
     def __init__(self, n_batch: int = 64, capacity: int = 1000,
-                 rule: Callable[[list[int]], int] = counting) -> None:
+                 rule: Callable[[list[int]], int] = counting,
+                 seeded: Callable[[list[int], int], int] | None = None) -> None:
         self.n_batch = n_batch
         self.capacity = capacity
         self.rule = rule
+        self.seeded = seeded
         self.cells: list[Cell] = []
         self.calls: list[tuple] = []
         self.samplers: list[FakeSampler] = []

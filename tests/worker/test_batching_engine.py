@@ -109,6 +109,26 @@ def test_cancel_frees_the_sequence_and_the_others_go_on(batching):
     assert batching.wait_idle(within=1.0) < 1.0
 
 
+def test_n_choices_take_n_sequences_and_a_cancel_frees_them_all(batching):
+    url = batching.url + "/v1/chat/completions"
+    body = {"model": "m", "messages": user("Tell me a long story."), "stream": True,
+            "n": 3, **LONG}
+    first = _Stream(url, body)
+    second = _Stream(url, body)
+    try:
+        first.until_content()  # its three choices hold all three sequences
+        assert second.response.status_code == 200
+        health = batching.health()
+        assert health["active"] == 1 and health["queue_depth"] == 1
+        first.close()
+        second.until_content()  # all three freed: the next three choices start
+        assert batching.health()["active"] == 1
+    finally:
+        first.close()
+        second.close()
+    batching.wait_idle(within=2)
+
+
 def test_queue_full_counts_only_jobs_that_cannot_start(batching):
     url = batching.url + "/v1/chat/completions"
     body = {"model": "m", "messages": user("Tell me a long story."), "stream": True, **LONG}

@@ -165,16 +165,25 @@ def test_logprobs(client):
 def test_logprobs_streamed(client):
     stream = client.chat.completions.create(model="m", messages=user("Tell me a story."),
                                             max_tokens=4, logit_bias=EOS, logprobs=True,
-                                            stream=True)
-    entries = [e for c in stream if c.choices and c.choices[0].logprobs
-               for e in c.choices[0].logprobs.content]
-    assert len(entries) == 4
+                                            top_logprobs=2, stream=True)
+    entries = []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:  # each chunk: its own tokens
+            content = chunk.choices[0].logprobs.content
+            assert "".join(e.token for e in content) == chunk.choices[0].delta.content
+            entries += content
+    assert len(entries) == 4 and all(len(e.top_logprobs) == 2 for e in entries)
 
 
-def test_n_above_one_is_refused(client):
+def test_n_beyond_the_engine_is_refused(client, engine):
+    # simple: one choice per request; batching: up to --parallel (8) choices
+    n, says = (2, "not supported") if engine == "simple" else (9, "at most 8")
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="m", messages=user("hi"), n=2)
-    assert err.value.body["param"] == "n" and "not supported" in err.value.body["message"]
+        client.chat.completions.create(model="m", messages=user("hi"), n=n)
+    assert err.value.body["param"] == "n" and says in err.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="m", prompt="hi", n=n)
+    assert err.value.body["param"] == "n" and says in err.value.body["message"]
 
 
 def test_tools_are_refused_without_a_tool_format(client):

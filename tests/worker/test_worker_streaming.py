@@ -1,17 +1,19 @@
 """A reader that fell behind takes the events waiting for it at once: one SSE write for all,
-the same bytes as one by one; an error among them still comes in its turn."""
+the same bytes as one by one; an error among them still comes in its turn. Choices of one
+job (n > 1) are shaped each under its index, with their own logprobs and finish."""
 
 from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from llm_gateway.worker.engines.base import Finished, Piece
+from llm_gateway.worker.engines.base import ChoiceEnd, Finished, Piece, TokenLogprob
 from llm_gateway.worker.engines.jobs import JobStream, Work
-from llm_gateway.worker.shapes import ChatShaper
-from llm_gateway.worker.streaming import sse_blocks
+from llm_gateway.worker.shapes import ChatShaper, CompletionShaper
+from llm_gateway.worker.streaming import collect, sse_blocks
 
 
 class _Engine:
@@ -93,3 +95,53 @@ def test_a_late_reader_writes_the_waiting_tokens_in_one_block():
     assert len(piled) < len(paced)
     texts = [b for b in piled if b.count(b"data: ") == 3]
     assert len(texts) == 1 and b'"Hel"' in texts[0] and b'"!"' in texts[0]
+
+
+def _lp(token: str) -> TokenLogprob:
+    return TokenLogprob(token, token.encode(), -1.0)
+
+
+# Two choices, interleaved: choice 1's second token is held back (a possible stop string) and
+# released by the flush at its end; choice 0's last token was swallowed by a stop string.
+CHOICES = [
+    Piece("A", 1, _lp("A"), 0), Piece("B", 5, _lp("B"), 1),
+    Piece("", 2, _lp("x"), 0), Piece("", 6, _lp("C"), 1),
+    ChoiceEnd(0, "stop", 2), Piece("C", None, None, 1), ChoiceEnd(1, "length", 2),
+    Finished("length", 9, 4, 0),
+]
+
+
+def test_streamed_choices_carry_their_index_logprobs_and_finish():
+    async def go() -> list[dict]:
+        blocks = [b async for b in sse_blocks(_stream(CHOICES), ChatShaper("m", True, 2), True,
+                                              _histogram())]
+        return [orjson.loads(part[6:]) for part in b"".join(blocks).split(b"\n\n")
+                if part.startswith(b"data: {")]
+
+    chunks = asyncio.run(go())
+    got = [(c["choices"][0]["index"], c["choices"][0]["delta"], c["choices"][0]["finish_reason"],
+            [e["token"] for e in (c["choices"][0]["logprobs"] or {}).get("content", [])])
+           for c in chunks[:-1]]
+    assert got == [
+        (0, {"role": "assistant", "content": ""}, None, []),
+        (1, {"role": "assistant", "content": ""}, None, []),
+        (0, {"content": "A"}, None, ["A"]),
+        (1, {"content": "B"}, None, ["B"]),
+        (0, {}, "stop", []),  # choice 0's end, as it came; its swallowed token has no entry
+        (1, {"content": "C"}, None, ["C"]),
+        (1, {}, "length", []),
+    ]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 9
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+
+
+def test_whole_choices_are_listed_in_order_with_their_own_offsets():
+    async def go() -> dict:
+        return await collect(_stream(CHOICES), CompletionShaper("m", False, "Q:", 2), True,
+                             _histogram())
+
+    body = asyncio.run(go())
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in body["choices"]] == [
+        (0, "Q:A", "stop"), (1, "Q:BC", "length")]
+    assert [c["logprobs"]["text_offset"] for c in body["choices"]] == [[2], [2, 3]]
+    assert body["usage"]["prompt_tokens"] == 9 and body["usage"]["completion_tokens"] == 4

@@ -55,6 +55,9 @@ class Job:
     logprobs: bool = False
     top_logprobs: int = 0
     seed: int | None = None  # given: reproducible (no prompt-cache reuse); None: engine's pick
+    # Choices: the prompt is evaluated once and each choice i samples with seed + i; more
+    # than one only on engines whose `max_choices` allows it.
+    n: int = 1
     id: str = field(default_factory=new_job_id)
 
 
@@ -85,11 +88,26 @@ class Piece:
     text: str
     token_id: int | None
     logprob: TokenLogprob | None = None
+    index: int = 0  # the choice it belongs to (jobs with n > 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceEnd:
+    """One choice of a job with n > 1 ended; `Finished` follows once all have."""
+
+    index: int
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    completion_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The last event of every job."""
+    """The last event of every job.
+
+    With n > 1 choices: the prompt counted once, the tokens of every choice summed, and
+    "cancelled" when the job was, else choice 0's reason (each choice's is in its
+    `ChoiceEnd`).
+    """
 
     finish_reason: str  # "stop" | "length" | "cancelled"
     prompt_tokens: int
@@ -97,7 +115,7 @@ class Finished:
     cached_tokens: int  # prompt tokens whose KV state was reused, not recomputed
 
 
-Event = Piece | Finished
+Event = Piece | ChoiceEnd | Finished
 
 
 class EventStream(ABC):
@@ -167,6 +185,11 @@ class Engine(ABC):
     @abstractmethod
     async def start(self) -> None:
         """Load the model; returns when the engine can take jobs, raises if loading failed."""
+
+    @property
+    def max_choices(self) -> int:
+        """The largest `Job.n` this engine takes (one choice per job unless it says more)."""
+        return 1
 
     @abstractmethod
     async def submit(self, job: Job) -> EventStream:

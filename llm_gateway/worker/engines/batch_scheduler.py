@@ -12,6 +12,12 @@ when a decode finds no free cells, cached prefixes are evicted (least recently u
 when none are left, the longest running sequence ends with "length": the context is full,
 as it would be for a single sequence.
 
+A job with n > 1 choices takes n sequence ids at admission. Only the first feeds the
+prompt; in the step that evaluates its last prompt token, its cells are copied to the others
+(`Decoder.copy`, before anything else is written to them) and every choice samples from those
+same logits with its own sampler (seed + i). From then on each is a sequence like any other;
+cancelling the job ends them all.
+
 The model is behind `decoder.Decoder` and the KV layout behind `batch_layout.Layout`: this
 module decides what runs, those carry it out.
 """
@@ -26,8 +32,8 @@ import numpy as np
 from llm_gateway.worker.engines.base import Job
 from llm_gateway.worker.engines.batch_layout import Layout, SplitLayout, UnifiedLayout
 from llm_gateway.worker.engines.batch_prefix import PrefixCache
-from llm_gateway.worker.engines.batch_sequence import Out, Sequence
-from llm_gateway.worker.engines.decoder import Decoder, Span
+from llm_gateway.worker.engines.batch_sequence import Choices, Out, Sequence
+from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +64,15 @@ class Scheduler:
     def admit(self, job: Job, work: object, prompt: list[int], seed: int) -> Sequence:
         """Start a sequence: take an id, copy the longest held prefix, build its sampler.
 
-        Raises ValueError (prompt too long, bad grammar); nothing is held then.
+        With `job.n` > 1, the other choices take an id each too (next to it) and wait for
+        its prompt; the leader is returned. Raises ValueError (prompt too long, bad
+        grammar); nothing is held then.
         """
         if not prompt or len(prompt) + 1 > self.n_ctx:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit a context of "
                              f"{self.n_ctx}")
-        sampler = self.decoder.sampler(job.sampling, job.grammar, seed)
+        samplers = self._samplers(job, seed)
+        sampler = samplers[0]
         source, common = -1, 0
         if job.seed is None:
             # A seeded request is recomputed from scratch, as on the simple engine: reused
@@ -76,14 +85,37 @@ class Scheduler:
         seq = Sequence(job, work, prompt, seq_id, common, sampler, self.n_ctx)
         self.running.append(seq)
         self.prompt_tokens += len(prompt)
+        if len(samplers) > 1:
+            group = seq.group = Choices()
+            group.add(seq)
+            for index, other in enumerate(samplers[1:], 1):
+                other_id = self.layout.place([s.seq_id for s in self.running], -1, 0)
+                follower = Sequence(job, work, prompt, other_id, 0, other, self.n_ctx, index)
+                follower.group, follower.waiting_on = group, seq
+                group.add(follower)
+                self.running.append(follower)
         return seq
+
+    def _samplers(self, job: Job, seed: int) -> list[Sampler]:
+        """One sampler chain per choice, choice i seeded with seed + i."""
+        samplers: list[Sampler] = []
+        try:
+            for i in range(max(1, job.n)):
+                samplers.append(self.decoder.sampler(job.sampling, job.grammar,
+                                                     (seed + i) & 0xFFFFFFFF))
+        except BaseException:
+            for sampler in samplers:
+                sampler.close()
+            raise
+        return samplers
 
     # -- one step ---------------------------------------------------------------------------
 
     def step(self, out: Out) -> bool:
         """Cancel, batch, decode and sample once; False when there was nothing to decode."""
         for seq in [s for s in self.running if s.work.cancelled]:
-            self._release(seq, out, "cancelled")
+            if seq in self.running:  # (its leader's release may have ended it already)
+                self._release(seq, out, "cancelled")
         self.layout.arrange(self.running)
         while True:
             spans, plan = self._fill()
@@ -100,13 +132,28 @@ class Scheduler:
             seq.n_past += count
             if index < 0:
                 continue  # a prompt chunk that is not the last: nothing to sample yet
-            seq.next_token = None
-            before = seq.generated
-            seq.accept(self.decoder, index, out)
-            self.generated_tokens += seq.generated - before
-            if seq.finish is not None:
-                self._release(seq, out)
+            for choice in [seq, *self._fork(seq)]:
+                choice.next_token = None
+                before = choice.generated
+                choice.accept(self.decoder, index, out)
+                self.generated_tokens += choice.generated - before
+                if choice.finish is not None:
+                    self._release(choice, out)
         return True
+
+    def _fork(self, leader: Sequence) -> list[Sequence]:
+        """The choices waiting on `leader`, now given its evaluated prompt (none usually).
+
+        A whole-sequence copy: the leader holds exactly its prompt at this point, and a
+        split cache copies only whole streams.
+        """
+        if leader.group is None:
+            return []
+        waiting = [s for s in self.running if s.waiting_on is leader]
+        for seq in waiting:
+            self.decoder.copy(leader.seq_id, seq.seq_id, -1, -1)
+            seq.fork(leader)
+        return waiting
 
     def _fill(self) -> tuple[list[Span], list[tuple[Sequence, int, int]]]:
         """This step's batch, and (sequence, tokens added, logits index or -1) for each.
@@ -144,7 +191,9 @@ class Scheduler:
         """The cache is full: evict one cached prefix, else end the longest sequence."""
         if self.layout.evict_lru():
             return
-        longest = max(self.running, key=lambda s: s.n_past)
+        # (choices waiting for their prompt hold no cells: ending one would free nothing)
+        longest = max((s for s in self.running if s.waiting_on is None),
+                      key=lambda s: s.n_past)
         log.warning("KV cache full with %d sequences: ending the longest (%d tokens)",
                     len(self.running), longest.n_past)
         self._release(longest, out, "length")
@@ -152,19 +201,29 @@ class Scheduler:
     # -- ends -------------------------------------------------------------------------------
 
     def _release(self, seq: Sequence, out: Out, reason: str | None = None) -> None:
-        """End a sequence; keep its KV cells as a cached prefix (or free them)."""
+        """End a sequence; keep its KV cells as a cached prefix (or free them).
+
+        Choices still waiting on it end with it: they will never get its prompt.
+        """
         self.running.remove(seq)
+        waiting = [s for s in self.running if s.waiting_on is seq] \
+            if seq.group is not None else []
         seq.end(out, reason)
         if seq.n_past > 0:
             self.cache.put(seq.seq_id, seq.cached_tokens())
         else:
             self.layout.free(seq.seq_id)
+        for other in waiting:
+            self._release(other, out, seq.finish)
 
     def fail_all(self, error: BaseException, out: Out) -> None:
-        """A decode failed beyond repair: every running sequence gets the error."""
+        """A decode failed beyond repair: every running job gets the error (once)."""
+        told: list[object] = []
         for seq in self.running:
             seq.sampler.close()
-            out.append((seq.work, error))
+            if not any(work is seq.work for work in told):
+                told.append(seq.work)
+                out.append((seq.work, error))
             self.layout.free_ids.add(seq.seq_id)  # its cells go with the clear below
         self.running.clear()
         self.clear()

@@ -4,13 +4,18 @@ A sequence lives in one KV-cache sequence id (`seq_id`) from admission to its en
 feeds its prompt (in chunks, `n_past` counting what the cache holds), then produces one token
 per step. Everything here runs on the engine thread; the only thing read from elsewhere is
 the work's `cancelled` flag (a plain bool).
+
+A job with n > 1 choices runs as n sequences of one `Choices` group, sharing the job's work:
+the first (the leader) feeds the prompt; the others wait, holding an id but no cells, until
+the scheduler forks them from the leader once the prompt is in the cache (`waiting_on`).
+Each choice ends on its own (`ChoiceEnd`); the group's `Finished` follows the last.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from llm_gateway.worker.engines.base import Finished, Job, Piece
+from llm_gateway.worker.engines.base import ChoiceEnd, Finished, Job, Piece
 from llm_gateway.worker.engines.decoder import Decoder, Sampler
 from llm_gateway.worker.engines.text import TextStream
 
@@ -19,12 +24,27 @@ from llm_gateway.worker.engines.text import TextStream
 Out = list[tuple[Any, Any]]
 
 
+class Choices:
+    """The sequences of one job with n > 1 choices, in choice order (the leader first)."""
+
+    __slots__ = ("members", "open")
+
+    def __init__(self) -> None:
+        self.members: list[Sequence] = []
+        self.open = 0  # members not ended yet
+
+    def add(self, seq: Sequence) -> None:
+        self.members.append(seq)
+        self.open += 1
+
+
 class Sequence:
-    __slots__ = ("cached", "finish", "generated", "job", "n_ctx", "n_past", "next_token",
-                 "prompt", "sampler", "seq_id", "text", "tokens", "work")
+    __slots__ = ("cached", "finish", "generated", "group", "index", "job", "n_ctx", "n_past",
+                 "next_token", "prompt", "sampler", "seq_id", "text", "tokens", "waiting_on",
+                 "work")
 
     def __init__(self, job: Job, work: Any, prompt: list[int], seq_id: int, cached: int,
-                 sampler: Sampler, n_ctx: int) -> None:
+                 sampler: Sampler, n_ctx: int, index: int = 0) -> None:
         self.job = job
         self.work = work  # the queued unit: `.cancelled`, `.send(event)`
         self.prompt = prompt
@@ -38,10 +58,18 @@ class Sequence:
         self.next_token: int | None = None  # sampled, to be decoded at position n_past
         self.finish: str | None = None  # set once the sequence is done
         self.n_ctx = n_ctx
+        self.index = index  # its choice
+        self.group: Choices | None = None  # set when the job has n > 1 choices
+        self.waiting_on: Sequence | None = None  # the leader whose prompt it will copy
 
     @property
     def prefilling(self) -> bool:
-        return self.n_past < len(self.prompt)
+        return self.waiting_on is None and self.n_past < len(self.prompt)
+
+    def fork(self, leader: Sequence) -> None:
+        """It now holds the leader's evaluated prompt (copied by the scheduler)."""
+        self.waiting_on = None
+        self.n_past = self.cached = leader.n_past
 
     def prompt_chunk(self, budget: int) -> list[int]:
         """The next at most `budget` prompt tokens to feed."""
@@ -59,7 +87,8 @@ class Sequence:
             return
         logprob = decoder.logprob(token, job.top_logprobs, index) if job.logprobs else None
         self.generated += 1
-        out.append((self.work, Piece(self.text.push(decoder.piece(token)), token, logprob)))
+        text = self.text.push(decoder.piece(token))
+        out.append((self.work, Piece(text, token, logprob, self.index)))
         if self.text.stopped:
             self.finish = "stop"
         elif len(self.prompt) + self.generated >= self.n_ctx:
@@ -70,17 +99,30 @@ class Sequence:
             self.next_token = token
             self.tokens.append(token)
 
-    def end(self, out: Out, reason: str | None = None) -> Finished:
-        """Queue the held-back text and the `Finished` event; free the sampler."""
+    def end(self, out: Out, reason: str | None = None) -> None:
+        """Queue the held-back text and the end events; free the sampler."""
         finish = reason or self.finish or "stop"
         self.finish = finish
         rest = self.text.flush()
         if rest and finish != "cancelled":
-            out.append((self.work, Piece(rest, None)))
-        done = Finished(finish, len(self.prompt), self.generated, self.cached)
-        out.append((self.work, done))
+            out.append((self.work, Piece(rest, None, None, self.index)))
         self.sampler.close()
-        return done
+        group = self.group
+        if group is None:
+            out.append((self.work, Finished(finish, len(self.prompt), self.generated,
+                                            self.cached)))
+            return
+        out.append((self.work, ChoiceEnd(self.index, finish, self.generated)))
+        group.open -= 1
+        if group.open:
+            return
+        members = group.members
+        ended = [m.finish for m in members]
+        overall = "cancelled" if "cancelled" in ended else members[0].finish or finish
+        # The prompt was evaluated once (by the leader): counted once, cached as it found it.
+        out.append((self.work, Finished(overall, len(self.prompt),
+                                        sum(m.generated for m in members),
+                                        members[0].cached)))
 
     def cached_tokens(self) -> list[int]:
         """The tokens whose KV state this sequence's cache holds (positions < n_past)."""

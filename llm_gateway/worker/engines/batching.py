@@ -50,7 +50,6 @@ from llm_gateway.worker.engines.base import (
     EventStream,
     Finished,
     Job,
-    Piece,
 )
 from llm_gateway.worker.engines.batch_scheduler import Scheduler
 from llm_gateway.worker.engines.batch_sequence import Out
@@ -153,13 +152,18 @@ class BatchingEngine(ThreadedEngine):
                     self._cond.wait()
                 if self._closing:
                     return
-                while self._waiting and len(scheduler.running) + len(admit) < self.parallel:
+                # Sequences, not jobs, are bounded: a job with n choices takes n of them.
+                taken = len(scheduler.running)
+                while self._waiting and taken < self.parallel:
                     head = self._waiting[0]
                     if head.run is not None:  # an exclusive call: admit nothing behind it
                         if not scheduler.running and not admit:
                             exclusive = self._waiting.popleft()
                             self._running[exclusive.id] = exclusive
                         break
+                    taken += self._jobs[head.id].n
+                    if taken > self.parallel:
+                        break  # it waits for enough to end (first come, first served)
                     admit.append(self._waiting.popleft())
                     self._running[head.id] = head
             if exclusive is not None:
@@ -197,7 +201,7 @@ class BatchingEngine(ThreadedEngine):
 
     def _forget_finished(self, out: Out) -> None:
         """Drop the bookkeeping of works whose last event went out in this step."""
-        ended = [work.id for work, item in out if not isinstance(item, Piece)]
+        ended = [work.id for work, item in out if isinstance(item, Finished | BaseException)]
         if ended:
             with self._cond:
                 for work_id in ended:
@@ -227,7 +231,14 @@ class BatchingEngine(ThreadedEngine):
         return self._scheduler is not None
 
     def _free_slots(self) -> int:
-        return max(0, self.parallel - len(self._running))
+        taken = sum(job.n if (job := self._jobs.get(work_id)) is not None else 1
+                    for work_id in self._running)
+        return max(0, self.parallel - taken)
+
+    @property
+    def max_choices(self) -> int:
+        """n up to `parallel`: every choice is a sequence decoded with the others."""
+        return self.parallel
 
     def _enqueue(self, work: Work, job: Job | None = None) -> None:
         # _cond's lock is an RLock: held across the checks and the append in the base class,
@@ -238,6 +249,8 @@ class BatchingEngine(ThreadedEngine):
                 self._jobs[work.id] = job
 
     async def submit(self, job: Job) -> EventStream:
+        if not 1 <= job.n <= self.max_choices:
+            raise EngineError(f"n is {job.n}; this engine takes 1 to {self.max_choices}")
         events: asyncio.Queue = asyncio.Queue()
         # run=None marks a generation job: the scheduler runs it among the others.
         work = Work(job.id, None, events.put_nowait, asyncio.get_running_loop())

@@ -117,6 +117,8 @@ class SimpleEngine(ThreadedEngine):
         return int(self._active is None)
 
     async def submit(self, job: Job) -> EventStream:
+        if job.n != 1:
+            raise EngineError("this engine generates one choice per job")
         events: asyncio.Queue = asyncio.Queue()
         work = Work(job.id, functools.partial(self._generate, job), events.put_nowait,
                     asyncio.get_running_loop())

@@ -45,6 +45,8 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
         cmd += ["--chat-format", cfg.chat_format]
     if cfg.chat_template:
         cmd += ["--chat-template", cfg.chat_template]
+    if cfg.tool_format != "auto":
+        cmd += ["--tool-format", cfg.tool_format]
     if cfg.lora:
         cmd += ["--lora", cfg.lora]
     if cfg.embedding:

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     template.add_argument("--chat-format", help="a llama-cpp-python chat format name "
                           "(chatml-function-calling enables tools)")
     template.add_argument("--chat-template", help="a Jinja2 chat template file")
+    parser.add_argument("--tool-format", default="auto",
+                        choices=["auto", "hermes", "llama3", "mistral"],
+                        help="the model's tool-call syntax; auto: read from the chat template "
+                             "(default: %(default)s)")
     parser.add_argument("--lora", help="a LoRA adapter (GGUF) to apply")
     parser.add_argument("--embedding", action="store_true", help="also serve /v1/embeddings")
     parser.add_argument("--max-queue", type=int, default=16,
@@ -60,9 +64,10 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         model=args.model, host=args.host, port=args.port, served_name=args.served_name,
         n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx, n_batch=args.n_batch,
         n_threads=args.n_threads, flash_attn=args.flash_attn, chat_format=args.chat_format,
-        chat_template=args.chat_template, lora=args.lora, embedding=args.embedding,
-        max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
-        engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
+        chat_template=args.chat_template, tool_format=args.tool_format, lora=args.lora,
+        embedding=args.embedding, max_queue=args.max_queue, seed=args.seed,
+        log_level=args.log_level, engine=args.engine, parallel=args.parallel,
+        kv_unified=args.kv_unified,
     )
 
 

@@ -181,6 +181,8 @@ class LocalConfig:
     flash_attn: Literal["auto", True, False] = "auto"
     chat_format: str | None = field(default=None, metadata={"check": non_empty})
     chat_template: str | None = field(default=None, metadata={"check": non_empty})  # a file
+    # the model's tool-call syntax; auto: read from the chat template (worker --tool-format)
+    tool_format: Literal["auto", "hermes", "llama3", "mistral"] = "auto"
     lora: str | None = field(default=None, metadata={"check": non_empty})
     embedding: bool = False
     max_queue: int = field(default=16, metadata={"ge": 1})  # per worker; beyond it: 429

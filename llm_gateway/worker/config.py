@@ -18,6 +18,7 @@ class WorkerConfig:
     flash_attn: str = "auto"  # auto (llama.cpp decides per device, as llama-server does), on, off
     chat_format: str | None = None  # a llama-cpp-python chat format name
     chat_template: str | None = None  # a Jinja2 template file
+    tool_format: str = "auto"  # tool-call syntax: auto (from the template), hermes, llama3, mistral
     lora: str | None = None
     embedding: bool = False
     max_queue: int = 16

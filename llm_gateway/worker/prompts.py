@@ -15,6 +15,9 @@ from llama_cpp import llama_grammar
 from llm_gateway.errors import InvalidRequest
 from llm_gateway.worker.engines.base import Job, ModelInfo, SamplingParams
 from llm_gateway.worker.templates import ChatRenderer
+from llm_gateway.worker.toolcalls import messages as tool_messages
+from llm_gateway.worker.toolcalls.formats import Syntax, renders_tools, syntax_for
+from llm_gateway.worker.toolcalls.plan import ToolPlan, tool_plan
 
 
 @dataclass(slots=True)
@@ -24,40 +27,66 @@ class Prepared:
     stream: bool
     include_usage: bool
     echo: str | None = None  # completions with echo: the prompt text, sent before the output
+    tools: ToolPlan | None = None  # chat with tools: how its output is parsed
 
 
 class Prompter:
-    def __init__(self, info: ModelInfo, renderer: ChatRenderer, max_choices: int = 1) -> None:
+    def __init__(self, info: ModelInfo, renderer: ChatRenderer, max_choices: int = 1,
+                 tool_format: str | None = None) -> None:
         self.info = info
         self.renderer = renderer
         self.max_choices = max_choices  # the engine's bound on n
+        self.tool_syntax: Syntax = syntax_for(tool_format, renderer.template_text)
+        self._native_tools = renders_tools(renderer.template_text)
+        self._markers = self._control_markers()
 
     # -- chat ---------------------------------------------------------------------------------
 
-    def wants_tools(self, body: dict) -> bool:
-        """Whether the request needs tool calling; raises if this worker cannot do it."""
+    def uses_tool_handler(self, body: dict) -> bool:
+        """Whether the request goes to llama-cpp-python's whole-run function-calling handler
+        (only with --chat-format chatml-function-calling; otherwise tools are native)."""
         tools = body.get("tools") or body.get("functions")
         choice = body.get("tool_choice", body.get("function_call"))
-        if not tools or choice == "none":
-            return False
-        if not self.renderer.calls_tools:
-            raise InvalidRequest(
-                "This model's chat template does not support tools; start the worker with "
-                "--chat-format chatml-function-calling to use them.", param="tools",
-                code="tools_unsupported")
-        return True
+        return self.renderer.calls_tools and bool(tools) and choice != "none"
 
     def chat(self, body: dict) -> Prepared:
         choices = self._choices(body)
+        plan = tool_plan(body, self.tool_syntax)
+        if plan is not None and choices > 1:
+            raise InvalidRequest("n > 1 is not supported together with tools on local models.",
+                                 param="n", code="unsupported_value")
         messages = [_message(m, i) for i, m in enumerate(body["messages"])]
-        rendered = self.renderer.render(messages)
+        if self._native_tools:
+            messages = tool_messages.native(messages, self.tool_syntax)
+            tools = plan.tools if plan is not None else None
+        else:
+            messages = tool_messages.described(
+                messages, self.tool_syntax, plan.tools if plan is not None else None,
+                plan.must_call if plan is not None else None)
+            tools = None
+        rendered = self.renderer.render(messages, tools)
         self._check_context(rendered.tokens, "messages")
         logprobs = bool(body.get("logprobs"))
         job = self._job(body, rendered.tokens, logprobs=logprobs,
                         top_logprobs=(body.get("top_logprobs") or 0) if logprobs else 0)
         job.stop = [*job.stop, *rendered.stop]
         job.n = choices
-        return self._prepared(body, job)
+        prepared = self._prepared(body, job)
+        if plan is not None:
+            plan.markers = self._markers
+            job.grammar = plan.grammar or job.grammar
+            job.logprobs, job.top_logprobs = False, 0  # not given with tools: not computed
+            prepared.tools = plan
+        return prepared
+
+    def _control_markers(self) -> dict[int, str]:
+        """The syntax's markers that are control tokens of the model (decoded as no text)."""
+        found = {}
+        for marker in self.tool_syntax.markers:
+            tokens = self.info.tokenize(marker, False, True)
+            if len(tokens) == 1 and not self.info.detokenize(tokens):
+                found[tokens[0]] = marker
+        return found
 
     def handler_request(self, body: dict) -> dict:
         """The body as llama-cpp-python's chat handler takes it (tools path)."""

@@ -45,6 +45,7 @@ from llm_gateway.worker.prompts import Prepared, Prompter
 from llm_gateway.worker.shapes import ChatShaper, CompletionShaper, embedding_list, model_list, sse
 from llm_gateway.worker.state import EngineFactory, WorkerState
 from llm_gateway.worker.streaming import ClientGone, collect, sse_blocks, unless_disconnected
+from llm_gateway.worker.toolcalls.stream import tool_collect, tool_sse_blocks
 from llm_gateway.worker.tools import tool_chunks, tool_response
 from llm_gateway.worker.usage_log import UsageLog
 
@@ -117,12 +118,18 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
                                        engine.cancel)
     histogram = _state(request).metrics.time_per_output_token
     logprobs = prepared.job.logprobs
+    plan = prepared.tools  # chat with tools: the output goes through the syntax's parser
+    stop = functools.partial(engine.cancel, prepared.job.id)
     if prepared.stream:
-        return StreamResponse(
-            200, IteratorSource(sse_blocks(stream, shaper, logprobs, histogram)), list(SSE))
+        blocks = tool_sse_blocks(stream, shaper, plan, stop, histogram) \
+            if plan is not None and isinstance(shaper, ChatShaper) \
+            else sse_blocks(stream, shaper, logprobs, histogram)
+        return StreamResponse(200, IteratorSource(blocks), list(SSE))
     try:
-        body = await unless_disconnected(request.receive,
-                                         collect(stream, shaper, logprobs, histogram))
+        whole = tool_collect(stream, shaper, plan, stop, histogram) \
+            if plan is not None and isinstance(shaper, ChatShaper) \
+            else collect(stream, shaper, logprobs, histogram)
+        body = await unless_disconnected(request.receive, whole)
     finally:
         await stream.aclose()  # a no-op once it finished; cancels it otherwise
     return _json(body)
@@ -132,7 +139,7 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
 async def chat_completions(request: Request):
     body = await _json_body(request, "createChatCompletion")
     engine, prompter = _state(request).ready()
-    if prompter.wants_tools(body):
+    if prompter.uses_tool_handler(body):
         return await _tool_call(request, engine, prompter, body)
     prepared = prompter.chat(body)
     return await _generate(request, engine, prepared,

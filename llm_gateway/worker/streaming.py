@@ -37,6 +37,9 @@ T = TypeVar("T")
 Shaper = ChatShaper | CompletionShaper
 
 
+STOPPED_EARLY = "The worker stopped before the generation ended."
+
+
 class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
@@ -122,8 +125,7 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
             if blocks:
                 yield b"".join(blocks)
         if _cut_short(finished):
-            yield error_event("The worker stopped before the generation ended.",
-                              code="worker_shutdown")
+            yield error_event(STOPPED_EARLY, code="worker_shutdown")
             return
         assert finished is not None
         if not ended:
@@ -131,13 +133,34 @@ async def sse_blocks(stream: EventStream, shaper: Shaper, logprobs: bool,
         if shaper.include_usage:
             yield sse(shaper.usage_chunk(finished))
         yield DONE
-    except EngineClosed:
-        yield error_event("The worker is shutting down.", code="worker_shutdown")
     except Exception as exc:
-        log.exception("generation failed mid-stream")
-        yield error_event(f"The model failed while generating: {exc}")
+        yield failure_block(exc)
     finally:
         await stream.aclose()
+
+
+def closing_blocks(shaper: Shaper, finished: Finished, finish_reason: str) -> bytes:
+    """The chunk with the finish reason, the usage chunk when asked, and `[DONE]`."""
+    blocks = [sse(shaper.end(finish_reason))]
+    if shaper.include_usage:
+        blocks.append(sse(shaper.usage_chunk(finished)))
+    return b"".join([*blocks, DONE])
+
+
+def failure_block(exc: Exception) -> bytes:
+    """The error event that ends a stream whose generation failed."""
+    if isinstance(exc, EngineClosed):
+        return error_event("The worker is shutting down.", code="worker_shutdown")
+    log.exception("generation failed mid-stream")
+    return error_event(f"The model failed while generating: {exc}")
+
+
+def failure_error(exc: Exception) -> Exception:
+    """The error a whole-body request answers when its generation failed."""
+    if isinstance(exc, EngineClosed):
+        return ServiceUnavailable("The worker is shutting down.", code="worker_shutdown")
+    log.exception("generation failed")
+    return InternalError(f"The model failed while generating: {exc}")
 
 
 async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
@@ -154,17 +177,12 @@ async def collect(stream: EventStream, shaper: Shaper, logprobs: bool,
                 else:
                     choices.logprobs[event.index].add(event)
                     choices.texts[event.index].append(event.text)
-    except EngineClosed:
-        raise ServiceUnavailable("The worker is shutting down.", code="worker_shutdown") \
-            from None
     except Exception as exc:
-        log.exception("generation failed")
-        raise InternalError(f"The model failed while generating: {exc}") from None
+        raise failure_error(exc) from None
     finally:
         await stream.aclose()
     if _cut_short(finished):
-        raise ServiceUnavailable("The worker stopped before the generation ended.",
-                                 code="worker_shutdown")
+        raise ServiceUnavailable(STOPPED_EARLY, code="worker_shutdown")
     assert finished is not None
     return shaper.answer([
         shaper.choice("".join(texts), choices.finish[i] or finished.finish_reason,

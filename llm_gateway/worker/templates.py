@@ -39,16 +39,19 @@ class ChatRenderer:
         self._formatter: llama_chat_format.Jinja2ChatFormatter | None = None
         self._handler: Any = None
         self.chat_format = chat_format
+        self.template_text: str | None = None  # the Jinja source, when there is one
         if chat_template is not None:
             try:
-                self._formatter = self._jinja(Path(chat_template).read_text(encoding="utf-8"))
+                self.template_text = Path(chat_template).read_text(encoding="utf-8")
             except OSError as exc:
                 raise TemplateError(f"cannot read the chat template {chat_template}: {exc}") \
                     from None
         elif chat_format is not None:
             self._handler = handler_for(chat_format)
         elif info.metadata.get("tokenizer.chat_template"):
-            self._formatter = self._jinja(info.metadata["tokenizer.chat_template"])
+            self.template_text = info.metadata["tokenizer.chat_template"]
+        if self.template_text is not None:
+            self._formatter = self._jinja(self.template_text)
 
     @property
     def calls_tools(self) -> bool:
@@ -62,11 +65,13 @@ class ChatRenderer:
         except Exception as exc:  # a Jinja syntax error
             raise TemplateError(f"the chat template does not compile: {exc}") from None
 
-    def render(self, messages: list[dict]) -> RenderedChat:
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> RenderedChat:
+        """`tools` go to a Jinja template as its `tools` variable (HF's convention)."""
         if self._formatter is not None:
             try:
                 # Validated JSON messages, which llama-cpp types as TypedDicts per role.
-                result = self._formatter(messages=messages)  # type: ignore[arg-type]
+                result = self._formatter(messages=messages,  # type: ignore[arg-type]
+                                         tools=tools)  # type: ignore[arg-type]
             except Exception as exc:  # raise_exception() in the template, or a bad message
                 raise InvalidRequest(f"The chat template rejected the messages: {exc}",
                                      param="messages", code="invalid_messages") from None

@@ -69,6 +69,18 @@ def test_flash_attn_reaches_the_worker_command(value: object, flag: str) -> None
     assert cmd[cmd.index("--flash-attn") + 1] == flag
 
 
+def test_tool_format_reaches_the_worker_command_and_is_checked() -> None:
+    from llm_gateway.backends.worker_process import worker_command
+
+    auto = parse_config(with_local({"smol": {"model": "m"}}), {}).local["smol"]
+    assert auto.tool_format == "auto" and "--tool-format" not in worker_command(auto, 9000)
+    told = parse_config(with_local({"smol": {"model": "m", "tool_format": "mistral"}}), {})
+    cmd = worker_command(told.local["smol"], 9000)
+    assert cmd[cmd.index("--tool-format") + 1] == "mistral"
+    with pytest.raises(ConfigError, match="tool_format"):
+        parse_config(with_local({"smol": {"model": "m", "tool_format": "chatml"}}), {})
+
+
 def test_gpus_decide_the_worker_count() -> None:
     config = parse_config(with_local({"smol": {"model": "m.gguf", "gpus": [2, 3, 5]}}), {})
     assert config.local["smol"].worker_count == 3
@@ -156,7 +168,7 @@ def test_env_overrides_reach_local_backends() -> None:
             {"smol": {"model": "m", "modle": "x"}},
             ["local.smol.modle: unknown key (expected one of: model, workers, urls, discovery, "
              "discovery_interval_seconds, gpus, n_gpu_layers, n_ctx, n_batch, n_threads, "
-             "flash_attn, chat_format, chat_template, "
+             "flash_attn, chat_format, chat_template, tool_format, "
              "lora, embedding, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
              "engine, parallel, affinity, timeouts); did you mean 'model'?"],

@@ -186,17 +186,23 @@ def test_n_beyond_the_engine_is_refused(client, engine):
     assert err.value.body["param"] == "n" and says in err.value.body["message"]
 
 
-def test_tools_are_refused_without_a_tool_format(client):
+def test_bad_tool_requests_are_400s_and_tool_choice_none_is_plain_chat(client):
     tools = [{"type": "function", "function": {"name": "get_time", "parameters": {
         "type": "object", "properties": {}}}}]
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="m", messages=user("time?"), tools=tools)
-    assert err.value.body["code"] == "tools_unsupported"
-    assert err.value.body["param"] == "tools"
+        client.chat.completions.create(model="m", messages=user("time?"), tools=tools,
+                                       tool_choice={"type": "function",
+                                                    "function": {"name": "get_date"}})
+    assert err.value.body["param"] == "tool_choice" and "get_date" in err.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="m", messages=user("time?"),
+                                       tools=[{"type": "custom", "custom": {"name": "x"}}])
+    assert err.value.body["code"] == "unsupported_value"
+    assert err.value.body["param"] == "tools[0].type"
     # tool_choice "none" means no tools: answered without them.
     r = client.chat.completions.create(model="m", messages=user("hi"), tools=tools,
                                        tool_choice="none", max_tokens=2)
-    assert r.choices[0].message.content is not None
+    assert r.choices[0].message.content is not None and not r.choices[0].message.tool_calls
 
 
 def test_bad_bodies_are_openai_shaped_400s(worker):

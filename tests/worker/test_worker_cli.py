@@ -27,7 +27,8 @@ def test_help_lists_the_contract_flags():
                           capture_output=True, text=True, timeout=30)
     for flag in ("--model", "--host", "--port", "--served-name", "--n-gpu-layers", "--n-ctx",
                  "--n-batch", "--n-threads", "--flash-attn", "--chat-format",
-                 "--chat-template", "--lora", "--embedding", "--max-queue", "--seed"):
+                 "--chat-template", "--tool-format", "--lora", "--embedding", "--max-queue",
+                 "--seed"):
         assert flag in done.stdout
 
 

@@ -1,4 +1,6 @@
-"""Tools through llama-cpp-python's function-calling handler (--chat-format)."""
+"""Tools through llama-cpp-python's function-calling handler (`--chat-format
+chatml-function-calling`, the opt-in whole-run path; native tool calls are in
+test_worker_toolcalls.py)."""
 
 from __future__ import annotations
 

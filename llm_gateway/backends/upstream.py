@@ -110,6 +110,7 @@ class UpstreamBackend(Backend):
         self.cfg = cfg
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
+        self.responses_api = cfg.responses_api and cfg.kind in ("openai", "azure")
         self._transport = transport or make_transport(cfg)
         self._timeouts = timeout_extension(cfg)
         self._urls: dict[str, httpx.URL] = {}

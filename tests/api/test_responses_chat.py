@@ -34,6 +34,8 @@ def config(fake_url: str) -> dict:
             {"name": "chat-model", "backend": "chatonly"},
             # One deployment without the Responses API: the route's calls are all translated.
             {"name": "mixed", "deployments": [{"backend": "openai"}, {"backend": "chatonly"}]},
+            # A fallback that may reach one: the same (a call cannot change API mid-way).
+            {"name": "falls-back", "backend": "openai", "fallbacks": ["chat-model"]},
             {"name": "gpt-*", "backend": "openai"},
         ],
         "grouping": {"coalesce": "off", "cache": {"enabled": False}},
@@ -257,10 +259,11 @@ def test_store_false_is_not_kept(client):
     assert err.value.body["param"] == "previous_response_id"
 
 
-def test_a_route_with_one_chat_only_deployment_is_translated(client, fake):
+def test_a_route_that_may_reach_a_chat_only_backend_is_translated(client, fake):
     for _ in range(3):  # whichever deployment answers
         assert client.responses.create(model="mixed", input="hi").output_text == "Echo: hi"
-    assert len(chat_sent(fake)) == 3
+    assert client.responses.create(model="falls-back", input="hi").output_text == "Echo: hi"
+    assert len(chat_sent(fake)) == 4
 
 
 def test_native_upstreams_are_still_relayed(client, fake):

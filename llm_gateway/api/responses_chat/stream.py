@@ -93,8 +93,10 @@ class Translator(Observer):
             return
         if event.is_error or "error" in data:
             error = as_dict(data.get("error"))
-            self._fail({"code": error.get("code") or "server_error",
-                        "message": error.get("message") or "The backend failed."})
+            code, message = error.get("code"), error.get("message")
+            self._fail({"code": code if isinstance(code, str) and code else "server_error",
+                        "message": message if isinstance(message, str) and message
+                        else "The backend failed."})
             return
         if isinstance(data.get("usage"), dict):
             self._usage = usage_of(data["usage"])
@@ -177,7 +179,7 @@ class Translator(Observer):
         item = self._open
         assert item is not None and self._part is not None
         return {"item_id": item["id"], "output_index": len(self._output) - 1,
-                "content_index": item["content"].index(self._part)}
+                "content_index": len(item["content"]) - 1}  # (the part being written is last)
 
     def _close_part(self) -> None:
         part = self._part

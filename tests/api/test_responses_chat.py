@@ -216,6 +216,7 @@ def test_text_format_becomes_response_format(client, fake):
     ({"input": [{"type": "item_reference", "id": "msg_nowhere"}]}, "input[0].id"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}]},
      "input[0].content[0].image_url"),
+    ({"input": []}, "input"),
 ])
 def test_what_chat_cannot_do_is_a_400_naming_it(client, fake, extra, param):
     with pytest.raises(openai.BadRequestError) as err:

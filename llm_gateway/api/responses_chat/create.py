@@ -26,7 +26,7 @@ from llm_gateway.api.state import State
 from llm_gateway.auth.ownership import owner_of
 from llm_gateway.call import Call, Result
 from llm_gateway.echo import clip
-from llm_gateway.errors import NotFound, UpstreamUnavailable
+from llm_gateway.errors import InvalidRequest, NotFound, UpstreamUnavailable
 from llm_gateway.principal import Principal
 from llm_gateway.stream.events import Block
 from llm_gateway.stream.observer import Observer, Stage
@@ -60,8 +60,11 @@ async def translated(request: Request, state: State, call: Call) -> Result | Non
     # which a chat backend must not take for the client's choices.
     body = orjson.loads(call.raw)
     items = input_items(body.get("input"), {i["id"]: i for i in history if "id" in i})
-    chat = chat_body(body, [*instructions(body), *chat_messages([*history, *items])],
-                     call.model)
+    messages = chat_messages([*history, *items])
+    if not messages:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input",
+                             code="missing_required_parameter")
+    chat = chat_body(body, [*instructions(body), *messages], call.model)
     call.operation, call.endpoint = CHAT
     call.body = chat
     call.raw = orjson.dumps(chat)

@@ -103,6 +103,17 @@ def fresh_postgres_database(url: str | None = None) -> Iterator[str]:
         run_sync(lambda: _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextmanager
+def storage_of(dialect: str, directory: Path) -> Iterator[dict[str, str]]:
+    """A gateway's `storage` config: "sqlite" (its file in `directory`) or "postgresql" (a
+    fresh database on the test server, dropped afterwards: stop the gateway before)."""
+    if dialect == "sqlite":
+        yield {"data_dir": str(directory)}
+        return
+    with fresh_postgres_database() as url:
+        yield {"url": url, "data_dir": str(directory)}
+
+
 @asynccontextmanager
 async def open_test_database(dialect: str, directory: Path) -> AsyncIterator[Any]:
     """An opened storage Database: "sqlite" (a file in `directory`) or "postgresql" (a fresh

@@ -25,6 +25,7 @@ OPERATIONS = {
     "createResponse": ("/v1/responses", "post"),
     "getResponse": ("/v1/responses/{response_id}", "get"),
     "deleteResponse": ("/v1/responses/{response_id}", "delete"),
+    "listInputItems": ("/v1/responses/{response_id}/input_items", "get"),
 }
 STREAMING = {"createChatCompletion", "createCompletion", "createResponse"}
 
@@ -176,6 +177,7 @@ def test_success_responses(document: dict) -> None:
             "application/json": "Response",
             "text/event-stream": "ResponseStreamEvent",
         },
+        "listInputItems": {"application/json": "ResponseItemList"},
     }
     for operation_id, media_types in expected.items():
         path, method = OPERATIONS[operation_id]

@@ -116,6 +116,11 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
     state, call = await build_call(request, operation, endpoint)
+    return await dispatch(request, state, call)
+
+
+async def dispatch(request: Request, state: State, call: Call) -> Result:
+    """A built call's way on: limits, grouping, routing and the backend, accounting."""
     started = perf_counter()
     record = context(request.scope).record
     principal = await caller(request.scope)  # what build_call authenticated (kept in scope)

@@ -10,6 +10,7 @@ from typing import Any
 
 from llm_gateway.accounting.accountant import Accountant
 from llm_gateway.api.passthrough_policy import Policy
+from llm_gateway.api.responses_chat.store import Conversations
 from llm_gateway.auth.authenticate import Authenticator
 from llm_gateway.auth.ownership import Owners
 from llm_gateway.backends.base import Backend
@@ -48,6 +49,8 @@ class State:
     grouper: Grouper
     accountant: Accountant
     owners: Owners  # who created which stored response, file, batch... (auth/ownership.py)
+    # The responses the gateway answered through chat completions and keeps itself.
+    conversations: Conversations
     request_ids: Callable[[], str] = new_request_id
     recorder: Recorder | None = None  # per-request metrics and log lines
     exposition: Exposition | None = None  # GET /metrics; None when metrics are off
@@ -86,6 +89,7 @@ class State:
             grouper=Grouper(config, env, metrics=recorder.metrics),
             accountant=accountant,
             owners=Owners(config),
+            conversations=Conversations(),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
         )
@@ -98,6 +102,7 @@ class State:
         self.db = await open_database(self.config)
         await self.auth.start(self.db)
         await self.owners.start(self.db)
+        await self.conversations.start(self.db)
         await self.accountant.start(self.db)
         await self.gate.start(self.accountant.ledger)
         await self.grouper.start()

@@ -25,6 +25,7 @@ HANDLERS = {
     "createResponse": responses.create_response,
     "getResponse": responses.get_response,
     "deleteResponse": responses.delete_response,
+    "listInputItems": responses.list_input_items,
     # gateway.yaml
     "getHealthz": health.get_healthz,
     "getReadyz": health.get_readyz,

@@ -23,6 +23,10 @@ class Backend(ABC):
     # that an upstream's price glob matches must not price it as the upstream's).
     local: bool = False
     fallback: str | None = None  # the model its calls spill over to when it is full
+    # Whether it serves OpenAI's Responses API (POST /v1/responses) itself. One that does not
+    # (a local pool, a chat-only upstream) gets those calls translated to chat completions by
+    # the gateway (api/responses_chat/), which then keeps their conversation state.
+    responses_api: bool = False
 
     @abstractmethod
     async def complete(self, call: Call) -> Result:

@@ -24,6 +24,7 @@ class SpillOver(Backend):
         self.fallback = inner.fallback
         self.lists_models = inner.lists_models
         self.models_ttl = inner.models_ttl
+        self.responses_api = inner.responses_api
         self._resolve = resolve  # model name -> (its route's backend, the name it must see)
 
     async def complete(self, call: Call) -> Result:

@@ -41,6 +41,12 @@ async def _noting(body: AsyncIterator[bytes], failed: list[GatewayError]) -> Asy
 
 
 class UpstreamBackend(HttpUpstream):
+    def __init__(self, cfg: UpstreamConfig, env: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(cfg, env, **kwargs)
+        # OpenAI and Azure serve POST /v1/responses themselves, unless the config says this
+        # server lacks it (llama-server, older vLLM): then it is translated to chat.
+        self.responses_api = cfg.responses_api
+
     def _auth_headers(self, cfg: UpstreamConfig, key: str | None) -> dict[str, str]:
         auth: dict[str, str] = {}
         if key:

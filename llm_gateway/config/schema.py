@@ -103,6 +103,10 @@ class UpstreamConfig:
     retries: RetryConfig = field(default_factory=RetryConfig)
     list_models: bool = True  # merge this upstream's /models into GET /v1/models
     models_ttl_seconds: float = field(default=300.0, metadata={"ge": 0})
+    # Whether it serves POST /v1/responses itself (openai, azure); false: the gateway turns
+    # Responses calls into chat completions for it (llama-server, older vLLM) and keeps their
+    # state itself. An anthropic upstream never does.
+    responses_api: bool = True
     name: str = field(default="", metadata={"yaml": False})  # the key under `upstreams`
 
     def __post_init__(self) -> None:

@@ -46,6 +46,8 @@ class Router:
                 self._exact[name] = Route(backend, target, rule)
         default = config.routing.default_backend
         self._default = self._outer[default] if default else None
+        for group in self.groups.values():  # once every route is known (fallbacks resolve)
+            group.responses_api = self._all_speak_responses(group)
 
     def _backend(self, rule: ModelRoute, config: Config,
                  rng: random.Random | None) -> Backend:
@@ -108,6 +110,24 @@ class Router:
             if isinstance(backend, UpstreamBackend) and backend.cfg.kind == "openai":
                 return backend, deployment.upstream_model or route.target_model
         return None
+
+    def _all_speak_responses(self, group: DeploymentGroup) -> bool:
+        """Whether every backend a call to `group` may reach (its deployments, its fallbacks'
+        one hop) serves the Responses API itself: else such calls are translated to chat,
+        which all of them speak."""
+        reached: list[Backend] = [d.backend for d in group.deployments]
+        rule = group.rule
+        for model in {*rule.fallbacks, *rule.rate_limit_fallbacks,
+                      *rule.context_window_fallbacks, *rule.content_policy_fallbacks}:
+            try:
+                backend = self.resolve(model).backend
+            except ModelNotFound:
+                continue
+            if isinstance(backend, DeploymentGroup):
+                reached.extend(d.backend for d in backend.deployments)
+            else:
+                reached.append(backend)
+        return all(b.responses_api for b in reached)
 
     def _fallback_target(self, model: str) -> tuple[Backend, str]:
         route = self.resolve(model)

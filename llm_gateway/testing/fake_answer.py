@@ -3,6 +3,11 @@
 Text rule: the answer is ``"Echo: " + <input text>``, split on whitespace into words; a token
 limit keeps only the first words (finish reason ``"length"``, else ``"stop"``).
 
+Tool rule (chat): when ``tool_choice`` forces a call (names a function, or is ``"required"``:
+the first tool), the answer is that call, its arguments ``{"text": <input text>}`` as JSON, in
+pieces of 8 characters (one a chunk, each counting as one token), finish reason
+``"tool_calls"``.
+
 Token counting rule (the numbers in every ``usage``):
 
 * completion / output tokens = number of words returned (times ``n`` for several choices);
@@ -103,6 +108,9 @@ class Answer:
     n: int
     prompt_tokens: int
     include_usage: bool
+    # A forced tool call (tool_choice names a function, or is "required"): the function's
+    # name; `words` are then the pieces of its arguments, streamed one a chunk.
+    tool: str | None = None
 
     @property
     def text(self) -> str:

@@ -5,6 +5,8 @@ Pure functions, no I/O; the text and token rules are in :mod:`llm_gateway.testin
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 from llm_gateway.testing.fake_answer import (
@@ -18,6 +20,7 @@ from llm_gateway.testing.fake_answer import (
 from llm_gateway.testing.fake_wire import SSE_DONE, BadRequest, sse
 
 SYSTEM_FINGERPRINT = "fp_fake"
+TOOL_PIECE = 8  # characters of a forced call's arguments per chunk
 
 
 # --- chat completions -------------------------------------------------------------------------
@@ -28,11 +31,41 @@ def chat_answer(body: dict[str, Any]) -> Answer:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("Missing required parameter: 'messages'.", "messages")
     limit = _limit(body, "max_completion_tokens", "max_tokens")
-    return _answer("chatcmpl-", body, _last_user_text(messages), _message_tokens(messages), limit)
+    text = _last_user_text(messages)
+    answer = _answer("chatcmpl-", body, text, _message_tokens(messages), limit)
+    tool = _forced_tool(body)
+    if tool is None:
+        return answer
+    arguments = json.dumps({"text": text})
+    pieces = [arguments[i:i + TOOL_PIECE] for i in range(0, len(arguments), TOOL_PIECE)]
+    return replace(answer, words=pieces, finish_reason="tool_calls", tool=tool)
+
+
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The function a request forces a call to (see fake_answer's tool rule), or None."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return name if isinstance(name, str) else None
+    if choice == "required" and isinstance(tools[0], dict):
+        return (tools[0].get("function") or {}).get("name")
+    return None
+
+
+def _tool_calls(a: Answer, arguments: str, call_id: str) -> list[dict[str, Any]]:
+    return [{"index": 0, "id": call_id, "type": "function",
+             "function": {"name": a.tool, "arguments": arguments}}]
 
 
 def chat_completion(a: Answer) -> dict[str, Any]:
-    message = {"role": "assistant", "content": a.text, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": a.text, "refusal": None}
+    if a.tool is not None:
+        calls = _tool_calls(a, "".join(a.words), "call_" + a.id[-24:])
+        message = {"role": "assistant", "content": None, "refusal": None,
+                   "tool_calls": [{k: v for k, v in c.items() if k != "index"} for c in calls]}
     return {
         "id": a.id,
         "object": "chat.completion",
@@ -74,9 +107,16 @@ def chat_stream(a: Answer) -> tuple[list[bytes], int]:
             obj["usage"] = None
         return sse(obj)
 
-    events = [chunk(i, {"role": "assistant", "content": ""}, None) for i in range(a.n)]
-    for piece in a.pieces():
-        events.extend(chunk(i, {"content": piece}, None) for i in range(a.n))
+    if a.tool is not None:  # OpenAI's shape: the call's id and name first, then arguments
+        events = [chunk(i, {"role": "assistant", "content": None, "tool_calls": _tool_calls(
+            a, "", "call_" + a.id[-24:])}, None) for i in range(a.n)]
+        for piece in a.words:
+            events.extend(chunk(i, {"tool_calls": [{"index": 0, "function": {
+                "arguments": piece}}]}, None) for i in range(a.n))
+    else:
+        events = [chunk(i, {"role": "assistant", "content": ""}, None) for i in range(a.n)]
+        for piece in a.pieces():
+            events.extend(chunk(i, {"content": piece}, None) for i in range(a.n))
     before_finish = len(events)
     events.extend(chunk(i, {}, a.finish_reason) for i in range(a.n))
     if a.include_usage:

@@ -31,7 +31,7 @@ class Prepared:
 
 
 class Prompter:
-    def __init__(self, info: ModelInfo, renderer: ChatRenderer, max_choices: int = 1,
+    def __init__(self, info: ModelInfo, renderer: ChatRenderer, max_choices: int = 1, *,
                  tool_format: str | None = None) -> None:
         self.info = info
         self.renderer = renderer

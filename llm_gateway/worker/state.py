@@ -70,7 +70,7 @@ class WorkerState:
             renderer = ChatRenderer(engine.info, chat_format=self.config.chat_format,
                                     chat_template=self.config.chat_template)
             self.prompter = Prompter(engine.info, renderer, engine.max_choices,
-                                     self.config.tool_format)
+                                     tool_format=self.config.tool_format)
         except Exception as exc:
             self.status, self.error = "error", str(exc)
             log.error("the model could not be loaded: %s", exc)

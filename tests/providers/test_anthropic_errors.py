@@ -45,9 +45,16 @@ def test_other_endpoints_are_a_400_naming_them(client: openai.OpenAI,
     assert isinstance(error, dict)
     assert error["code"] == "unsupported_endpoint"
     assert "/v1/embeddings" in error["message"] and "Anthropic" in error["message"]
-    with pytest.raises(openai.BadRequestError):
-        client.responses.create(model="claude", input="hello")
     assert anthropic.calls["POST /v1/messages"] == 0
+
+
+def test_the_responses_api_is_answered_through_messages(client: openai.OpenAI,
+                                                        anthropic: FakeAnthropic) -> None:
+    """Anthropic speaks chat only: a Responses call is translated to chat, then to Messages."""
+    response = client.responses.create(model="claude", input="hello", max_output_tokens=16)
+    assert response.output_text
+    assert response.usage is not None and response.usage.output_tokens > 0
+    assert anthropic.calls["POST /v1/messages"] == 1
 
 
 def test_rate_limit_is_a_429_keeping_retry_after(client: openai.OpenAI,

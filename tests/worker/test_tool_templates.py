@@ -47,7 +47,7 @@ def prompter(template: str, tool_format: str | None = None) -> tuple[Prompter, l
                      embedding=False, metadata={"tokenizer.chat_template": template},
                      bos_token="<s>", eos_token="</s>", bos_id=1, tokenize=tokenize,
                      detokenize=lambda tokens: b"x")
-    return Prompter(info, ChatRenderer(info), tool_format), texts
+    return Prompter(info, ChatRenderer(info), tool_format=tool_format), texts
 
 
 def family(name: str) -> str:

@@ -119,7 +119,7 @@ async def _read(stream: EventStream, output: ToolOutput, cancel: Callable[[], No
             if isinstance(item, Finished):
                 output.finished = item
                 events += output.close()
-            else:
+            elif isinstance(item, Piece):  # (a ChoiceEnd: tools take one choice, n = 1)
                 events += output.feed(item)
         if output.parser.finished and not stopped and output.finished is None:
             stopped = True

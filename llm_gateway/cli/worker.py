@@ -36,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(chatml-function-calling enables tools)")
     template.add_argument("--chat-template", help="a Jinja2 chat template file")
     parser.add_argument("--lora", help="a LoRA adapter (GGUF) to apply")
-    parser.add_argument("--embedding", action="store_true", help="also serve /v1/embeddings")
+    parser.add_argument("--embeddings", default=True, action=argparse.BooleanOptionalAction,
+                        help="serve /v1/embeddings, from a second context on the same model "
+                             "beside chat (default: on)")
+    # The flag's name when embeddings were off by default; still taken, now a no-op.
+    parser.add_argument("--embedding", dest="embeddings", action="store_true",
+                        help="the same as --embeddings")
     parser.add_argument("--max-queue", type=int, default=16,
                         help="requests that may wait for the model; more get 429 "
                              "(default: %(default)s)")
@@ -60,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         model=args.model, host=args.host, port=args.port, served_name=args.served_name,
         n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx, n_batch=args.n_batch,
         n_threads=args.n_threads, flash_attn=args.flash_attn, chat_format=args.chat_format,
-        chat_template=args.chat_template, lora=args.lora, embedding=args.embedding,
+        chat_template=args.chat_template, lora=args.lora, embeddings=args.embeddings,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
     )

@@ -19,7 +19,7 @@ class WorkerConfig:
     chat_format: str | None = None  # a llama-cpp-python chat format name
     chat_template: str | None = None  # a Jinja2 template file
     lora: str | None = None
-    embedding: bool = False
+    embeddings: bool = True  # a second context serves /v1/embeddings beside chat
     max_queue: int = 16
     engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
     parallel: int = 8  # sequences the batching engine decodes together

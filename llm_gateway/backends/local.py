@@ -134,6 +134,12 @@ class LocalBackend(Backend):
                 f"The model '{call.model}' is served by a local worker, which does not "
                 f"support {call.endpoint}.", param="model", code="unsupported_endpoint",
             )
+        if call.endpoint == "/embeddings" and not self.cfg.embeddings:
+            raise InvalidRequest(
+                f"The model '{call.model}' serves no embeddings: its local backend "
+                f"'{self.name}' is configured with embeddings: false.", param="model",
+                code="embeddings_unsupported",
+            )
         key = affinity_key(call) if self.cfg.affinity else None
         now = self._clock()
         total = self.cfg.timeouts.total

@@ -40,7 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's tool-call syntax; auto: read from the chat template "
                              "(default: %(default)s)")
     parser.add_argument("--lora", help="a LoRA adapter (GGUF) to apply")
-    parser.add_argument("--embedding", action="store_true", help="also serve /v1/embeddings")
+    parser.add_argument("--embeddings", default=True, action=argparse.BooleanOptionalAction,
+                        help="serve /v1/embeddings, from a second context on the same model "
+                             "beside chat (default: on)")
+    # The flag's name when embeddings were off by default; still taken, now a no-op.
+    parser.add_argument("--embedding", dest="embeddings", action="store_true",
+                        help="the same as --embeddings")
     parser.add_argument("--max-queue", type=int, default=16,
                         help="requests that may wait for the model; more get 429 "
                              "(default: %(default)s)")
@@ -65,9 +70,9 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         n_gpu_layers=args.n_gpu_layers, n_ctx=args.n_ctx, n_batch=args.n_batch,
         n_threads=args.n_threads, flash_attn=args.flash_attn, chat_format=args.chat_format,
         chat_template=args.chat_template, tool_format=args.tool_format, lora=args.lora,
-        embedding=args.embedding, max_queue=args.max_queue, seed=args.seed,
-        log_level=args.log_level, engine=args.engine, parallel=args.parallel,
-        kv_unified=args.kv_unified,
+        embeddings=args.embeddings,
+        max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
+        engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
     )
 
 

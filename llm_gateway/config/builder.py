@@ -93,8 +93,11 @@ class Builder:
     def fields(self, cls: type, value: Any, path: str) -> dict[str, Any]:
         """Build each YAML field of ``cls`` from a mapping; failed fields hold INVALID."""
         names = [f.name for f in yaml_fields(cls)]
+        renamed = {f.metadata["was"]: f.name for f in yaml_fields(cls) if "was" in f.metadata}
         for key in value:
-            if key not in names:
+            if key in renamed:
+                self.fail(join(path, str(key)), f"renamed to {renamed[key]!r} (write that instead)")
+            elif key not in names:
                 self.fail(join(path, str(key)), _unknown_key(str(key), names))
         out: dict[str, Any] = {}
         for f in yaml_fields(cls):

@@ -188,7 +188,8 @@ class LocalConfig:
     # the model's tool-call syntax; auto: read from the chat template (worker --tool-format)
     tool_format: Literal["auto", "hermes", "llama3", "mistral"] = "auto"
     lora: str | None = field(default=None, metadata={"check": non_empty})
-    embedding: bool = False
+    # /v1/embeddings from a second context on the same weights, beside chat (was `embedding`)
+    embeddings: bool = field(default=True, metadata={"was": "embedding"})
     max_queue: int = field(default=16, metadata={"ge": 1})  # per worker; beyond it: 429
     host: str = "127.0.0.1"  # where spawned workers listen
     base_port: int | None = field(default=None, metadata={"ge": 1, "le": 65535})  # None = free

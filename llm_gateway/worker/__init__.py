@@ -5,7 +5,7 @@ Contract with the gateway (which spawns `python -m llm_gateway worker --model SR
 
 - It listens at once and loads in the background. `GET /health` answers 200 with
   `{"status": "ok", "model", "source", "queue_depth", "active", "max_queue", "n_ctx",
-  "embedding"}` once loaded, and 503 with status "loading" or "error" (plus `error`) before.
+  "embeddings"}` once loaded, and 503 with status "loading" or "error" (plus `error`) before.
 - `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings` take OpenAI bodies as
   they are; `model` is echoed, not checked. `GET /v1/models` lists the served name.
 - Errors are OpenAI-shaped. A full queue is 429 `queue_full` with `Retry-After: 1`; not

@@ -20,7 +20,7 @@ class WorkerConfig:
     chat_template: str | None = None  # a Jinja2 template file
     tool_format: str = "auto"  # tool-call syntax: auto (from the template), hermes, llama3, mistral
     lora: str | None = None
-    embedding: bool = False
+    embeddings: bool = True  # a second context serves /v1/embeddings beside chat
     max_queue: int = 16
     engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
     parallel: int = 8  # sequences the batching engine decodes together

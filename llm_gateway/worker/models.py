@@ -124,21 +124,16 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
     import llama_cpp
 
     size_mb = path.stat().st_size / 2**20
-    log.info("loading %s (%.0f MiB, n_ctx=%s, n_gpu_layers=%d%s)", path, size_mb,
-             config.n_ctx or "model's", config.n_gpu_layers,
-             ", embeddings" if config.embedding else "")
+    log.info("loading %s (%.0f MiB, n_ctx=%s, n_gpu_layers=%d)", path, size_mb,
+             config.n_ctx or "model's", config.n_gpu_layers)
     started = time.monotonic()
     options: dict = dict(
         n_gpu_layers=config.n_gpu_layers,
         n_ctx=config.n_ctx,
         n_batch=config.n_batch,
         flash_attn=config.flash_attn == "on",
-        embedding=config.embedding,
-        verbose=False,
+        verbose=False,  # embeddings: a context of their own (engines/llama_embed.py)
     )
-    if config.embedding:
-        # A pooled embedding must be computed in one micro-batch.
-        options["n_ubatch"] = config.n_batch
     if config.n_threads:
         options.update(n_threads=config.n_threads, n_threads_batch=config.n_threads)
     if config.seed is not None:

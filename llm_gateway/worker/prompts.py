@@ -149,6 +149,18 @@ class Prompter:
     # -- embeddings ---------------------------------------------------------------------------
 
     def embedding_inputs(self, body: dict) -> list[list[int]]:
+        """The inputs as token lists, in order; what this model cannot do is refused."""
+        if not self.info.embedding:
+            raise InvalidRequest("This worker serves no embeddings.", param="model",
+                                 code="embeddings_unsupported")
+        dimensions = body.get("dimensions")
+        if dimensions is not None and dimensions != self.info.n_embd:
+            # Cutting a vector short is only meaningful for models trained for it
+            # (Matryoshka); nothing in a GGUF says so, and OpenAI refuses it likewise.
+            raise InvalidRequest(
+                f"This model does not support specifying dimensions: its embeddings have "
+                f"{self.info.n_embd} dimensions, and dimensions may only be that.",
+                param="dimensions", code="unsupported_value")
         raw = body.get("input")
         if isinstance(raw, str) or (isinstance(raw, list) and raw
                                     and all(isinstance(t, int) for t in raw)):

@@ -185,8 +185,8 @@ async def completions(request: Request):
 async def embeddings(request: Request):
     state = _state(request)
     body = await _json_body(request, "createEmbedding")
-    if not state.config.embedding:
-        raise InvalidRequest("This worker was not started with --embedding, so it serves no "
+    if not state.config.embeddings:
+        raise InvalidRequest("This worker was started with --no-embeddings, so it serves no "
                              "embeddings.", param="model", code="embeddings_unsupported")
     engine, prompter = state.ready()
     inputs = prompter.embedding_inputs(body)
@@ -194,13 +194,9 @@ async def embeddings(request: Request):
     if encoding not in ("float", "base64"):
         raise InvalidRequest("encoding_format must be 'float' or 'base64'.",
                              param="encoding_format", code="invalid_value")
-    dimensions = body.get("dimensions")
-    if dimensions is not None and not 1 <= dimensions <= engine.info.n_embd:
-        raise InvalidRequest(f"dimensions must be between 1 and {engine.info.n_embd}.",
-                             param="dimensions", code="invalid_value")
     with engine_errors():
         vectors, count = await unless_disconnected(request.receive, engine.embed(inputs))
-    return _json(embedding_list(body["model"], vectors, count, encoding, dimensions))
+    return _json(embedding_list(body["model"], vectors, count, encoding))
 
 
 @endpoint

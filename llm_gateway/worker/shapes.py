@@ -176,14 +176,10 @@ class CompletionShaper:
 
 
 def embedding_list(model: str, vectors: Sequence[np.ndarray], tokens: int,
-                   encoding_format: str = "float", dimensions: int | None = None) -> dict:
+                   encoding_format: str = "float") -> dict:
     data = []
     for index, vector in enumerate(vectors):
         vector = np.asarray(vector, dtype=np.float32)
-        if dimensions is not None and dimensions < vector.shape[0]:
-            vector = vector[:dimensions]  # shortened, then made unit-length again
-            norm = float(np.linalg.norm(vector))
-            vector = vector / norm if norm > 0 else vector
         if encoding_format == "base64":
             value: object = base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
         else:

@@ -31,7 +31,7 @@ def simple_engine(config: WorkerConfig, path: Path) -> Engine:
     from llm_gateway.worker.engines.simple import SimpleEngine
 
     return SimpleEngine(lambda: load_llama(path, config), max_queue=config.max_queue,
-                        seed=config.seed)
+                        seed=config.seed, embeddings=config.embeddings)
 
 
 def batching_engine(config: WorkerConfig, path: Path) -> Engine:
@@ -39,7 +39,7 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
 
     return BatchingEngine(lambda: load_llama(path, config), parallel=config.parallel,
                           max_queue=config.max_queue, seed=config.seed,
-                          kv_unified=config.kv_unified)
+                          kv_unified=config.kv_unified, embeddings=config.embeddings)
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}
@@ -110,7 +110,7 @@ class WorkerState:
             "kv_cache_usage": stats.kv_cache_usage if stats else None,
             "tokens_per_second": stats.tokens_per_second if stats else None,
             "n_ctx": info.n_ctx if info else (self.config.n_ctx or None),
-            "embedding": self.config.embedding,
+            "embeddings": self.config.embeddings,
         }
         if self.error:
             body["error"] = self.error

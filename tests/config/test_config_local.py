@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert (local.workers, local.urls, local.gpus) == (None, [], [])
     assert (local.worker_count, local.spawns) == (1, True)
     assert (local.n_gpu_layers, local.n_ctx, local.n_batch, local.n_threads) == (0, 4096, 512, None)
-    assert (local.flash_attn, local.embedding, local.max_queue) == ("auto", False, 16)
+    assert (local.flash_attn, local.embeddings, local.max_queue) == ("auto", True, 16)
     assert (local.chat_format, local.chat_template, local.lora) == (None, None, None)
     assert (local.host, local.base_port, local.fallback, local.affinity) == (
         "127.0.0.1", None, None, True)
@@ -50,7 +50,7 @@ def test_every_key() -> None:
         "model": "hf://bartowski/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct-Q4_K_M.gguf",
         "gpus": [0, 1], "workers": 2, "n_gpu_layers": -1, "n_ctx": 0, "n_batch": 64,
         "n_threads": 4, "flash_attn": True, "chat_template": "/t.jinja", "lora": "/l.gguf",
-        "embedding": True, "max_queue": 1, "host": "0.0.0.0", "base_port": 9100,
+        "embeddings": False, "max_queue": 1, "host": "0.0.0.0", "base_port": 9100,
         "fallback": "cheap", "health_interval_seconds": 0.5, "restart_backoff_seconds": 0,
         "max_restart_backoff_seconds": 5, "startup_timeout_seconds": 10, "affinity": False,
         "timeouts": {"total": None},
@@ -79,6 +79,16 @@ def test_tool_format_reaches_the_worker_command_and_is_checked() -> None:
     assert cmd[cmd.index("--tool-format") + 1] == "mistral"
     with pytest.raises(ConfigError, match="tool_format"):
         parse_config(with_local({"smol": {"model": "m", "tool_format": "chatml"}}), {})
+
+
+@pytest.mark.parametrize(("local", "flag"), [({}, None), ({"embeddings": False}, "off")])
+def test_embeddings_reach_the_worker_command(local: dict, flag: str | None) -> None:
+    from llm_gateway.backends.worker_process import worker_command
+
+    config = parse_config(with_local({"smol": {"model": "m", **local}}), {})
+    cmd = worker_command(config.local["smol"], 9000)
+    # The worker serves them by default; only turning them off is said.
+    assert ("--no-embeddings" in cmd) == (flag == "off") and "--embedding" not in cmd
 
 
 def test_gpus_decide_the_worker_count() -> None:
@@ -164,12 +174,16 @@ def test_env_overrides_reach_local_backends() -> None:
             {"smol": {"model": "m", "flash_attn": "yes"}},
             ["local.smol.flash_attn: expected one of 'auto', True, False; got 'yes' (str)"],
         ),
+        (  # the key's old name (when embeddings were off by default) says what to write now
+            {"smol": {"model": "m", "embedding": True}},
+            ["local.smol.embedding: renamed to 'embeddings' (write that instead)"],
+        ),
         (
             {"smol": {"model": "m", "modle": "x"}},
             ["local.smol.modle: unknown key (expected one of: model, workers, urls, discovery, "
              "discovery_interval_seconds, gpus, n_gpu_layers, n_ctx, n_batch, n_threads, "
              "flash_attn, chat_format, chat_template, tool_format, "
-             "lora, embedding, max_queue, host, base_port, fallback, health_interval_seconds, "
+             "lora, embeddings, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
              "engine, parallel, affinity, timeouts); did you mean 'model'?"],
         ),

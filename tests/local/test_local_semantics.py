@@ -11,16 +11,6 @@ import pytest
 from local_support import LocalGateway, chat_body
 
 
-@pytest.fixture(scope="module")
-def embedder(fake) -> LocalGateway:
-    from local_support import start_gateway
-
-    gateway = start_gateway(fake, {"smol-embed": {"embedding": True, "workers": 1}})
-    gateway.wait_ready("smol-embed")
-    yield gateway
-    gateway.stop()
-
-
 def test_completions_stream_and_not(pair: LocalGateway) -> None:
     client = pair.client()
     done = client.completions.create(model="smol", prompt="The capital of France is",
@@ -76,15 +66,17 @@ def test_context_overflow_is_a_400_and_the_pool_goes_on(pair: LocalGateway) -> N
     assert client.chat.completions.create(**chat_body("Hi.", max_tokens=2)).choices
 
 
-def test_embeddings_float_and_base64(embedder: LocalGateway) -> None:
-    client = embedder.client()
-    out = client.embeddings.create(model="smol-embed", input=["a cat", "a dog"],
+def test_a_local_entry_serves_embeddings_unasked(pair: LocalGateway) -> None:
+    """`smol` says nothing of embeddings: they are on (the default config's own are tested in
+    test_local_embeddings.py)."""
+    client = pair.client()
+    out = client.embeddings.create(model="smol", input=["a cat", "a dog"],
                                    encoding_format="float")
     assert [d.index for d in out.data] == [0, 1]
     size = len(out.data[0].embedding)
     assert size > 8 and out.usage.prompt_tokens > 0
-    raw = embedder.client().embeddings.with_raw_response.create(
-        model="smol-embed", input="a cat", encoding_format="base64")
+    raw = pair.client().embeddings.with_raw_response.create(
+        model="smol", input="a cat", encoding_format="base64")
     encoded = raw.http_response.json()["data"][0]["embedding"]
     vector = struct.unpack(f"<{size}f", base64.b64decode(encoded))
     assert vector == pytest.approx(out.data[0].embedding, abs=1e-5)

@@ -21,7 +21,9 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def worker(engine: str) -> Iterator[WorkerProcess]:
-    server = WorkerProcess("--served-name", "smollm2", "--engine", engine).start()
+    # Embeddings off here (they are on by default): the refusal is tested on this one.
+    server = WorkerProcess("--served-name", "smollm2", "--engine", engine,
+                           "--no-embeddings").start()
     yield server
     server.stop()
 
@@ -29,8 +31,8 @@ def worker(engine: str) -> Iterator[WorkerProcess]:
 @pytest.fixture(scope="session")
 def small_worker(engine: str) -> Iterator[WorkerProcess]:
     # One sequence at a time on either engine: the queue tests count on one running job.
-    server = WorkerProcess("--n-ctx", "256", "--max-queue", "1", "--embedding", "--engine",
-                           engine, "--parallel", "1").start()
+    server = WorkerProcess("--n-ctx", "256", "--max-queue", "1", "--engine", engine,
+                           "--parallel", "1").start()
     yield server
     server.stop()
 

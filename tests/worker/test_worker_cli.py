@@ -27,9 +27,26 @@ def test_help_lists_the_contract_flags():
                           capture_output=True, text=True, timeout=30)
     for flag in ("--model", "--host", "--port", "--served-name", "--n-gpu-layers", "--n-ctx",
                  "--n-batch", "--n-threads", "--flash-attn", "--chat-format",
-                 "--chat-template", "--tool-format", "--lora", "--embedding", "--max-queue",
+                 "--chat-template", "--tool-format", "--lora", "--embeddings", "--no-embeddings",
+                 "--max-queue",
                  "--seed"):
         assert flag in done.stdout
+
+
+def test_embeddings_are_on_unless_turned_off():
+    import argparse
+
+    from llm_gateway.cli.worker import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def embeddings(*extra: str) -> bool:
+        return config_from_args(parser.parse_args(["--model", "m", *extra])).embeddings
+
+    # --embedding, the flag's old name (when they were off by default), is still taken.
+    assert (embeddings(), embeddings("--no-embeddings"), embeddings("--embeddings"),
+            embeddings("--embedding")) == (True, False, True, True)
 
 
 def test_flash_attention_is_auto_unless_told():

@@ -108,7 +108,7 @@ def test_loading_then_ok(scripted):
     assert health.status_code == 503
     assert health.json() == {"status": "loading", "model": "scripted", "source": "default",
                              "queue_depth": 0, "active": 0, "max_queue": 1, "n_ctx": 4096,
-                             "embedding": False, "engine": "batching", "parallel": None,
+                             "embeddings": True, "engine": "batching", "parallel": None,
                              "cached_sequences": 0, "kv_cache_usage": None,
                              "tokens_per_second": None}
     r = http.post("/v1/chat/completions", json=CHAT)

@@ -17,7 +17,7 @@ def test_health(worker):
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok" and body["model"] == "smollm2" and body["source"] == "default"
-    assert body["max_queue"] == 16 and body["n_ctx"] == 4096 and body["embedding"] is False
+    assert body["max_queue"] == 16 and body["n_ctx"] == 4096 and body["embeddings"] is False
     assert body["queue_depth"] == 0 and body["active"] == 0
 
 

@@ -1,7 +1,8 @@
 """Helpers for the worker tests: real `llm-gateway worker` processes on SmolLM2-135M.
 
-Two workers serve the whole suite: `worker` with the defaults, and `small_worker` with a
-256-token context, a one-slot queue and embeddings on (for limits, overflow and embeddings).
+Two workers serve the whole suite: `worker` with the defaults but embeddings off, and
+`small_worker` with a 256-token context and a one-slot queue (for limits, overflow and
+embeddings).
 """
 
 from __future__ import annotations

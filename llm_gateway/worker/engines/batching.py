@@ -8,7 +8,7 @@ one call. Jobs join and leave between any two steps. The scheduler reaches the m
 
 The context is the `Llama`'s own, re-created with `n_seq_max` sequence ids
 (`LlamaDecoder.batched`: the `Llama` constructor offers no such setting), so the `Llama`
-still tokenizes, embeds and runs library chat handlers. Two KV layouts (`kv_unified`,
+still tokenizes and runs library chat handlers. Two KV layouts (`kv_unified`,
 `batch_layout`):
 
 - split (the default): every sequence id has a KV stream of its own, `n_ctx` cells each. A
@@ -23,9 +23,11 @@ still tokenizes, embeds and runs library chat handlers. Two KV layouts (`kv_unif
   (masked), which costs time, and sums in a different order: greedy answers may drift from
   the ones given alone after some tokens.
 
-Library calls (embeddings, llama-cpp-python's chat handlers) use the context as a single
-sequence, so they run alone: the queue stops admitting behind one, it waits for the running
-sequences to finish, and the KV cache (cached prefixes included) is emptied before and after.
+Library calls (llama-cpp-python's chat handlers) use the context as a single sequence, so they
+run alone: the queue stops admitting behind one, it waits for the running sequences to finish,
+and the KV cache (cached prefixes included) is emptied before and after. Embeddings never do
+that: they run on a second context of the same model, on a thread of their own
+(`ThreadedEngine._model_info`, `embedder`), while the sequences here go on decoding.
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import llama_cpp
 
-from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import (
     EngineError,
     EngineStats,
@@ -98,10 +99,10 @@ class BatchingEngine(ThreadedEngine):
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
                  max_queue: int = 16, seed: int | None = None,
-                 kv_unified: bool = False) -> None:
+                 kv_unified: bool = False, embeddings: bool = False) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
-        super().__init__(load, max_queue=max_queue, seed=seed)
+        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
         self.parallel = parallel
         self.kv_unified = kv_unified
         # self._waiting holds jobs (run is None) and exclusive calls
@@ -110,7 +111,7 @@ class BatchingEngine(ThreadedEngine):
         self._scheduler: Scheduler | None = None
         self._rate = _Rate()
         self._step_seconds = 0.0
-        self._extra_prompt_tokens = 0  # embeddings and chat-handler calls
+        self._extra_prompt_tokens = 0  # chat-handler calls
         self._extra_generated_tokens = 0
 
     # -- the engine thread ------------------------------------------------------------------
@@ -118,12 +119,17 @@ class BatchingEngine(ThreadedEngine):
     def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
         try:
             llama = self._load()
-            n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
-            if n_seq_max > max_sequences():
-                raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
-                                 f"{max_sequences()} sequences")
-            decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified)
-            self._info = dataclasses.replace(llama_run.model_info(llama), n_ctx=n_ctx)
+            try:
+                n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
+                if n_seq_max > max_sequences():
+                    raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
+                                     f"{max_sequences()} sequences")
+                decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified)
+                self._info = dataclasses.replace(self._model_info(llama, n_ctx), n_ctx=n_ctx)
+            except BaseException:
+                self._close_embedder()
+                llama.close()
+                raise
             scheduler = self._scheduler = Scheduler(decoder, n_seq_max, n_ctx, self.kv_unified)
         except BaseException as exc:
             loop.call_soon_threadsafe(report, exc)
@@ -141,6 +147,7 @@ class BatchingEngine(ThreadedEngine):
             self._refuse_waiting()
             self._scheduler = None
             scheduler.close()
+            self._close_embedder()
             llama.close()
 
     def _loop(self, llama: llama_cpp.Llama, scheduler: Scheduler) -> None:
@@ -257,14 +264,6 @@ class BatchingEngine(ThreadedEngine):
         self._enqueue(work, job)
         return JobStream(self, work, events)
 
-    async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
-        if not self.info.embedding:
-            raise EngineError("the model was not loaded with embeddings on")
-        vectors = await self._call(lambda llama: llama_run.embed(llama, inputs), "embed")
-        count = sum(len(t) for t in inputs)
-        self._extra_prompt_tokens += count
-        return vectors, count
-
     async def run_chat_handler(self, request: dict) -> dict:
         result = await self._call(lambda llama: llama.create_chat_completion(**request), "chat")
         usage = result.get("usage") or {}
@@ -293,7 +292,8 @@ class BatchingEngine(ThreadedEngine):
             queue_depth=len(self._waiting),
             active=len(self._running),
             max_queue=self.max_queue,
-            prompt_tokens_total=scheduler.prompt_tokens + self._extra_prompt_tokens,
+            prompt_tokens_total=(scheduler.prompt_tokens + self._extra_prompt_tokens
+                                 + self._embedded_tokens()),
             generated_tokens_total=scheduler.generated_tokens + self._extra_generated_tokens,
             kv_cache_usage=scheduler.kv_usage(),
             parallel=self.parallel,

@@ -60,7 +60,6 @@ class LlamaDecoder(Decoder):
         n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
         sizes = {} if unified else {"n_ctx": n_ctx * n_seq_max}
         llama_run.new_context(llama, n_seq_max=n_seq_max, kv_unified=unified, **sizes)
-        llama_run.set_embeddings(llama, False)  # on only inside embed()
         return cls(llama), min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
     def decode(self, spans: Sequence[Span]) -> bool:

@@ -45,22 +45,25 @@ def new_context(llama: llama_cpp.Llama, **params: object) -> None:
     llama._ctx = _internals.LlamaContext(model=llama._model, params=context_params,
                                          verbose=False)
     llama._stack.callback(llama._ctx.close)
+    apply_lora(llama, llama._ctx)
+    llama.reset()
+
+
+def apply_lora(llama: llama_cpp.Llama, ctx: _internals.LlamaContext) -> None:
+    """Apply the Llama's LoRA adapter, if it has one, to a context made on its model."""
     adapter = getattr(llama, "_lora_adapter", None)
     if adapter is not None:
         adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
         scales = (ctypes.c_float * 1)(llama.lora_scale)
-        if llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, 1, scales):
+        if llama_cpp.llama_set_adapters_lora(ctx.ctx, adapters, 1, scales):
             raise RuntimeError("could not apply the LoRA adapter to the new context")
-    llama.reset()
 
 
-def set_embeddings(llama: llama_cpp.Llama, on: bool) -> None:
-    """Switch the context's embedding output on or off (generation wants it off)."""
-    llama_cpp.llama_set_embeddings(llama._ctx.ctx, on)
+def model_info(llama: llama_cpp.Llama, embedding_tokens: int = 0) -> ModelInfo:
+    """The `ModelInfo` of a loaded `llama`, for the request layer.
 
-
-def model_info(llama: llama_cpp.Llama) -> ModelInfo:
-    """The `ModelInfo` of a loaded `llama`, for the request layer."""
+    `embedding_tokens`: the longest input the engine's embedding context takes; 0: none.
+    """
     model = llama._model
 
     def text_of(token: int) -> str:
@@ -69,13 +72,12 @@ def model_info(llama: llama_cpp.Llama) -> ModelInfo:
     def tokenize(text: str, add_special: bool, parse_special: bool) -> list[int]:
         return llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
 
-    embedding = bool(llama.context_params.embeddings)
     return ModelInfo(
         n_ctx=llama.n_ctx(),
         n_vocab=llama.n_vocab(),
         n_embd=llama.n_embd(),
-        max_embedding_tokens=min(llama.n_batch, llama.n_ctx()),
-        embedding=embedding,
+        max_embedding_tokens=embedding_tokens,
+        embedding=embedding_tokens > 0,
         metadata=dict(llama.metadata),
         bos_token=text_of(llama.token_bos()),
         eos_token=text_of(llama.token_eos()),
@@ -248,62 +250,3 @@ def generate(
     if rest_text and finish != "cancelled":
         emit(Piece(rest_text, None))
     return Finished(finish, len(prompt), generated, cached)
-
-
-def embed(llama: llama_cpp.Llama, inputs: Sequence[Sequence[int]]) -> list[np.ndarray]:
-    """Unit-length embeddings, several inputs per decode; the KV cache is cleared after.
-
-    Embeddings are switched on only for this call, so generation keeps computing the last
-    token's logits alone. Models without pooling (plain causal LMs) are mean-pooled here.
-    """
-    ctx = llama._ctx
-    batch = llama._batch
-    n_embd = llama.n_embd()
-    # int(): llama-cpp-python annotates pooling_type() as str, but it returns the enum's int.
-    pooled = int(llama.pooling_type()) != llama_cpp.LLAMA_POOLING_TYPE_NONE
-    max_seqs = max(1, int(llama.context_params.n_seq_max))
-    vectors: list[np.ndarray] = []
-
-    def run(group: list[Sequence[int]]) -> None:
-        ctx.kv_cache_clear()
-        batch.reset()
-        for seq_id, tokens in enumerate(group):
-            batch.add_sequence(list(tokens), seq_id, True)
-        ctx.decode(batch)
-        if pooled:
-            for seq_id in range(len(group)):
-                ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq_id)
-                vectors.append(np.ctypeslib.as_array(ptr, shape=(n_embd,)).copy())
-        else:
-            total = sum(len(t) for t in group)
-            rows = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(ctx.ctx),
-                                         shape=(total, n_embd))
-            offset = 0
-            for tokens in group:
-                vectors.append(rows[offset:offset + len(tokens)].mean(axis=0))
-                offset += len(tokens)
-
-    llama.reset()
-    llama_cpp.llama_set_embeddings(ctx.ctx, True)
-    try:
-        group: list[Sequence[int]] = []
-        size = 0
-        for tokens in inputs:
-            if group and (size + len(tokens) > llama.n_batch or len(group) >= max_seqs):
-                run(group)
-                group, size = [], 0
-            group.append(tokens)
-            size += len(tokens)
-        if group:
-            run(group)
-    finally:
-        batch.reset()
-        ctx.kv_cache_clear()
-        llama.reset()
-        llama_cpp.llama_set_embeddings(ctx.ctx, False)
-    out = []
-    for vector in vectors:
-        vector = vector.astype(np.float32)
-        norm = float(np.linalg.norm(vector))
-        out.append(vector / norm if norm > 0 else vector)
-    return out

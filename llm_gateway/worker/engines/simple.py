@@ -4,7 +4,8 @@ The event loop never waits on inference: llama.cpp releases the GIL while it dec
 each event crosses back with `loop.call_soon_threadsafe`. Waiting jobs sit in a bounded
 queue (full: `QueueFull` at once, so the HTTP layer can answer 429 before any byte is sent).
 A cancel flag is checked after every token, so a client that goes away frees the model at
-once. Embeddings and library chat-handler calls queue behind the same thread.
+once. Library chat-handler calls queue behind the same thread; embeddings run beside it, on
+a context and a thread of their own (`ThreadedEngine._model_info`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 import llama_cpp
 
@@ -37,8 +38,8 @@ class SimpleEngine(ThreadedEngine):
     thread_name = "llama-engine"
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, max_queue: int = 16,
-                 seed: int | None = None) -> None:
-        super().__init__(load, max_queue=max_queue, seed=seed)
+                 seed: int | None = None, embeddings: bool = False) -> None:
+        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
         self._active: Work | None = None
         self._llama: llama_cpp.Llama | None = None
         self._vocab: llama_run.Vocab | None = None
@@ -50,10 +51,14 @@ class SimpleEngine(ThreadedEngine):
     def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
         try:
             llama = self._load()
-            llama_run.set_embeddings(llama, False)  # on only inside embed()
-            self._llama = llama
+            try:
+                self._info = self._model_info(llama, llama.n_ctx())
+            except BaseException:
+                self._close_embedder()
+                llama.close()
+                raise
             self._vocab = llama_run.Vocab(llama)
-            self._info = llama_run.model_info(llama)
+            self._llama = llama
         except BaseException as exc:
             loop.call_soon_threadsafe(report, exc)
             return
@@ -79,6 +84,7 @@ class SimpleEngine(ThreadedEngine):
                     self._active = None
         self._refuse_waiting()
         self._llama = None
+        self._close_embedder()
         llama.close()
 
     def _generate(self, job: Job, llama: llama_cpp.Llama, work: Work) -> Finished:
@@ -94,11 +100,6 @@ class SimpleEngine(ThreadedEngine):
         finished = llama_run.generate(llama, vocab, job, emit, lambda: work.cancelled, seed)
         self._prompt_tokens += finished.prompt_tokens
         return finished
-
-    def _embed(self, inputs: Sequence[Sequence[int]], llama: llama_cpp.Llama) -> list:
-        vectors = llama_run.embed(llama, inputs)
-        self._prompt_tokens += sum(len(t) for t in inputs)
-        return vectors
 
     def _chat_handler(self, request: dict, llama: llama_cpp.Llama) -> dict:
         # A whole response: the worker never asks the chat handler to stream.
@@ -125,12 +126,6 @@ class SimpleEngine(ThreadedEngine):
         self._enqueue(work)
         return JobStream(self, work, events)
 
-    async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
-        if not self.info.embedding:
-            raise EngineError("the model was not loaded with embeddings on")
-        vectors = await self._call(functools.partial(self._embed, inputs), "embed")
-        return vectors, sum(len(t) for t in inputs)
-
     async def run_chat_handler(self, request: dict) -> dict:
         return await self._call(functools.partial(self._chat_handler, request), "chat")
 
@@ -151,7 +146,7 @@ class SimpleEngine(ThreadedEngine):
             queue_depth=len(self._waiting),
             active=int(self._active is not None),
             max_queue=self.max_queue,
-            prompt_tokens_total=self._prompt_tokens,
+            prompt_tokens_total=self._prompt_tokens + self._embedded_tokens(),
             generated_tokens_total=self._generated_tokens,
             kv_cache_usage=usage,
         )

@@ -3,7 +3,9 @@
 `ThreadedEngine.start` runs the subclass's `_main` on a daemon thread and returns once that
 thread reports the model loaded (or raises what loading raised). `_enqueue` bounds the queue
 the same way for all: only works that cannot start at once (`_free_slots`) count against
-`max_queue`. `_call` queues a library call (embeddings, a chat handler) and awaits its result.
+`max_queue`. `_call` queues a library call (a chat handler) and awaits its result.
+Embeddings run beside, never in, that queue: `_model_info` gives them a context and a thread
+of their own (`embedder.Embedder`), so chat is not held up by them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ import asyncio
 import threading
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import llama_cpp
 
-from llm_gateway.worker.engines.base import Engine, EngineClosed, ModelInfo, QueueFull
+from llm_gateway.worker.engines import llama_run
+from llm_gateway.worker.engines.base import (
+    Engine,
+    EngineClosed,
+    EngineError,
+    ModelInfo,
+    QueueFull,
+)
+from llm_gateway.worker.engines.embedder import Embedder
 from llm_gateway.worker.engines.jobs import Work
+from llm_gateway.worker.engines.llama_embed import EmbeddingContext
 
 # Called on the event loop by the engine thread: None once the model is loaded, else the error.
 Report = Callable[[BaseException | None], None]
@@ -28,8 +39,9 @@ class ThreadedEngine(Engine):
     thread_name = "llama-engine"
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, max_queue: int,
-                 seed: int | None) -> None:
+                 seed: int | None, embeddings: bool = False) -> None:
         self._load = load
+        self.embeddings = embeddings  # whether to open an embedding context at load
         self.max_queue = max_queue
         self._seed = seed  # for requests without one; None: random per request
         self._cond = threading.Condition()
@@ -37,6 +49,7 @@ class ThreadedEngine(Engine):
         self._closing = False
         self._thread: threading.Thread | None = None
         self._info: ModelInfo | None = None
+        self._embedder: Embedder | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -60,6 +73,36 @@ class ThreadedEngine(Engine):
                                         name=self.thread_name, daemon=True)
         self._thread.start()
         await ready
+
+    def _model_info(self, llama: llama_cpp.Llama, n_ctx: int) -> ModelInfo:
+        """On the engine thread, once loaded: open the embedding context (when asked for) and
+        describe the model. `n_ctx`: the context one chat sequence gets.
+
+        An embedding input may be as long as a batch, within the context: the same bound as
+        a prompt chunk, and what the embedding context is sized for.
+        """
+        longest = 0
+        if self.embeddings:
+            longest = min(llama.n_batch, n_ctx)
+            self._embedder = Embedder(EmbeddingContext(llama, longest), self.max_queue)
+        return llama_run.model_info(llama, longest)
+
+    def _close_embedder(self) -> None:
+        """On the engine thread, before the model is freed."""
+        embedder, self._embedder = self._embedder, None
+        if embedder is not None:
+            embedder.close()
+
+    def _embedded_tokens(self) -> int:
+        embedder = self._embedder
+        return embedder.tokens_total if embedder is not None else 0
+
+    async def embed(self, inputs: Sequence[Sequence[int]]) -> tuple[list[Any], int]:
+        embedder = self._embedder
+        if embedder is None:
+            raise EngineError("this engine was started without embeddings")
+        vectors = await embedder.embed(inputs)
+        return vectors, sum(len(t) for t in inputs)
 
     @abstractmethod
     def _main(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:

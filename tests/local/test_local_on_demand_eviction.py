@@ -33,12 +33,12 @@ def test_a_third_model_evicts_the_least_recently_used(make_on_demand) -> None:
 
 
 def test_busy_and_pinned_models_stay(make_on_demand, fake: FakeUpstream) -> None:
-    gateway = make_on_demand({"pinned": {"pinned": True}, "busy": {},
+    gateway = make_on_demand({"pinned": {"pinned": True}, "busy": {"n_ctx": 512},
                     "spills": {"fallback": "gpt-4o-mini"}, "waits": {}}, TWO_FIT)
     gateway.ok("pinned")
     gateway.ok("busy")  # both loaded; pinned is the least recently used
     body = {"model": "busy", "messages": [{"role": "user", "content": "Count to 500."}],
-            "max_tokens": 200, "temperature": 0, "stream": True, "logit_bias": NO_END}
+            "max_tokens": 400, "temperature": 0, "stream": True, "logit_bias": NO_END}
     waited: list[httpx.Response] = []
     with httpx.stream("POST", gateway.url + "/chat/completions", json=body,
                       timeout=90) as stream:
@@ -59,7 +59,7 @@ def test_busy_and_pinned_models_stay(make_on_demand, fake: FakeUpstream) -> None
     # The stream ran to its end on a worker nobody stopped...
     assert events[-1]["choices"][0]["finish_reason"] == "length"
     assert sum(bool(e["choices"] and e["choices"][0]["delta"].get("content"))
-               for e in events) > 100
+               for e in events) > 300
     waiter.join(90)
     # ...then busy, idle at last, made the room; pinned stayed.
     assert waited and waited[0].status_code == 200, waited

@@ -16,6 +16,7 @@ from llm_gateway.auth.ownership import Owners
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.build import upstream_backend
 from llm_gateway.backends.local import LocalBackend
+from llm_gateway.backends.residency import Residency
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.config import Config
 from llm_gateway.grouping.layer import Grouper
@@ -54,6 +55,7 @@ class State:
     request_ids: Callable[[], str] = new_request_id
     recorder: Recorder | None = None  # per-request metrics and log lines
     exposition: Exposition | None = None  # GET /metrics; None when metrics are off
+    residency: Residency | None = None  # which local models are loaded; None: none spawned
 
     @classmethod
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
@@ -63,8 +65,12 @@ class State:
             for name, cfg in config.upstreams.items()
         }
         # Nothing is spawned yet: that waits for start(), on the event loop that will own it.
+        # Spawned workers are loaded and unloaded by one Residency (memory, on-demand loads).
+        spawned = any(cfg.spawns for cfg in config.local.values())
+        residency = Residency(config.placement) if spawned else None
         backends.update({
-            name: LocalBackend(cfg, max_event_bytes=config.server.max_sse_event_bytes)
+            name: LocalBackend(cfg, max_event_bytes=config.server.max_sse_event_bytes,
+                               residency=residency if cfg.spawns else None)
             for name, cfg in config.local.items()})
         router = Router(config, backends)
         upstream = config.passthrough_upstream
@@ -73,6 +79,8 @@ class State:
         recorder = Recorder.build(config, router.routes_exactly(), catalog)
         if recorder.metrics is not None:
             router.watch(recorder.metrics)
+            if residency is not None:
+                residency.watch(recorder.metrics.local_models)
         accountant = Accountant(config, env, backends, metrics=recorder.metrics)
         accountant.on_record = recorder.account
         return cls(
@@ -92,6 +100,7 @@ class State:
             conversations=Conversations(),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
+            residency=residency,
         )
 
     db: Any = None  # storage.Database, opened at start when keys or the ledger need it
@@ -106,10 +115,14 @@ class State:
         await self.accountant.start(self.db)
         await self.gate.start(self.accountant.ledger)
         await self.grouper.start()
+        if self.residency is not None:
+            await self.residency.start()  # the models' sizes first: resident ones are booked
         for backend in self.backends.values():
             await backend.start()
 
     async def aclose(self) -> None:
+        if self.residency is not None:
+            await self.residency.aclose()  # no load or unload starts past this
         for backend in self.backends.values():
             await backend.aclose()
         # After the backends: every stream is over, so every usage record is in.

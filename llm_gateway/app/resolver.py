@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm_gateway.api import (
     admin_keys,
+    admin_models,
     admin_routing,
     admin_teams,
     admin_usage,
@@ -42,4 +43,5 @@ HANDLERS = {
     "adminUpdateTeam": admin_teams.update_team,
     "adminUsage": admin_usage.usage,
     "adminDeployments": admin_routing.deployments,
+    "adminModels": admin_models.models,
 }

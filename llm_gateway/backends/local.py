@@ -23,13 +23,15 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.discovery import Resolver
+from llm_gateway.backends.local_managed import ManagedWorkers
 from llm_gateway.backends.pool import Worker, WorkerPool
+from llm_gateway.backends.residency import NoRoom, Residency
 from llm_gateway.backends.sse import MAX_EVENT_BYTES
 from llm_gateway.backends.supervisor import Supervisor
 from llm_gateway.backends.upstream import UpstreamBackend
@@ -98,12 +100,13 @@ def _queue_full(result: Result) -> bool:
     return result.status == 429 and b"queue_full" in result.body
 
 
-class LocalBackend(Backend):
+class LocalBackend(ManagedWorkers, Backend):
     local = True
 
     def __init__(
         self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None, max_event_bytes: int = MAX_EVENT_BYTES,
+        residency: Residency | None = None,
     ) -> None:
         self.name = cfg.name
         self._max_event_bytes = max_event_bytes
@@ -112,6 +115,8 @@ class LocalBackend(Backend):
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
         self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver)
         self._clock = clock
+        self._resolver = resolver
+        self._join(residency)  # spawned workers: started and stopped by residency
         # worker index -> ((url, generation), its client, the worker)
         self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend, Worker]] = {}
         # request id -> the worker that streamed it and its generation then (bounded LRU)
@@ -125,7 +130,10 @@ class LocalBackend(Backend):
         return 2 * len(self.pool.workers) + 1
 
     async def start(self) -> None:
-        await self.supervisor.start()
+        if self.residency is not None:
+            await self.residency.start_model(self.name)
+        else:
+            await self.supervisor.start()
 
     # -- the Backend seam ------------------------------------------------------------------
     async def complete(self, call: Call) -> Result:
@@ -140,6 +148,18 @@ class LocalBackend(Backend):
                 f"'{self.name}' is configured with embeddings: false.", param="model",
                 code="embeddings_unsupported",
             )
+        if not self._on_demand:
+            if self.residency is not None:
+                self.residency.note_use(self._slot)
+            return await self._complete(call)
+        assert self.residency is not None
+        try:
+            async with self.residency.serving(self.name):  # loads the model if need be
+                return await self._complete(call)
+        except NoRoom as exc:
+            self._no_room(exc)
+
+    async def _complete(self, call: Call) -> Result:
         key = affinity_key(call) if self.cfg.affinity else None
         now = self._clock()
         total = self.cfg.timeouts.total
@@ -228,16 +248,29 @@ class LocalBackend(Backend):
         return Usage(prompt, completion, cached, prompt + completion)
 
     def problem(self) -> str | None:
-        if self.pool.any_healthy():
+        if self.pool.any_healthy() or self._unloaded_on_demand():
             return None
         states = ", ".join(w.status for w in self.pool.workers)
         return f"local backend '{self.name}' has no healthy worker ({states})"
 
     async def aclose(self) -> None:
         await self.supervisor.aclose()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
         for _, client, _ in self._clients.values():
             await client.aclose()
         self._clients.clear()
+
+    def _no_room(self, exc: NoRoom) -> NoReturn:
+        """The model does not fit now: its fallback answers (SpillOver), else a 503."""
+        error = ServiceUnavailable(exc.message, code="model_does_not_fit",
+                                   headers={"retry-after": str(exc.retry_after)})
+        result = Result(error.status, list(error.headers.items()), error.body_bytes())
+        result.backend = self.name
+        if self.cfg.fallback is not None:
+            raise BackendSaturated(self.name, self.cfg.fallback, result)
+        raise error
 
     # -- internals ---------------------------------------------------------------------------
     async def _client(self, worker: Worker) -> UpstreamBackend:

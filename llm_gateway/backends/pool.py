@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ class WorkerPool:
         self._turn = 0
         self._changed = asyncio.Event()
         self._next_index = size  # indexes are never reused: they key affinity and clients
+        self.on_release: Callable[[], None] | None = None  # residency: the model may be idle
 
     def pick(self, key: bytes | None, skip: set[int]) -> Worker | None:
         """The worker for a request (not yet counted as outstanding), or None."""
@@ -98,6 +99,8 @@ class WorkerPool:
 
     def release(self, worker: Worker) -> None:
         worker.outstanding = max(0, worker.outstanding - 1)
+        if self.on_release is not None:
+            self.on_release()
 
     def any_healthy(self) -> bool:
         return any(w.healthy for w in self.workers)

@@ -7,6 +7,7 @@ import sys
 
 from llm_gateway import __version__
 from llm_gateway.cli.keys import add_arguments as keys_arguments
+from llm_gateway.cli.models import add_arguments as models_arguments
 from llm_gateway.cli.teams import add_arguments as teams_arguments
 from llm_gateway.cli.usage import add_arguments as usage_arguments
 from llm_gateway.cli.worker import add_arguments as worker_arguments
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     teams_arguments(sub.add_parser("teams", help="teams: create, list, show, update"))
     usage_arguments(sub.add_parser("usage", help="usage from the ledger, by team, key, "
                                    "model or day"))
+    models_arguments(sub.add_parser("models", help="a running gateway's local models: "
+                                    "loaded or not, memory, last use"))
     return parser
 
 
@@ -66,4 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         from llm_gateway.cli.usage import main as usage_main
 
         return usage_main(args)
+    if args.command == "models":
+        from llm_gateway.cli.models import main as models_main
+
+        return models_main(args)
     return 2

@@ -24,6 +24,7 @@ from .checks import team_name
 from .defaults import DEFAULT_SOURCE, default_data
 from .errors import ConfigError
 from .grouping import GroupingConfig
+from .placement_checks import check_placement
 from .routes import ModelRoute, check_names, check_routes
 from .schema import (
     PASSTHROUGH_OFF,
@@ -310,6 +311,7 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
         for name, cfg in local.items():
             if isinstance(cfg, LocalConfig):
                 check_local(join("local", name), name, cfg, routes_to, b)
+    check_placement(parts, b)
 
     storage = parts.get("storage", StorageConfig())
     grouping = parts.get("grouping", GroupingConfig())

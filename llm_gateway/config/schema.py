@@ -28,6 +28,11 @@ from llm_gateway.config.accounting import AccountingConfig, StorageConfig
 from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
 from llm_gateway.config.endpoints import DEFAULT_ENDPOINTS, families_problem
 from llm_gateway.config.grouping import GroupingConfig
+from llm_gateway.config.placement import (  # re-exported: the schema's classes are all here
+    GpuBudget as GpuBudget,
+)
+from llm_gateway.config.placement import ModelGroup as ModelGroup
+from llm_gateway.config.placement import PlacementConfig
 from llm_gateway.config.routes import CooldownConfig, ModelRoute
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -203,6 +208,18 @@ class LocalConfig:
     parallel: int = field(default=8, metadata={"ge": 1})  # sequences decoded together
     affinity: bool = True  # send requests sharing a conversation prefix to the same worker
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    # resident: workers start with the gateway and stay. on_demand: they start at the first
+    # request (which waits, with at most max_waiting others, up to load_timeout_seconds) and
+    # stop after idle_unload_seconds without requests (None: never), or when another model
+    # needs the memory; pinned: never stopped once loaded (backends/residency.py).
+    load: Literal["resident", "on_demand"] = "resident"
+    idle_unload_seconds: float | None = field(default=None, metadata={"gt": 0})
+    load_timeout_seconds: float = field(default=120.0, metadata={"gt": 0})
+    max_waiting: int = field(default=64, metadata={"ge": 0})
+    pinned: bool = False
+    # MiB one worker needs on its device (its GPU when n_gpu_layers is not 0, else host
+    # memory), instead of the estimate from the GGUF file (backends/memory.py).
+    memory_mib: int | None = field(default=None, metadata={"ge": 1})
     name: str = field(default="", metadata={"yaml": False})  # the key under `local`
 
     @property
@@ -250,6 +267,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     local: dict[str, LocalConfig] = field(default_factory=dict)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)  # local models' memory
     models: list[ModelRoute] = field(default_factory=list)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

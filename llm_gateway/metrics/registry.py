@@ -13,6 +13,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llm_gateway.metrics.local_models import LocalModelMetrics
+
 NONE = "none"  # no such thing for this request: no model (passthrough), no team (no auth yet)
 OTHER = "other"  # a value that is not configured, folded into one label value
 
@@ -102,6 +104,7 @@ class GatewayMetrics:
             "llm_gateway_slow_clients", "Connections dropped because the client sent a "
             "request's headers (headers) or the next piece of its body (body) too slowly.",
             ["phase"], registry=r)
+        self.local_models = LocalModelMetrics(r)  # residency of local models (on demand)
 
 
 class Bounded:

@@ -129,8 +129,8 @@ upstreams:
     # x-common is not a key the schema knows; merge keys themselves are not duplicates.
     assert load_problems(write(tmp_path, text)) == [
         "x-common: unknown key "
-        "(expected one of: server, upstreams, local, models, routing, metrics, auth, teams, "
-            "limits, storage, accounting, grouping)"
+        "(expected one of: server, upstreams, local, placement, models, routing, metrics, auth, "
+            "teams, limits, storage, accounting, grouping)"
     ]
 
 

@@ -137,8 +137,8 @@ def test_unknown_keys() -> None:
     ]
     assert problems({"servers": {}}) == [
         "servers: unknown key "
-        "(expected one of: server, upstreams, local, models, routing, metrics, auth, teams, "
-        "limits, storage, accounting, grouping); "
+        "(expected one of: server, upstreams, local, placement, models, routing, metrics, auth, "
+        "teams, limits, storage, accounting, grouping); "
         "did you mean 'server'?"
     ]
     # `name` and `source` are filled in by the loader, so they are not YAML keys.

@@ -14,6 +14,7 @@ from llm_gateway.testing import FakeUpstream
 
 from gateway_support import require_local_extra
 from local_support import SMOL, LocalGateway, healthy, start_gateway, wait_until
+from on_demand_support import OnDemandGateway, start_on_demand
 
 require_local_extra()
 
@@ -36,6 +37,22 @@ def make_local_gateway(fake: FakeUpstream) -> Iterator[Callable[..., LocalGatewa
 
     def make(local: dict[str, dict]) -> LocalGateway:
         gateway = start_gateway(fake, local)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def make_on_demand(fake: FakeUpstream) -> Iterator[Callable[..., OnDemandGateway]]:
+    """Gateways with on-demand local models and a budget (on_demand_support.py), stopped at
+    the end of the test."""
+    started: list[OnDemandGateway] = []
+
+    def make(local: dict[str, dict], placement: dict | None = None) -> OnDemandGateway:
+        gateway = start_on_demand(fake, local, placement)
         started.append(gateway)
         return gateway
 

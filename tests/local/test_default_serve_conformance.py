@@ -146,3 +146,21 @@ def test_the_responses_api_with_a_stored_conversation(client: openai.OpenAI) -> 
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
+
+
+def test_the_responses_api_with_a_function_tool(client: openai.OpenAI) -> None:
+    tool = {"type": "function", **WEATHER["function"], "strict": True}
+    with client.responses.stream(model=MODEL, input="Weather in Rome?", tools=[tool],
+                                 tool_choice={"type": "function", "name": "get_weather"},
+                                 max_output_tokens=60, temperature=0) as stream:
+        events = list(stream)
+    assert "response.function_call_arguments.delta" in [e.type for e in events]
+    call = next(item for item in events[-1].response.output if item.type == "function_call")
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    answered = client.responses.create(
+        model=MODEL, tools=[tool], tool_choice="none", max_output_tokens=16, temperature=0,
+        input=[{"type": "message", "role": "user", "content": "Weather in Rome?"},
+               {"type": "function_call", "call_id": call.call_id, "name": call.name,
+                "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny."}])
+    assert answered.output_text and answered.usage.input_tokens > 0

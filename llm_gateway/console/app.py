@@ -42,10 +42,21 @@ from llm_gateway.console.sessions import (
     SessionStore,
     console_secret,
 )
-from llm_gateway.console.signin import chat_credential, close_session, open_session
+from llm_gateway.console.signin import (
+    chat_credential,
+    close_session,
+    key_principal,
+    open_session,
+)
 from llm_gateway.console.subrequest import forward
 from llm_gateway.echo import clip
-from llm_gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
+from llm_gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+)
 from llm_gateway.web.responses import BytesResponse
 
 FORM_LIMIT = 16 * 1024
@@ -86,7 +97,7 @@ class Console:
             _only(method, "GET", "HEAD")
             return redirect("/ui/playground" if path == "/ui/" else "/ui/", status=307)
         rest = path[len("/ui/"):]
-        session = session_of(request, self.sessions)
+        session = await self._session(request)
         if rest.startswith("static/"):
             _only(method, "GET", "HEAD")
             return self.render.asset(rest[len("static/"):])
@@ -110,6 +121,19 @@ class Console:
         raise NotFound(f"Unknown path: {clip(method)} {clip(path)}.")
 
     # --- sessions ---
+
+    async def _session(self, request: Request) -> Session | None:
+        """The request's session; a gateway key's only while that key still works (revoked,
+        disabled or expired: signed out, as its calls to /v1 would be refused)."""
+        session = session_of(request, self.sessions)
+        if session is None or session.kind != "key" or session.key is None:
+            return session
+        try:
+            await key_principal(self.state, session.key)
+        except AuthenticationFailed:
+            self.sessions.drop(request.cookies.get(COOKIE))
+            return None
+        return session
 
     def _local(self, request: Request, session: Session | None, keep: bool = False
                ) -> Session | None:

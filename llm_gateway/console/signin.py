@@ -23,6 +23,7 @@ from llm_gateway.api.state import State
 from llm_gateway.console.sessions import Session, SessionStore
 from llm_gateway.console.subrequest import call
 from llm_gateway.errors import AuthenticationFailed, GatewayError, PermissionDenied
+from llm_gateway.principal import Principal
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,19 @@ async def open_session(state: State, sessions: SessionStore, key: str
     if admin_key is not None and _same(key, admin_key):
         return sessions.create("admin")
     if state.auth.mode == "keys" and key:
-        scope = {"type": "http", "headers": [(b"authorization", f"Bearer {key}".encode())]}
         try:
-            principal = await state.auth.authenticate(scope)
+            principal = await key_principal(state, key)
         except GatewayError as exc:
             raise AuthenticationFailed("That key cannot sign in: " + exc.message) from None
         return sessions.create("key", key=key, key_id=principal.key_id, team=principal.team)
     raise AuthenticationFailed("That key cannot sign in here (the admin key, or a gateway key "
                                "when auth.mode is keys).")
+
+
+async def key_principal(state: State, key: str) -> Principal:
+    """Who a gateway key is, by the gateway's own authenticator (401 when it cannot call)."""
+    scope = {"type": "http", "headers": [(b"authorization", f"Bearer {key}".encode())]}
+    return await state.auth.authenticate(scope)
 
 
 async def chat_credential(app: ASGIApp, request: Request, state: State,

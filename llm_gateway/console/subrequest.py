@@ -15,13 +15,17 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llm_gateway.api.context import context
+
 # Browser headers worth passing on; everything else (cookies, CSRF token) stays behind.
-_KEPT = {b"content-type", b"accept", b"content-length", b"x-request-id", b"user-agent"}
+_KEPT = {b"content-type", b"accept", b"content-length", b"user-agent"}
 
 
 def _sub_scope(scope: Scope, method: str, path: str, query: bytes,
                credential: str | None, headers: list[tuple[bytes, bytes]]) -> Scope:
     kept = [(k, v) for k, v in headers if k in _KEPT]
+    # The console's request and its sub-request share one id: one story in the request log.
+    kept.append((b"x-request-id", context(scope).request_id.encode()))
     if credential is not None:
         kept.append((b"authorization", b"Bearer " + credential.encode()))
     sub = {k: v for k, v in scope.items() if k in ("type", "asgi", "http_version", "scheme",

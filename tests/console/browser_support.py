@@ -69,3 +69,30 @@ def screenshot(driver: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+# The bundled 135M model, kept small and quick on a 2-core machine.
+SMOL = {"model": "default", "n_ctx": 1024, "n_threads": 1, "max_queue": 4,
+        "startup_timeout_seconds": 60, "health_interval_seconds": 0.5}
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def ask(browser: Any, prompt: str, max_tokens: int) -> None:
+    """In the playground: pick smollm2, set max_tokens, send `prompt`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    model = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"),
+                     60, "no models listed")
+    assert "smollm2" in [option.get_attribute("value") for option in model]
+    Select(browser.find_element(By.ID, "model")).select_by_value("smollm2")
+    limit = browser.find_element(By.ID, "max_tokens")
+    limit.clear()
+    limit.send_keys(str(max_tokens))
+    browser.find_element(By.ID, "prompt").send_keys(prompt)
+    browser.find_element(By.ID, "send").click()

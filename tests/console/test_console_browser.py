@@ -16,19 +16,14 @@ from llm_gateway.config import parse_config
 from llm_gateway.testing.gateway import GatewayServer
 
 from auth_support import ADMIN_KEY, gateway_env, keys_config
-from browser_support import require_browser, screenshot, start_browser, wait_for
+from browser_support import SMOL, ask, require_browser, screenshot, text_of, wait_for
 from gateway_support import require_local_extra
 
 require_local_extra()
-CHROMIUM, DRIVER = require_browser()
+require_browser()
 
 from selenium.webdriver.common.by import By  # noqa: E402  (after the skip above)
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
-
-# The bundled 135M model, kept small and quick on a 2-core machine.
-SMOL = {"model": "default", "n_ctx": 1024, "n_threads": 1, "max_queue": 4,
-        "startup_timeout_seconds": 60, "health_interval_seconds": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +37,6 @@ def gw(fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser(gw) -> Iterator[Any]:
-    driver = start_browser(CHROMIUM, DRIVER)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _text(driver: Any, element_id: str) -> str:
-    return driver.find_element(By.ID, element_id).text
-
-
 def test_sign_in_with_the_keyboard(gw, browser):
     browser.get(gw.base + "/")
     wait_for(browser, lambda d: d.current_url.endswith("/ui/login"))
@@ -65,40 +47,28 @@ def test_sign_in_with_the_keyboard(gw, browser):
     assert "cannot sign in" in error.text
     browser.find_element(By.ID, "key").send_keys(ADMIN_KEY, Keys.ENTER)
     wait_for(browser, lambda d: d.current_url.endswith("/ui/playground"))
-    assert _text(browser, "who") == "admin"
-
-
-def _ask(browser: Any, prompt: str, max_tokens: int) -> None:
-    model = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"),
-                     60, "no models listed")
-    assert "smollm2" in [option.get_attribute("value") for option in model]
-    Select(browser.find_element(By.ID, "model")).select_by_value("smollm2")
-    limit = browser.find_element(By.ID, "max_tokens")
-    limit.clear()
-    limit.send_keys(str(max_tokens))
-    browser.find_element(By.ID, "prompt").send_keys(prompt)
-    browser.find_element(By.ID, "send").click()
+    assert text_of(browser, "who") == "admin"
 
 
 def test_the_playground_streams_an_answer_from_the_local_model(gw, browser):
     browser.find_element(By.ID, "system").send_keys("You are terse.")
     browser.find_element(By.ID, "temperature").send_keys("0")
-    _ask(browser, "What is the capital of France?", 24)
+    ask(browser, "What is the capital of France?", 24)
     wait_for(browser, lambda d: d.find_elements(By.ID, "stat-ended"), 90, "no answer")
     answer = browser.find_elements(By.CSS_SELECTOR, "#messages li.assistant")[-1]
     assert answer.get_attribute("data-done") == "complete"
     assert answer.find_element(By.CLASS_NAME, "text").text.strip()
-    assert _text(browser, "stat-backend") == "smollm2"
-    assert int(_text(browser, "stat-completion")) > 0
-    assert _text(browser, "stat-ttft").endswith(" ms")
-    assert float(_text(browser, "stat-rate")) > 0
-    assert _text(browser, "stat-cost").startswith("$")
-    assert _text(browser, "stat-grouping") in ("none", "miss")
+    assert text_of(browser, "stat-backend") == "smollm2"
+    assert int(text_of(browser, "stat-completion")) > 0
+    assert text_of(browser, "stat-ttft").endswith(" ms")
+    assert float(text_of(browser, "stat-rate")) > 0
+    assert text_of(browser, "stat-cost").startswith("$")
+    assert text_of(browser, "stat-grouping") in ("none", "miss")
     screenshot(browser, "playground")
 
 
 def test_stop_cancels_a_streaming_answer(gw, browser):
-    _ask(browser, "Write a long story about a dragon.", 800)
+    ask(browser, "Write a long story about a dragon.", 800)
     stop = browser.find_element(By.ID, "stop")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#messages li.assistant")[-1]
              .find_element(By.CLASS_NAME, "text").text.strip(), 60, "nothing streamed")
@@ -148,7 +118,7 @@ def test_the_usage_page_shows_the_requests_just_made(gw, browser):
         return False
 
     wait_for(browser, counted, 20, "the playground and SDK requests are not in the usage")
-    assert int(_text(browser, "total-requests")) >= 3
+    assert int(text_of(browser, "total-requests")) >= 3
     assert browser.find_elements(By.CSS_SELECTOR, "#charts svg rect")
     assert "usage.csv" in browser.find_element(By.ID, "csv").get_attribute("href")
     screenshot(browser, "usage")
@@ -156,8 +126,8 @@ def test_the_usage_page_shows_the_requests_just_made(gw, browser):
 
 def test_the_status_page_shows_the_local_worker(gw, browser):
     browser.get(gw.base + "/ui/status")
-    wait_for(browser, lambda d: "smollm2" in _text(d, "workers"), 15)
-    assert "ok" in _text(browser, "workers")
+    wait_for(browser, lambda d: "smollm2" in text_of(d, "workers"), 15)
+    assert "ok" in text_of(browser, "workers")
     screenshot(browser, "status")
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, lambda d: d.current_url.endswith("/ui/login"))

@@ -59,6 +59,7 @@ def test_loopback_gets_playground_and_usage_without_signing_in(open_gw):
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"]
     assert answer.headers["x-lgw-backend"] == "openai"
+    assert len(answer.headers.get_list("x-request-id")) == 1  # shared with its sub-request
 
 
 def test_another_machine_gets_only_the_sign_in_page(open_gw):

@@ -3,12 +3,15 @@ what a gateway-key session may not do."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from llm_gateway.console.sessions import COOKIE
+from llm_gateway.console.signin import CHAT_KEY_NAME
 from llm_gateway.testing.gateway import GatewayServer
 
-from auth_support import ADMIN_KEY, Admin, call
+from auth_support import ADMIN_KEY, Admin, call, new_key
 from console_support import asgi_get, client, csrf_of, set_cookies, sign_in, try_sign_in
 
 
@@ -134,6 +137,10 @@ def test_a_gateway_key_session_sees_its_team_only_and_changes_nothing(gw: Gatewa
         assert answer.status_code == 403, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "console_read_only"
     assert admin("GET", f"/admin/keys/{other['id']}").json()["status"] == "active"
+    # Once its key is revoked, the session is over too.
+    assert admin("DELETE", f"/admin/keys/{mine['id']}").status_code == 200
+    assert browser.get("/ui/keys").headers["location"] == "/ui/login"
+    assert browser.get("/ui/api/usage").status_code == 401
 
 
 def test_admin_writes_go_through_the_admin_api_and_its_checks(gw):
@@ -153,3 +160,42 @@ def test_admin_writes_go_through_the_admin_api_and_its_checks(gw):
     # Only writes pass this door: reads come from /ui/api/, and only with a session.
     assert browser.get(f"/ui/admin/keys/{key_id}").status_code == 405
     assert httpx.get(gw.base + "/ui/api/keys").status_code == 401
+
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_gateway_key_session_chats_as_its_key(gw):
+    key_id, key = new_key(gw, name="carol", team="research")
+    browser = sign_in(gw, key)
+    token = csrf_of(browser, "/ui/playground")
+    answer = browser.post("/ui/v1/chat/completions", json=CHAT, headers={"x-csrf-token": token})
+    assert answer.status_code == 200, answer.text
+    # The team's model list applies, as it would to the key itself.
+    refused = browser.post("/ui/v1/chat/completions", headers={"x-csrf-token": token},
+                           json={**CHAT, "model": "gpt-4o"})
+    assert refused.status_code == 403
+    models = [m["id"] for m in browser.get("/ui/v1/models").json()["data"]]
+    assert "gpt-4o-mini" in models and "gpt-4o" not in models
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = browser.get("/ui/api/usage", params={"group_by": "key"}).json()["data"]
+        if any(r["key_id"] == key_id for r in rows):
+            break
+        time.sleep(0.05)
+    assert [r["requests"] for r in rows if r["key_id"] == key_id] == [1]
+
+
+def test_an_admin_chats_with_a_key_of_its_session_revoked_at_logout(gw):
+    browser = sign_in(gw, ADMIN_KEY)
+    token = csrf_of(browser, "/ui/playground")
+    answer = browser.post("/ui/v1/chat/completions", json=CHAT, headers={"x-csrf-token": token})
+    assert answer.status_code == 200, answer.text
+    again = browser.post("/ui/v1/chat/completions", json=CHAT, headers={"x-csrf-token": token})
+    assert again.status_code == 200
+    made = [k for k in browser.get("/ui/api/keys").json()["data"]
+            if k["name"] == CHAT_KEY_NAME and k["status"] == "active"]
+    assert len(made) == 1 and made[0]["expires_at"] is not None  # one per session, expiring
+    assert browser.post("/ui/logout", data={"csrf": token}).status_code == 303
+    shown = Admin(gw)("GET", f"/admin/keys/{made[0]['id']}").json()
+    assert shown["status"] == "revoked"

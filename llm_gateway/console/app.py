@@ -14,6 +14,7 @@ Errors raised here reach the edge, which shapes them like any other (OpenAI's er
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -59,6 +60,8 @@ from llm_gateway.errors import (
 )
 from llm_gateway.web.responses import BytesResponse
 
+log = logging.getLogger(__name__)
+
 FORM_LIMIT = 16 * 1024
 PAGES = {"playground": "Playground", "usage": "Usage", "keys": "Keys and teams",
          "status": "Status"}
@@ -75,6 +78,10 @@ class Console:
         lifetime = state.config.console.session_hours * 3600
         self.sessions = SessionStore(console_secret(state.config, state.auth.env), lifetime)
         self.render = Renderer()
+        if state.config.server.workers > 1:
+            log.warning("console: sessions live in the process that signed in; with "
+                        "server.workers > 1 a browser may be asked to sign in again (see "
+                        "docs/console.md)")
         self.readers: dict[str, Reader] = {
             "usage": lambda r, s: data.usage_json(r, state, s),
             "keys": lambda r, s: _listed(data.keys_json(state, s)),

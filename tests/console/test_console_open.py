@@ -28,7 +28,8 @@ PAGE_BUDGET = 300 * 1024
 def open_gw(fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayServer, Path]]:
     folder = tmp_path_factory.mktemp("console-open")
     config = gateway_config(fake.url, storage={"data_dir": str(folder)},
-                            accounting={"flush_seconds": 0.05})
+                            accounting={"flush_seconds": 0.05, "prices": {
+                                "gpt-4o-mini": {"input": 0.15, "output": 0.6}}})
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = gateway_env(admin_key=None)
@@ -117,3 +118,15 @@ def test_every_page_with_its_assets_weighs_under_300_kb(open_gw):
         answer = browser.get(f"/ui/static/{name}")
         assert answer.status_code == 200 and answer.headers["x-content-type-options"] == "nosniff"
     assert browser.get("/ui/static/../sessions.py").status_code in (400, 404)
+
+
+def test_the_playground_prices_an_answer_by_the_gateways_prices(open_gw):
+    gw, _ = open_gw
+    browser = client(gw)
+    price = browser.get("/ui/api/price", params={"model": "gpt-4o-mini", "prompt": 1000,
+                                                 "completion": 10})
+    assert price.status_code == 200
+    assert price.json()["cost"] == pytest.approx((1000 * 0.15 + 10 * 0.6) / 1e6)
+    unpriced = browser.get("/ui/api/price", params={"model": "gpt-4o", "prompt": 1000})
+    assert unpriced.json()["cost"] == 0
+    assert browser.get("/ui/api/price", params={"prompt": "many"}).status_code == 400

@@ -78,14 +78,14 @@ function svg(tag, attrs, text) {
 
 // Horizontal bars, one per item: [{label, value}], with a text alternative for screen readers.
 export function barChart(title, items, format, cls = "") {
-  const row = 22, labelWidth = 150, width = 460;
+  const row = 24, labelWidth = 110, width = 360;
   const max = Math.max(...items.map((i) => i.value), 0) || 1;
   const chart = svg("svg", { viewBox: `0 0 ${width} ${Math.max(items.length, 1) * row + 4}`,
                              role: "img", "aria-label": `${title}: ` +
                              items.map((i) => `${i.label} ${format(i.value)}`).join(", ") });
   items.forEach((item, n) => {
-    const y = n * row + 2, w = ((width - labelWidth - 90) * item.value) / max;
-    chart.append(svg("text", { x: 0, y: y + 15 }, String(item.label).slice(0, 22)));
+    const y = n * row + 2, w = ((width - labelWidth - 80) * item.value) / max;
+    chart.append(svg("text", { x: 0, y: y + 15 }, String(item.label).slice(0, 16)));
     chart.append(svg("rect", { x: labelWidth, y, width: Math.max(w, 1), height: row - 6, class: `bar ${cls}` }));
     chart.append(svg("text", { x: labelWidth + w + 6, y: y + 15 }, format(item.value)));
   });

@@ -7,8 +7,13 @@ const LABEL = { day: "day", team: "team", key: "key_id", model: "model", deploym
 
 function params() {
   const p = new URLSearchParams();
-  if ($("since").value) p.set("since", $("since").value);
-  if ($("filter-model").value.trim()) p.set("model", $("filter-model").value.trim());
+  const since = $("from-date").value || $("since").value;  // a date (UTC) or a preset
+  if (since) p.set("since", since);
+  if ($("until-date").value) p.set("until", $("until-date").value);
+  for (const [id, name] of [["filter-model", "model"], ["filter-team", "team"], ["filter-key", "key_id"]]) {
+    const value = $(id)?.value.trim();
+    if (value) p.set(name, value);
+  }
   return p;
 }
 

@@ -15,7 +15,7 @@ import pytest
 from llm_gateway.config import parse_config
 from llm_gateway.testing.gateway import GatewayServer
 
-from auth_support import ADMIN_KEY, gateway_env, keys_config
+from auth_support import ADMIN_KEY, Admin, gateway_env, keys_config
 from browser_support import SMOL, ask, require_browser, screenshot, text_of, wait_for
 from gateway_support import require_local_extra
 
@@ -97,6 +97,16 @@ def test_a_key_made_in_the_console_works_until_revoked_there(gw, browser):
         (row.find_element(By.TAG_NAME, "td").text
          for row in d.find_elements(By.CSS_SELECTOR, "#keys tbody tr") if "sdk-user" in row.text),
         None))
+    # Edit its limits and budget, as an admin would.
+    browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Edit sdk-user ({key_id})']").click()
+    browser.find_element(By.ID, "e-rpm").send_keys("100")
+    browser.find_element(By.ID, "e-tokens").send_keys("50000")
+    browser.find_element(By.ID, "save-edit").click()
+    wait_for(browser, lambda d: any("100 rpm" in r.text and "50,000 tokens" in r.text
+                                    for r in d.find_elements(By.CSS_SELECTOR, "#keys tbody tr")))
+    stored = Admin(gw)("GET", f"/admin/keys/{key_id}").json()
+    assert stored["limits"]["rpm"] == 100 and stored["budget"]["tokens"] == 50000
+    assert stored["models"] == ["smollm2"]
     browser.find_element(By.CSS_SELECTOR, f"button[data-revoke='{key_id}']").click()
     browser.switch_to.alert.accept()  # "Revoke sdk-user for good?"
     wait_for(browser, lambda d: any("sdk-user" in r.text and "revoked" in r.text

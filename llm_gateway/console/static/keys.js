@@ -21,15 +21,16 @@ function showKey(key) {
   $("copy-key").focus();
 }
 
-function settings(form, prefix) {
+function settings(prefix) {
   const rpm = intOrNull($(`${prefix}-rpm`).value);
-  const tpm = $(`${prefix}-tpm`) ? intOrNull($(`${prefix}-tpm`).value) : null;
+  const tpm = intOrNull($(`${prefix}-tpm`).value);
   const cost = floatOrNull($(`${prefix}-cost`).value);
-  const period = $(`${prefix}-period`) ? $(`${prefix}-period`).value : "month";
+  const tokens = intOrNull($(`${prefix}-tokens`).value);
+  const period = $(`${prefix}-period`).value;
   return {
     models: list($(`${prefix}-models`).value),
     limits: rpm || tpm ? { rpm, tpm } : null,
-    budget: cost !== null ? { cost, period } : null,
+    budget: cost !== null || tokens !== null ? { cost, tokens, period } : null,
   };
 }
 
@@ -73,6 +74,7 @@ function edit(kind, item) {
   $("e-rpm").value = item.limits?.rpm ?? "";
   $("e-tpm").value = item.limits?.tpm ?? "";
   $("e-cost").value = item.budget?.cost ?? "";
+  $("e-tokens").value = item.budget?.tokens ?? "";
   $("e-period").value = item.budget?.period || "month";
   $("e-models").focus();
 }
@@ -114,7 +116,7 @@ async function load() {
 if (!readOnly) {
   $("key-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { name: $("k-name").value.trim(), ...settings(event.target, "k") };
+    const body = { name: $("k-name").value.trim(), ...settings("k") };
     if ($("k-team").value) body.team = $("k-team").value;
     if ($("k-expires").value.trim()) body.expires_at = $("k-expires").value.trim();
     const made = await act(() => send("POST", "/ui/admin/keys", body), "Key created.");
@@ -122,7 +124,7 @@ if (!readOnly) {
   });
   $("team-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const s = settings(event.target, "t");
+    const s = settings("t");
     const body = { name: $("t-name").value.trim(), models: s.models };
     if (s.limits) body.limits = s.limits;
     if (s.budget) body.budget = s.budget;
@@ -131,7 +133,7 @@ if (!readOnly) {
   $("edit-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const path = `/ui/admin/${editing.kind}/${encodeURIComponent(editing.id)}`;
-    if (await act(() => send("PATCH", path, settings(event.target, "e")), `${editing.id} saved.`)) {
+    if (await act(() => send("PATCH", path, settings("e")), `${editing.id} saved.`)) {
       $("edit-form").hidden = true;
     }
   });

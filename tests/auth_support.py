@@ -41,6 +41,12 @@ def keys_config(upstream_url: str, data_dir: str, auth: dict | None = None, **ov
                                               **(auth or {})}, **settings)
 
 
+def keys_server(upstream_url: str, data_dir: str) -> GatewayServer:
+    """A keys-mode gateway (keys_config) with the admin key, not started yet."""
+    env = gateway_env()
+    return GatewayServer(parse_config(keys_config(upstream_url, data_dir), env=env), env=env)
+
+
 def keys_gateways(fake: FakeUpstream, tmp_path: Path,
                   **defaults) -> Iterator[Callable[..., GatewayServer]]:
     """For a fixture (`yield from`): `start(**config overrides)` starts a keys-mode gateway

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from starlette.requests import Request
 
+from llm_gateway.accounting.report import GroupBy, UsageQuery
 from llm_gateway.api.admin_auth import admin_state, json_response
 from llm_gateway.auth.times import in_range, parse_instant
 from llm_gateway.errors import InvalidRequest, ServiceUnavailable
@@ -16,10 +18,24 @@ GROUP_BY = ("team", "key", "model", "deployment", "day")
 
 async def usage(request: Request) -> BytesResponse:
     state = admin_state(request)
-    from llm_gateway.accounting.report import GroupBy, UsageQuery, usage_report
+    from llm_gateway.accounting.report import usage_report
 
-    params = request.query_params
-    now = state.auth.clock()
+    query = usage_query(request.query_params, state.auth.clock())
+    if state.db is None:
+        raise ServiceUnavailable("Usage needs the ledger's database, and none is configured "
+                                 "(accounting.enabled, storage.url).")
+    rows = await usage_report(state.db, query)
+    return json_response({
+        "object": "list",
+        "group_by": query.group_by,
+        "since": None if query.since is None else int(query.since),
+        "until": None if query.until is None else int(query.until),
+        "data": rows,
+    })
+
+
+def usage_query(params: Mapping[str, str], now: float) -> UsageQuery:
+    """The report's filters from a query string (the admin API's and the console's), checked."""
     since = _instant(params.get("since"), now, "since")
     until = _instant(params.get("until"), now, "until")
     if since is not None and until is not None and until <= since:
@@ -28,20 +44,9 @@ async def usage(request: Request) -> BytesResponse:
     if group_by is not None and group_by not in GROUP_BY:
         raise InvalidRequest(f"Invalid value for 'group_by': expected one of "
                              f"{', '.join(GROUP_BY)}.", param="group_by")
-    if state.db is None:
-        raise ServiceUnavailable("Usage needs the ledger's database, and none is configured "
-                                 "(accounting.enabled, storage.url).")
-    query = UsageQuery(since=since, until=until, team=params.get("team") or None,
-                       key_id=params.get("key_id") or None, model=params.get("model") or None,
-                       group_by=cast("GroupBy | None", group_by))  # checked above
-    rows = await usage_report(state.db, query)
-    return json_response({
-        "object": "list",
-        "group_by": group_by,
-        "since": None if since is None else int(since),
-        "until": None if until is None else int(until),
-        "data": rows,
-    })
+    return UsageQuery(since=since, until=until, team=params.get("team") or None,
+                      key_id=params.get("key_id") or None, model=params.get("model") or None,
+                      group_by=cast("GroupBy | None", group_by))  # checked above
 
 
 def _instant(value: str | None, now: float, param: str) -> float | None:

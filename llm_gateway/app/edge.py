@@ -3,9 +3,10 @@
 Every HTTP request passes here first and gets its typed context (api/context.py). A path with
 dot segments, encoded separators or control characters is refused before routing
 (`path_safety.py`). Requests are routed once, by the path table of our OpenAPI documents: an
-operation's handler is called directly; any other `/v1/...` path is relayed to the default
-upstream untouched; the rest is a 404. Whatever is raised before the response starts becomes an
-OpenAI-shaped error here, and nowhere else.
+operation's handler is called directly; `/` and `/ui/...` go to the web console (when on);
+any other `/v1/...` path is relayed to the default upstream untouched; the rest is a 404.
+Whatever is raised before the response starts becomes an OpenAI-shaped error here, and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Edge:
         self.state = state
         self.paths = paths
         self.operations = operations  # operationId -> handler
+        self.console: ASGIApp | None = None  # /ui/ and / (set by the factory when enabled)
         self.body_seconds = state.config.server.body_timeout_seconds
         metrics = state.recorder.metrics if state.recorder is not None else None
         self.slow_body = metrics.slow_clients.labels("body").inc if metrics is not None else None
@@ -69,7 +71,12 @@ class Edge:
             problem = path_problem(scope)
             if problem is not None:
                 raise InvalidRequest(f"Invalid request path: {problem}.", code="invalid_path")
-            match = self.paths.match(scope["path"], scope["method"])
+            path = scope["path"]
+            if self.console is not None and (path == "/" or path.startswith("/ui")) \
+                    and (len(path) <= 3 or path[3] == "/"):
+                await self.console(scope, receive, send_with_id)
+                return
+            match = self.paths.match(path, scope["method"])
             if match is not None and match.operation_id is not None:
                 scope["path_params"] = match.params or {}
                 await self.operations[match.operation_id](scope, receive, send_with_id)

@@ -14,6 +14,7 @@ from llm_gateway.app.edge import Edge
 from llm_gateway.app.logs import configure_logging
 from llm_gateway.app.resolver import HANDLERS
 from llm_gateway.config import Config, load_config
+from llm_gateway.console import Console
 from llm_gateway.web.spec import PathTable, load_spec
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
 
     inner = build_connexion_app([spec, ops], HANDLERS, lifespan=lifespan)
     operations = {op_id: Operation(fn, op_id) for op_id, fn in HANDLERS.items()}
-    return Edge(inner, state, PathTable(spec, ops), operations)
+    edge = Edge(inner, state, PathTable(spec, ops), operations)
+    if config.console.enabled:
+        edge.console = Console(state, edge)  # its actions are sub-requests to the edge
+    return edge
 
 
 def settle_heap() -> None:

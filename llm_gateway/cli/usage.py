@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import sys
 import time
 from typing import Any
@@ -18,17 +17,11 @@ import orjson
 
 from llm_gateway.accounting.record import LEDGER_STEPS
 from llm_gateway.accounting.report import GROUP_BY, UsageQuery, usage_report
+from llm_gateway.accounting.report_csv import SUM_COLUMNS, columns, write_csv
 from llm_gateway.auth.times import iso, parse_instant
 from llm_gateway.config import Config, ConfigError, load_config
 from llm_gateway.errors import GatewayError
 from llm_gateway.storage.connect import connect
-
-# New sums go last: scripts reading the CSV by position keep their columns.
-SUM_COLUMNS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens",
-               "total_tokens", "cost", "saved_tokens", "partial_requests", "retried_requests",
-               "fallback_requests")
-GROUP_COLUMN = {"team": "team", "key": "key_id", "model": "model", "deployment": "deployment",
-                "day": "day"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +62,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
+        write_csv(sys.stdout, rows, query.group_by)
     else:
         _print_table(rows, columns, query)
     return 0
@@ -92,12 +83,7 @@ async def _report(config: Config, query: UsageQuery) -> list[dict[str, Any]]:
 
 
 def _columns(query: UsageQuery) -> list[str]:
-    group = [GROUP_COLUMN[query.group_by]] if query.group_by else []
-    return [*group, *SUM_COLUMNS]
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    return columns(query.group_by)
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str], query: UsageQuery) -> None:

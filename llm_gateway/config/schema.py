@@ -26,6 +26,7 @@ from llm_gateway.config.access import (
 )
 from llm_gateway.config.accounting import AccountingConfig, StorageConfig
 from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
+from llm_gateway.config.console import ConsoleConfig
 from llm_gateway.config.endpoints import DEFAULT_ENDPOINTS, families_problem
 from llm_gateway.config.grouping import GroupingConfig
 from llm_gateway.config.placement import (  # re-exported: the schema's classes are all here
@@ -277,6 +278,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # the web console, /ui/
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages
 
     @property

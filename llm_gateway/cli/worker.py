@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: one KV cache of --n-ctx cells shared by all sequences "
                              "(less memory; answers may drift from those given alone) instead "
                              "of --n-ctx cells for each")
+    parser.add_argument("--sample-threads", type=int,
+                        help="batching: threads that sample a step's sequences in parallel; 1: "
+                             "on the engine thread (default: as many as --n-threads)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
@@ -73,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         embeddings=args.embeddings,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
+        sample_threads=args.sample_threads,
     )
 
 
@@ -85,6 +89,8 @@ def _precheck(config: WorkerConfig) -> str | None:
         return "--max-queue must be 0 or more"
     if config.parallel < 1:
         return "--parallel must be 1 or more"
+    if config.sample_threads is not None and config.sample_threads < 1:
+        return "--sample-threads must be 1 or more"
     if config.n_ctx < 0 or config.n_batch < 1:
         return "--n-ctx must be 0 or more and --n-batch 1 or more"
     try:

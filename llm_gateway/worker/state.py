@@ -39,7 +39,8 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
 
     return BatchingEngine(lambda: load_llama(path, config), parallel=config.parallel,
                           max_queue=config.max_queue, seed=config.seed,
-                          kv_unified=config.kv_unified, embeddings=config.embeddings)
+                          kv_unified=config.kv_unified, embeddings=config.embeddings,
+                          sample_threads=config.sample_threads)
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}

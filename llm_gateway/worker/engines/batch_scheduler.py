@@ -4,7 +4,8 @@ Each step builds one batch: the next token of every generating sequence first (s
 advance every step), then prompt chunks of sequences still reading their prompt, first come
 first served, until `n_batch` tokens. A long prompt is thus fed over several steps and never
 stalls the others for more than one batch. After the decode each sequence whose logits were
-asked for samples with its own sampler chain.
+asked for samples with its own sampler chain; the chains of one step run on several threads
+(batch_sampling), and the tokens are then taken in order on this one.
 
 Each sequence may grow up to `n_ctx` tokens. With a split KV cache every sequence id has a
 stream of `n_ctx` cells, so it never runs out. With a unified one, `n_ctx` cells are shared:
@@ -32,6 +33,7 @@ import numpy as np
 from llm_gateway.worker.engines.base import Job
 from llm_gateway.worker.engines.batch_layout import Layout, SplitLayout, UnifiedLayout
 from llm_gateway.worker.engines.batch_prefix import PrefixCache
+from llm_gateway.worker.engines.batch_sampling import StepSampler
 from llm_gateway.worker.engines.batch_sequence import Choices, Out, Sequence
 from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
 
@@ -39,8 +41,10 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, decoder: Decoder, n_seq_max: int, n_ctx: int, unified: bool) -> None:
+    def __init__(self, decoder: Decoder, n_seq_max: int, n_ctx: int, unified: bool,
+                 sample_threads: int = 1) -> None:
         self.decoder = decoder
+        self.sampling = StepSampler(sample_threads)
         self.n_ctx = n_ctx  # per sequence
         self.n_batch = decoder.n_batch
         self.running: list[Sequence] = []
@@ -128,17 +132,30 @@ class Scheduler:
                 break
             self._make_room(out)
         self.steps += 1
+        picks: list[tuple[Sequence, int]] = []
+        ended: list[Sequence] = []
         for seq, count, index in plan:
             seq.n_past += count
             if index < 0:
                 continue  # a prompt chunk that is not the last: nothing to sample yet
             for choice in [seq, *self._fork(seq)]:
                 choice.next_token = None
+                if choice.wants_token():
+                    picks.append((choice, index))
+                else:
+                    ended.append(choice)
+        if picks:
+            self.decoder.logits_ready()
+            tokens = self.sampling.sample([(choice.sampler, index) for choice, index in picks])
+            for (choice, index), token in zip(picks, tokens, strict=True):
                 before = choice.generated
-                choice.accept(self.decoder, index, out)
+                choice.accept(self.decoder, token, index, out)
                 self.generated_tokens += choice.generated - before
                 if choice.finish is not None:
-                    self._release(choice, out)
+                    ended.append(choice)
+        for choice in ended:
+            if choice in self.running:  # (a leader's release ends the choices waiting on it)
+                self._release(choice, out)
         return True
 
     def _fork(self, leader: Sequence) -> list[Sequence]:
@@ -245,4 +262,5 @@ class Scheduler:
         for seq in self.running:
             seq.sampler.close()
         self.running.clear()
+        self.sampling.close()
         self.decoder.close()

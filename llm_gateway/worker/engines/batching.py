@@ -99,12 +99,14 @@ class BatchingEngine(ThreadedEngine):
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
                  max_queue: int = 16, seed: int | None = None,
-                 kv_unified: bool = False, embeddings: bool = False) -> None:
+                 kv_unified: bool = False, embeddings: bool = False,
+                 sample_threads: int | None = None) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
         super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
         self.parallel = parallel
         self.kv_unified = kv_unified
+        self.sample_threads = sample_threads  # None: the decode's thread count
         # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Work] = {}
@@ -130,7 +132,10 @@ class BatchingEngine(ThreadedEngine):
                 self._close_embedder()
                 llama.close()
                 raise
-            scheduler = self._scheduler = Scheduler(decoder, n_seq_max, n_ctx, self.kv_unified)
+            # The decode's threads are idle while the step samples: as many sample.
+            threads = self.sample_threads or int(llama.context_params.n_threads)
+            scheduler = self._scheduler = Scheduler(decoder, n_seq_max, n_ctx, self.kv_unified,
+                                                    sample_threads=threads)
         except BaseException as exc:
             loop.call_soon_threadsafe(report, exc)
             return

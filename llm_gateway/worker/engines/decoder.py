@@ -73,6 +73,10 @@ class Decoder(ABC):
     def is_eog(self, token: int) -> bool:
         """Whether the token ends generation (end of sequence, end of turn)."""
 
+    def logits_ready(self) -> None:  # noqa: B027 (optional)
+        """Called once after a decode, before samplers read the logits from several threads:
+        finish any lazy work on the logits that is not safe to run concurrently."""
+
     def logprob(self, token: int, top: int, index: int) -> TokenLogprob:
         """The token's log-probability at batch index `index`, with the `top` likeliest."""
         raise NotImplementedError("this decoder gives no log-probabilities")

@@ -90,6 +90,11 @@ class LlamaDecoder(Decoder):
             return False
         raise RuntimeError(f"llama_decode returned {rc}")
 
+    def logits_ready(self) -> None:
+        # llama.cpp reorders output rows lazily on the first read of the logits; reading
+        # them here, on one thread, leaves nothing for the sampling threads to race on.
+        llama_cpp.llama_get_logits(self._ctx)
+
     def copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
 

@@ -34,6 +34,7 @@ from llm_gateway.config.placement import (  # re-exported: the schema's classes 
 from llm_gateway.config.placement import ModelGroup as ModelGroup
 from llm_gateway.config.placement import PlacementConfig
 from llm_gateway.config.routes import CooldownConfig, ModelRoute
+from llm_gateway.config.tracing import TracingConfig
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
@@ -277,6 +278,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)  # OpenTelemetry spans
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages
 
     @property

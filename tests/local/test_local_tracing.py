@@ -35,6 +35,16 @@ def traced(fake: FakeUpstream, monkeypatch) -> Iterator[tuple[LocalGateway, Otlp
             gateway.stop()
 
 
+def _arrived(gateway: LocalGateway):
+    tracer = gateway.server.app.state.tracer
+
+    def arrived(spans: list[ReceivedSpan]) -> bool:
+        tracer.flush()  # the gateway's spans end just after the answer's last byte
+        return {"chat smol", "generate smol", "llm_worker.decode"} <= {s.name for s in spans}
+
+    return arrived
+
+
 def _one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
     found = [s for s in spans if s.name == name]
     assert len(found) == 1, [s.name for s in spans]
@@ -55,14 +65,7 @@ def test_the_workers_spans_continue_the_gateways_attempt(traced):
             answer = client.chat.completions.create(model="smol", messages=messages,
                                                     max_tokens=6, temperature=0)
             assert answer.choices[0].message.content
-        tracer = gateway.server.app.state.tracer
-
-        def arrived(spans: list[ReceivedSpan]) -> bool:
-            tracer.flush()
-            names = {s.name for s in spans}
-            return {"chat smol", "generate smol", "llm_worker.decode"} <= names
-
-        spans = receiver.wait_for(arrived, timeout=20)
+        spans = receiver.wait_for(_arrived(gateway), timeout=20)
         root = _one(spans, "chat smol")
         attempt = _one(spans, "attempt smol")
         work = _one(spans, "generate smol")

@@ -100,9 +100,10 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     if state.owners.enabled:  # another team's previous_response_id, file...: 404
         await body_ids.check_json(state.owners, principal, "POST", endpoint, body)
     ctx.call = call  # for the endpoint's own work afterwards (stored_ids.py)
-    if ctx.span.recording:
-        call.span = ctx.span
-        traced.called(ctx.span, call, state.tracer.record_content)
+    if state.tracer.enabled:
+        call.span = ctx.span  # sampled or not, the next hop continues its trace
+        if ctx.span.recording:
+            traced.called(ctx.span, call, state.tracer.record_content)
     return state, call
 
 

@@ -55,8 +55,8 @@ class Edge:
         record = recorder.start(scope, request_id) if recorder is not None else None
         tracer = self.state.tracer
         span = _request_span(tracer, scope, request_id) if tracer.enabled else NO_SPAN
-        if record is not None and span.recording:
-            record.trace = span.ids()
+        if record is not None and tracer.enabled:
+            record.trace = span.ids()  # (sampled or not: the line still names its trace)
         RequestContext(self.state, request_id, record, span=span).attach(scope)
         started = False
 

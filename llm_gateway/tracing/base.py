@@ -19,7 +19,9 @@ class Span:
     """A span, or nothing (this class): tracing off, or not sampled."""
 
     __slots__ = ()
-    recording: ClassVar[bool] = False  # whether attributes set here go anywhere
+    # Whether attributes set here go anywhere (tracing on and this trace sampled); a span
+    # that does not record still names its trace for the next hop (`inject`).
+    recording: bool = False
 
     def child(self, name: str, attributes: Attributes | None = None, *,
               kind: SpanKind = "internal", start_ns: int | None = None) -> Span:

@@ -25,13 +25,13 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class OtelSpan(Span):
-    __slots__ = ("_ended", "_span", "_tracer")
-    recording = True
+    __slots__ = ("_ended", "_span", "_tracer", "recording")
 
     def __init__(self, span: trace.Span, tracer: trace.Tracer) -> None:
         self._span = span
         self._tracer = tracer
         self._ended = False
+        self.recording = span.is_recording()  # False: not sampled; it still propagates
 
     def child(self, name: str, attributes: Attributes | None = None, *,
               kind: SpanKind = "internal", start_ns: int | None = None) -> Span:

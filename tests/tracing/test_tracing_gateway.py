@@ -143,3 +143,25 @@ def test_the_request_log_line_names_the_trace(caplog, make_gateway, fake, receiv
         time.sleep(0.02)
     fields = lines[0].fields  # type: ignore[attr-defined]
     assert (fields["trace_id"], fields["span_id"]) == (root.trace_id, root.span_id)
+
+
+def test_an_unsampled_trace_exports_nothing_but_still_propagates(caplog, make_gateway, fake,
+                                                                 receiver):
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="llm_gateway.access")
+    gateway = make_gateway(gateway_config(fake.url, tracing=tracing(receiver, sample_ratio=0.0)))
+    _client(gateway).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    gateway.app.state.tracer.flush()
+    time.sleep(0.3)
+    assert receiver.spans == []
+    version, trace_id, span_id, flags = fake.requests[-1].headers["traceparent"].split("-")
+    assert version == "00" and int(trace_id, 16) and int(span_id, 16)
+    assert not int(flags, 16) & 1  # not sampled: the upstream is told not to record either
+    deadline = time.monotonic() + 5
+    while not (lines := [r for r in caplog.records if r.name == "llm_gateway.access"]):
+        assert time.monotonic() < deadline, "no request line"
+        time.sleep(0.02)
+    assert lines[0].fields["trace_id"] == trace_id  # type: ignore[attr-defined]

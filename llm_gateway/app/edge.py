@@ -24,6 +24,7 @@ from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from llm_gateway.path_safety import path_problem
 from llm_gateway.tracing.base import NO_SPAN, Span, Tracer
+from llm_gateway.tracing.request import failure
 from llm_gateway.web.responses import error_response
 from llm_gateway.web.spec import PathTable
 
@@ -95,10 +96,7 @@ class Edge:
                 return
             if not isinstance(exc, GatewayError):
                 log.error("unhandled error in request %s", request_id, exc_info=exc)
-            if span.recording:
-                span.fail(exc.code or exc.type if isinstance(exc, GatewayError)
-                          else type(exc).__name__, str(exc) if isinstance(exc, GatewayError)
-                          else "")
+            failure(span, exc)  # (a no-op without tracing)
             await error_response(exc)(scope, receive, send_with_id)
         finally:
             if record is not None:

@@ -43,6 +43,7 @@ def raised(call: Call, parent: Span, span: Span, exc: BaseException) -> None:
     call.span = parent
     if span is parent:
         return
-    code = exc.code or str(exc.status) if isinstance(exc, GatewayError) else type(exc).__name__
+    code = (exc.code or str(exc.status)) if isinstance(exc, GatewayError) \
+        else type(exc).__name__
     span.fail(code, str(exc) if isinstance(exc, GatewayError) else "")
     span.end()

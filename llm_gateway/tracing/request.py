@@ -34,12 +34,18 @@ class Measured(Protocol):
     def first_token_at(self) -> float | None: ...
 
 
-def failed(span: Span, exc: BaseException) -> None:
-    """A child's work raised: it ends in error (a 401 from auth, a 429 from limits)."""
+def failure(span: Span, exc: BaseException) -> None:
+    """The span's work raised: error status, the error's code (the message of our own errors
+    only: they are written for the client, an unexpected one's might say anything)."""
     if isinstance(exc, GatewayError):
         span.fail(exc.code or exc.type, str(exc))
     else:
         span.fail(type(exc).__name__)
+
+
+def failed(span: Span, exc: BaseException) -> None:
+    """A child's work raised: it ends in error (a 401 from auth, a 429 from limits)."""
+    failure(span, exc)
     span.end()
 
 

@@ -165,3 +165,27 @@ def test_an_unsampled_trace_exports_nothing_but_still_propagates(caplog, make_ga
         assert time.monotonic() < deadline, "no request line"
         time.sleep(0.02)
     assert lines[0].fields["trace_id"] == trace_id  # type: ignore[attr-defined]
+
+
+def test_each_deployment_tried_is_an_attempt_span(make_gateway, fake, receiver):
+    config = gateway_config(fake.url, tracing=tracing(receiver))
+    upstream = {**config["upstreams"]["openai"], "retries": {"attempts": 0}}
+    config["upstreams"] = {"first": upstream, "second": upstream}
+    config["models"] = [{"name": "m", "strategy": "priority", "deployments": [
+        {"backend": "first"}, {"backend": "second", "priority": 1}]}]
+    gateway = make_gateway(config)
+    fake.fail_next(503)
+    _client(gateway).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}])
+    spans = spans_until(gateway, receiver, _has("chat m"))
+    root = named(spans, "chat m")
+    first, second = named(spans, "attempt first"), named(spans, "attempt second")
+    assert first.parent_id == second.parent_id == root.span_id
+    assert first.error and first.attributes["http.response.status_code"] == 503
+    assert first.end_ns <= second.start_ns
+    assert not second.error and second.attributes["llm_gateway.deployment"] == "second"
+    assert root.attributes["llm_gateway.attempts"] == 2
+    assert root.attributes["llm_gateway.deployment"] == "second"
+    # Each try went out under its own attempt's span.
+    sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests[-2:]]
+    assert sent == [first.span_id, second.span_id]

@@ -16,6 +16,7 @@ import orjson
 
 from llm_gateway.principal import Credentials, Principal
 from llm_gateway.stream.observer import Observer
+from llm_gateway.tracing.base import NO_SPAN, Span
 
 NO_HINTS: Mapping[str, str] = MappingProxyType({})
 
@@ -45,6 +46,9 @@ class Call:
     # Whether the caller may use a model name (its key's and team's lists): routing asks it
     # before a fallback to another model. None: any model (no keys).
     may_use: Callable[[str], bool] | None = None
+    # The span the next hop continues (tracing/attempt.py): the request's, then each backend
+    # attempt's while it runs. The no-op span when tracing is off.
+    span: Span = NO_SPAN
 
     def payload(self, model: str | None = None) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed

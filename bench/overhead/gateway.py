@@ -87,7 +87,8 @@ class Gateway:
 
 def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
                    metrics: bool = True, accounting: bool = False,
-                   data_dir: Path | None = None, deployments: bool = False) -> dict[str, Any]:
+                   data_dir: Path | None = None, deployments: bool = False,
+                   tracing: str | None = None) -> dict[str, Any]:
     def upstream(base_url: str) -> dict[str, Any]:
         return {
             "base_url": base_url,
@@ -124,6 +125,9 @@ def gateway_config(transport: str, port: int, json_port: int, sse_port: int,
         "auth": {"mode": "keys" if accounting else "none"},
         "accounting": {"enabled": accounting},
         "storage": {"data_dir": str(data_dir)} if data_dir is not None else {},
+        # tracing: every request traced (sample ratio 1.0), exported to this OTLP receiver
+        "tracing": {"enabled": True, "endpoint": tracing, "sample_ratio": 1.0}
+        if tracing is not None else {},
     }
 
 
@@ -139,15 +143,16 @@ def create_key(gateway: list[str], cfg: Path, env: dict[str, str]) -> str:
 
 def start_gateway(tmp: Path, transport: str, json_port: int, sse_port: int,
                   pin: bool, metrics: bool = True, accounting: bool = False,
-                  deployments: bool = False) -> Gateway:
+                  deployments: bool = False, tracing: str | None = None) -> Gateway:
     port = common.free_port()
     stem = (f"gateway-{transport}-metrics-{'on' if metrics else 'off'}"
             f"-accounting-{'on' if accounting else 'off'}"
-            f"-routing-{'deployments' if deployments else 'single'}")
+            f"-routing-{'deployments' if deployments else 'single'}"
+            f"-tracing-{'on' if tracing else 'off'}")
     cfg = tmp / f"{stem}.yaml"
     data_dir = tmp / f"{stem}-data"
     cfg.write_text(yaml.safe_dump(gateway_config(transport, port, json_port, sse_port, metrics,
-                                                 accounting, data_dir, deployments),
+                                                 accounting, data_dir, deployments, tracing),
                                   sort_keys=False))
     log = tmp / f"{stem}.log"
     env = {**os.environ, API_KEY_ENV: API_KEY}

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # bench/common.py (bench/ is not a package)
 from gateway import Gateway, describe_gateway, start_gateway, status_kib, stop, upstream_connections
 from nginx import start_nginx
+from otlp import Receiver, start_receiver
 from report import compare_cell, compare_variants, evaluate, print_table
 from settings import (
     ACCOUNTING_MAX_COST,
@@ -32,6 +33,7 @@ from settings import (
     LOAD_CORE,
     METRICS_MAX_COST,
     SCENARIOS,
+    TRACING_MAX_COST,
 )
 from wrk import WrkResult, combine, measure, smoke, write_lua
 
@@ -61,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--routing", choices=("single", "deployments", "both"), default="single",
                    help="each model routed to one backend, or to two deployments (balanced, "
                         "weighted); both: compare their cost (alone, not with another both)")
+    p.add_argument("--tracing", choices=("on", "off", "both"), default="off",
+                   help="every request traced (sample ratio 1.0) and exported to a local OTLP "
+                        "receiver (the otel extra); both: compare its cost against off")
     p.add_argument("--rounds", type=int, default=None,
                    help="measured runs per scenario and gateway, alternating between the "
                         "gateways (default 3 with --metrics both, else 1)")
@@ -70,10 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.duration = 3
-    if [args.metrics, args.accounting, args.routing].count("both") > 1:
-        p.error("compare one thing at a time: --metrics, --accounting or --routing both")
+    compared = [args.metrics, args.accounting, args.routing, args.tracing]
+    if compared.count("both") > 1:
+        p.error("compare one thing at a time: --metrics, --accounting, --routing or "
+                "--tracing both")
     if args.rounds is None:
-        args.rounds = 3 if "both" in (args.metrics, args.accounting, args.routing) else 1
+        args.rounds = 3 if "both" in compared else 1
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     if args.duration < 1 or args.warmup < 1:
@@ -93,36 +100,39 @@ def main(argv: list[str] | None = None) -> int:
     transports = ["aiohttp", "httpx"] if args.transport == "both" else [args.transport]
     # The gateways compared side by side: "off" then "on" of the feature under comparison.
     compared = ("accounting" if args.accounting == "both" else
-                "deployments" if args.routing == "both" else "metrics")
-    metric_modes = (["off", "on"] if "both" in (args.metrics, args.accounting, args.routing)
+                "deployments" if args.routing == "both" else
+                "tracing" if args.tracing == "both" else "metrics")
+    metric_modes = (["off", "on"] if "both" in (args.metrics, args.accounting, args.routing,
+                                                args.tracing)
                     else ["on"])
 
-    def settings(mode: str) -> tuple[bool, bool, bool]:
-        """(metrics, accounting, deployments) of the gateway run in this mode."""
-        deployments = mode == "on" if args.routing == "both" else args.routing == "deployments"
-        if compared == "accounting":
-            return args.metrics == "on", mode == "on", deployments
-        if compared == "deployments":
-            return args.metrics == "on", args.accounting == "on", deployments
-        metrics = mode == "on" if args.metrics == "both" else args.metrics == "on"
-        return metrics, args.accounting == "on", deployments
+    def settings(mode: str) -> tuple[bool, bool, bool, bool]:
+        """(metrics, accounting, deployments, tracing) of the gateway run in this mode."""
+        def chosen(option: str, on: str = "on") -> bool:
+            return mode == "on" if option == "both" else option == on
+
+        return (chosen(args.metrics), chosen(args.accounting),
+                chosen(args.routing, "deployments"), chosen(args.tracing))
 
     def variant(transport: str, mode: str) -> str:
         return transport if len(metric_modes) == 1 else f"{transport}, {compared} {mode}"
 
     nginx: subprocess.Popen[bytes] | None = None
+    receiver: Receiver | None = None  # the spans' OTLP receiver (--tracing on or both)
     gateways: dict[str, Gateway] = {}  # running now, by metrics mode
 
     def stop_servers() -> None:
         for running in gateways.values():
             stop(running.proc, running.pid)
         common.stop(nginx, grace=10)
+        common.stop(receiver.proc if receiver is not None else None, grace=5)
 
     with common.session("llm-gw-overhead-", args.keep_temp) as (tmp, cleanup):
         cleanup.callback(stop_servers)
         print(f"llm-gateway overhead benchmark: {args.duration} s runs after {args.warmup} s "
               f"warm-up, wrk -t1, transports {', '.join(transports)}, "
-              f"metrics {args.metrics}, accounting {args.accounting}")
+              f"metrics {args.metrics}, accounting {args.accounting}, "
+              f"tracing {args.tracing}")
         print(f"  python {platform.python_version()}, {version(['nginx', '-v'])}, "
               f"{version(['wrk', '-v'])}, {os.cpu_count()} CPUs, "
               f"{platform.machine()} {platform.release()}")
@@ -140,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
         json_port, sse_port = common.free_port(), common.free_port()
         nginx = start_nginx(tmp, json_port, sse_port, args.pin)
+        if args.tracing != "off":
+            receiver = start_receiver(tmp, args.pin)
+            print(f"  spans exported to {receiver.url} (its own process, on the load core)")
 
         lua = {s: write_lua(tmp, s) for s in SCENARIOS}
         direct_url = {"non-stream": f"http://127.0.0.1:{json_port}/v1/chat/completions",
@@ -158,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
             # With metrics both, the two gateways run side by side and their runs alternate
             # (rounds of off, on / on, off), so a slow spell of the machine hits both alike.
             for mode in metric_modes:
-                metrics_on, accounting_on, deployments_on = settings(mode)
+                metrics_on, accounting_on, deployments_on, tracing_on = settings(mode)
                 print(f"\nthrough the gateway (transport {transport}, metrics "
                       f"{'on' if metrics_on else 'off'}, accounting "
                       f"{'on' if accounting_on else 'off'}, routing "
-                      f"{'two deployments' if deployments_on else 'one backend'})")
-                gateways[mode] = start_gateway(tmp, transport, json_port, sse_port, args.pin,
-                                               metrics_on, accounting_on, deployments_on)
+                      f"{'two deployments' if deployments_on else 'one backend'}, tracing "
+                      f"{'on' if tracing_on else 'off'})")
+                gateways[mode] = start_gateway(
+                    tmp, transport, json_port, sse_port, args.pin, metrics_on, accounting_on,
+                    deployments_on, receiver.url if tracing_on and receiver else None)
                 describe_gateway(gateways[mode])
             urls = {m: f"http://127.0.0.1:{g.port}/v1/chat/completions"
                     for m, g in gateways.items()}
@@ -241,14 +256,17 @@ def main(argv: list[str] | None = None) -> int:
 
         feature_cost: dict[str, Any] = {}
         if len(metric_modes) > 1:
-            limit = {"accounting": ACCOUNTING_MAX_COST,
-                     "deployments": DEPLOYMENTS_MAX_COST}.get(compared, METRICS_MAX_COST)
+            limit = {"accounting": ACCOUNTING_MAX_COST, "deployments": DEPLOYMENTS_MAX_COST,
+                     "tracing": TRACING_MAX_COST}.get(compared, METRICS_MAX_COST)
             for transport in transports:
                 print(f"\n{compared} on against off (transport {transport}; CPU in ms/request)")
                 feature_cost[transport] = compare_variants(
                     results[variant(transport, "on")], results[variant(transport, "off")],
                     compared, limit)
 
+        spans = receiver.stats() if receiver is not None else None
+        if spans is not None:  # none would mean the "on" runs traced nothing
+            print(f"\nOTLP receiver: {spans['spans']} spans in {spans['exports']} exports")
         disturbed = [f"{where} {key} ({r['foreign_cores']:.0%})"
                      for where, runs in [("direct", {k: asdict(v) for k, v in direct.items()}),
                                          *((f"gateway/{t}", r["runs"])
@@ -265,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 "content_chunks": CONTENT_CHUNKS, "python": platform.python_version(),
                 "direct": {k: asdict(v) for k, v in direct.items()},
                 "gateway": results, "compared": compared, "cost": feature_cost,
+                "spans_received": spans,
                 "all_pass": all_pass,
                 "disturbed_runs": disturbed,
                 "foreign_load_before_cores": idle_load,

@@ -21,5 +21,6 @@ TARGET_RSS_MIB = 150.0
 METRICS_MAX_COST = 0.05  # metrics on may cost at most 5% of the throughput with them off
 DEPLOYMENTS_MAX_COST = 0.10  # two balanced deployments: within 10% of one backend (issue 15)
 ACCOUNTING_MAX_COST = 0.15  # keys + usage ledger: at most 15% of the throughput without
+TRACING_MAX_COST = 0.15  # every request traced and exported: >= 85% of off's (issue 19)
 
 CREATED = 1_700_000_000

@@ -15,6 +15,7 @@ from llm_gateway.api.state import State
 from llm_gateway.call import Call
 from llm_gateway.metrics.recorder import RequestRecord
 from llm_gateway.principal import Principal
+from llm_gateway.tracing.base import NO_SPAN, Span
 
 _KEY = "llm_gateway"  # the one scope key: ASGI's place for what a server adds to a request
 
@@ -26,6 +27,7 @@ class RequestContext:
     record: RequestRecord | None = None  # metrics and the log line; None when neither is on
     principal: Principal | None = None  # once authenticated (api/dispatch.py: caller)
     call: Call | None = None  # a model endpoint's parsed call, for its own work afterwards
+    span: Span = NO_SPAN  # the request's span (tracing.enabled), its children's parent
 
     def attach(self, scope: Scope) -> None:
         scope[_KEY] = self

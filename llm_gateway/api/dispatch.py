@@ -5,9 +5,10 @@ auth -> body -> validated Call -> limits -> grouping -> routing -> backend -> ac
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from time import perf_counter
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -24,6 +25,8 @@ from llm_gateway.echo import MAX_MODEL_NAME
 from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.metrics.recorder import RequestRecord
 from llm_gateway.principal import Principal
+from llm_gateway.routing.group import DeploymentGroup
+from llm_gateway.tracing import request as traced
 
 
 def parse_json(raw: bytes) -> dict:
@@ -54,7 +57,13 @@ async def caller(scope: Scope) -> Principal:
     ctx = context(scope)
     principal = ctx.principal
     if principal is None:
-        principal = ctx.principal = await ctx.state.auth.authenticate(scope)
+        span = ctx.span.child("gateway.auth")
+        try:
+            principal = ctx.principal = await ctx.state.auth.authenticate(scope)
+        except BaseException as exc:
+            traced.failed(span, exc)
+            raise
+        span.end()
         if ctx.record is not None:
             ctx.record.team = principal.team
     return principal
@@ -91,6 +100,10 @@ async def build_call(request: Request, operation: str, endpoint: str) -> tuple[S
     if state.owners.enabled:  # another team's previous_response_id, file...: 404
         await body_ids.check_json(state.owners, principal, "POST", endpoint, body)
     ctx.call = call  # for the endpoint's own work afterwards (stored_ids.py)
+    if state.tracer.enabled:
+        call.span = ctx.span  # sampled or not, the next hop continues its trace
+        if ctx.span.recording:
+            traced.called(ctx.span, call, state.tracer.record_content)
     return state, call
 
 
@@ -111,7 +124,10 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
     principal = call.principal
     if principal is not None and principal.credentials:
         call.credentials = principal.credentials_for(route.backend.name)
-    return await _complete(route.backend, call, record)
+    if call.span.recording and not isinstance(route.backend, DeploymentGroup):
+        return await traced.attempt(route.backend.name, call,
+                                    lambda: _complete(route.backend, call, record))
+    return await _complete(route.backend, call, record)  # a group traces each deployment
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
@@ -122,27 +138,41 @@ async def model_call(request: Request, operation: str, endpoint: str) -> Result:
 async def dispatch(request: Request, state: State, call: Call) -> Result:
     """A built call's way on: limits, grouping, routing and the backend, accounting."""
     started = perf_counter()
-    record = context(request.scope).record
+    ctx = context(request.scope)
+    record = ctx.record
     principal = await caller(request.scope)  # what build_call authenticated (kept in scope)
-    admission = await state.gate.admit(principal, call)  # 429 when over a limit
+    span = ctx.span
+    if span.recording:
+        admission = await traced.admit(span, state.gate.admit(principal, call))
+    else:
+        admission = await state.gate.admit(principal, call)  # 429 when over a limit
     accountant = state.accountant
+    grouping = span.child("gateway.grouping")  # until the backend call starts, or the answer
+
+    def backend_call(c: Call) -> Awaitable[Result]:
+        grouping.end()
+        return run_call(state, c, record)
+
     try:
         accountant.prepare(call)
-        result = await state.grouper.run(
-            call, principal, lambda c: run_call(state, c, record))
+        result = await state.grouper.run(call, principal, backend_call)
     except GatewayError as exc:
+        grouping.end()
         accountant.failed(call, admission, exc, started)
         raise
     except BaseException:
+        grouping.end()
         admission.settle(0, 0.0)
         raise
-    also = None
+    also: Callable[[Any], None] | None = None  # what the meter's measure goes to, besides
     if record is not None:
         record.metering = True
         record.routed(result)
         also = record.metered
         if record.recorder.access.with_bodies():
             record.copy_of_answer(result)
+    if span.recording:
+        also = traced.answered(span, grouping, result, state.tracer.record_content, also)
     result = accountant.track(call, admission, result, started, also)
     if admission.headers:
         result.headers.extend(admission.headers)

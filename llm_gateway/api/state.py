@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,6 +27,8 @@ from llm_gateway.metrics.recorder import Recorder
 from llm_gateway.routing.catalog import ModelCatalog
 from llm_gateway.routing.router import Router
 from llm_gateway.storage.connect import open_database
+from llm_gateway.tracing.base import NO_TRACER, Tracer
+from llm_gateway.tracing.build import build_tracer
 from llm_gateway.web.validation import Validator, compile_request_validators
 
 
@@ -56,6 +59,7 @@ class State:
     recorder: Recorder | None = None  # per-request metrics and log lines
     exposition: Exposition | None = None  # GET /metrics; None when metrics are off
     residency: Residency | None = None  # which local models are loaded; None: none spawned
+    tracer: Tracer = NO_TRACER  # request spans (tracing.enabled), exported over OTLP
 
     @classmethod
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
@@ -70,7 +74,8 @@ class State:
         residency = Residency(config.placement) if spawned else None
         backends.update({
             name: LocalBackend(cfg, max_event_bytes=config.server.max_sse_event_bytes,
-                               residency=residency if cfg.spawns else None)
+                               residency=residency if cfg.spawns else None,
+                               worker_args=config.tracing.worker_args())
             for name, cfg in config.local.items()})
         router = Router(config, backends)
         upstream = config.passthrough_upstream
@@ -101,6 +106,7 @@ class State:
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
             residency=residency,
+            tracer=build_tracer(config.tracing, env),
         )
 
     db: Any = None  # storage.Database, opened at start when keys or the ledger need it
@@ -136,6 +142,8 @@ class State:
             self.recorder.flush()
         if self.exposition is not None:
             self.exposition.close()
+        if self.tracer.enabled:  # after the backends: every span has ended; exporting blocks
+            await asyncio.to_thread(self.tracer.shutdown)
 
 
 def _streaming_operations(spec: dict) -> frozenset[str]:

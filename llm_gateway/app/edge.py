@@ -24,6 +24,8 @@ from llm_gateway.api.state import State
 from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from llm_gateway.path_safety import path_problem
+from llm_gateway.tracing.base import NO_SPAN, Span, Tracer
+from llm_gateway.tracing.request import failure
 from llm_gateway.web.responses import error_response
 from llm_gateway.web.spec import PathTable
 
@@ -54,7 +56,11 @@ class Edge:
         recorder = self.state.recorder
         # Metrics and the request log line, written once the response is over.
         record = recorder.start(scope, request_id) if recorder is not None else None
-        RequestContext(self.state, request_id, record).attach(scope)
+        tracer = self.state.tracer
+        span = _request_span(tracer, scope, request_id) if tracer.enabled else NO_SPAN
+        if record is not None and tracer.enabled:
+            record.trace = span.ids()  # (sampled or not: the line still names its trace)
+        RequestContext(self.state, request_id, record, span=span).attach(scope)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -64,6 +70,7 @@ class Edge:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid)]
                 if record is not None:
                     record.responded(message["status"])
+                span.set("http.response.status_code", message["status"])
             await send(message)
 
         try:
@@ -96,10 +103,22 @@ class Edge:
                 return
             if not isinstance(exc, GatewayError):
                 log.error("unhandled error in request %s", request_id, exc_info=exc)
+            failure(span, exc)  # (a no-op without tracing)
             await error_response(exc)(scope, receive, send_with_id)
         finally:
             if record is not None:
                 recorder.finish(record)  # type: ignore[union-attr]
+            span.end()
+
+
+def _request_span(tracer: Tracer, scope: Scope, request_id: str) -> Span:
+    """The request's span, continuing the client's trace when it sent a `traceparent`."""
+    trace = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+             if key in (b"traceparent", b"tracestate")}
+    path = clip(scope["path"])
+    return tracer.start(f"{scope['method']} {path}", trace, {
+        "http.request.method": scope["method"], "url.path": path,
+        "llm_gateway.request_id": request_id})
 
 
 def _request_id(scope: Scope) -> str | None:

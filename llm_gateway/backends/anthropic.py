@@ -105,6 +105,7 @@ class AnthropicBackend(HttpUpstream):
                 headers["x-api-key"] = credentials.api_key
             if self._request_id_header:
                 headers[self._request_id_header] = call.request_id
+            call.span.inject(headers)  # tracing on: our attempt's traceparent
         headers["content-type"] = "application/json"
         # Usage is read from the bodies, so ask for them uncompressed.
         headers["accept-encoding"] = "identity"

@@ -106,14 +106,16 @@ class LocalBackend(ManagedWorkers, Backend):
     def __init__(
         self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None, max_event_bytes: int = MAX_EVENT_BYTES,
-        residency: Residency | None = None,
+        residency: Residency | None = None, worker_args: tuple[str, ...] = (),
     ) -> None:
         self.name = cfg.name
+        self._worker_args = worker_args  # more flags for spawned workers (tracing's)
         self._max_event_bytes = max_event_bytes
         self.cfg = cfg
         self.fallback = cfg.fallback
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
-        self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver)
+        self.supervisor = Supervisor(cfg, self.pool, clock=clock, resolver=resolver,
+                                     extra_args=worker_args)
         self._clock = clock
         self._resolver = resolver
         self._join(residency)  # spawned workers: started and stopped by residency

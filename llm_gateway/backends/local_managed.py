@@ -32,6 +32,7 @@ class ManagedWorkers:
     supervisor: Supervisor
     _clock: Callable[[], float]
     _resolver: Resolver | None
+    _worker_args: tuple[str, ...]
 
     residency: Residency | None
     _on_demand: bool
@@ -64,7 +65,8 @@ class ManagedWorkers:
         for worker in self.pool.workers:
             self.pool.set_health(worker, False, "loading")
         # The last load's supervisor was closed by its unload (or its failed start).
-        self.supervisor = Supervisor(cfg, self.pool, clock=self._clock, resolver=self._resolver)
+        self.supervisor = Supervisor(cfg, self.pool, clock=self._clock, resolver=self._resolver,
+                                     extra_args=self._worker_args)
         await self.supervisor.start()
 
     async def stop_workers(self) -> None:

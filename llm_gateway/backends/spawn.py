@@ -44,6 +44,7 @@ class SpawnedWorkers(HealthChecks):
     cfg: LocalConfig
     pool: WorkerPool
     _python: str
+    _extra_args: tuple[str, ...]
     _clock: Callable[[], float]
     _procs: dict[int, subprocess.Popen]
     _closing: bool
@@ -88,7 +89,7 @@ class SpawnedWorkers(HealthChecks):
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         proc = subprocess.Popen(
-            worker_command(self.cfg, port, self._python),
+            [*worker_command(self.cfg, port, self._python), *self._extra_args],
             env=env,
             stdin=subprocess.DEVNULL,
             preexec_fn=_death_signal_hook(),  # see the module docstring

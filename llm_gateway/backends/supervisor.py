@@ -68,10 +68,12 @@ class Supervisor(SpawnedWorkers, DiscoveredWorkers, HealthChecks):
         python: str = sys.executable,
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.cfg = cfg
         self.pool = pool
         self._python = python
+        self._extra_args = extra_args  # appended to each spawned worker's command (tracing)
         self._clock = clock
         self._resolver = resolver  # discovery's DNS lookups; None: the system resolver
         self._tasks: list[asyncio.Task] = []

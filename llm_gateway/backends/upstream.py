@@ -60,6 +60,7 @@ class UpstreamBackend(HttpUpstream):
     # -- the Backend seam ------------------------------------------------------------------
     async def complete(self, call: Call) -> Result:
         headers = self._headers(call.headers, call.request_id, call.credentials)
+        call.span.inject(headers)  # tracing on: our attempt's traceparent; off: the client's
         headers["content-type"] = "application/json"
         # We read usage from the bodies, so ask for them uncompressed.
         headers["accept-encoding"] = "identity"

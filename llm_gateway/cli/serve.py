@@ -18,6 +18,7 @@ from llm_gateway.metrics.exposition import (
     prepare_multiprocess_dir,
     remove_multiprocess_dir,
 )
+from llm_gateway.tracing.build import missing_extra
 
 HOST_VAR = f"{ENV_PREFIX}SERVER__HOST"
 WORKERS_VAR = f"{ENV_PREFIX}SERVER__WORKERS"
@@ -43,6 +44,10 @@ def serve(
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"llm-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    missing = missing_extra(config.tracing)  # before anything starts, in every process mode
+    if missing is not None:
+        print(f"llm-gateway: {missing}", file=sys.stderr)
         return 2
     server = config.server
     configure_logging(server)

@@ -11,6 +11,8 @@ import logging
 import signal
 import sys
 
+from llm_gateway.config.tracing import TracingConfig
+from llm_gateway.tracing.build import missing_extra
 from llm_gateway.worker.config import WorkerConfig
 
 
@@ -63,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: threads that sample a step's sequences in parallel; 1: "
                              "on the engine thread (default: as many as --n-threads)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
+    traces = parser.add_argument_group("tracing (the otel extra; requests with a traceparent)")
+    traces.add_argument("--otlp-endpoint", help="export spans here (OTLP); default: none")
+    traces.add_argument("--otlp-protocol", choices=["http", "grpc"], default="http",
+                        help="OTLP over http (protobuf) or grpc (default: %(default)s)")
+    traces.add_argument("--otlp-service-name", default="llm-gateway-worker",
+                        help="the spans' service.name (default: %(default)s)")
+    traces.add_argument("--otlp-header", action="append", default=[], metavar="NAME=ENV",
+                        help="an export header, its value read from the variable ENV")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
 
@@ -77,7 +87,18 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
         sample_threads=args.sample_threads,
+        tracing=_tracing(args),
     )
+
+
+def _tracing(args: argparse.Namespace) -> TracingConfig | None:
+    """--otlp-*: the gateway's tracing section as its spawned workers get it."""
+    if args.otlp_endpoint is None:
+        return None
+    headers = dict(item.partition("=")[::2] for item in args.otlp_header)
+    return TracingConfig(enabled=True, endpoint=args.otlp_endpoint,
+                         protocol=args.otlp_protocol, service_name=args.otlp_service_name,
+                         headers_env=headers)
 
 
 def _precheck(config: WorkerConfig) -> str | None:
@@ -87,6 +108,8 @@ def _precheck(config: WorkerConfig) -> str | None:
 
     if config.max_queue < 0:
         return "--max-queue must be 0 or more"
+    if config.tracing is not None and (problem := missing_extra(config.tracing)):
+        return problem.replace("tracing.enabled is true", "--otlp-endpoint is given")
     if config.parallel < 1:
         return "--parallel must be 1 or more"
     if config.sample_threads is not None and config.sample_threads < 1:

@@ -35,6 +35,7 @@ from llm_gateway.config.placement import (  # re-exported: the schema's classes 
 from llm_gateway.config.placement import ModelGroup as ModelGroup
 from llm_gateway.config.placement import PlacementConfig
 from llm_gateway.config.routes import CooldownConfig, ModelRoute
+from llm_gateway.config.tracing import TracingConfig
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "text"]
@@ -279,6 +280,7 @@ class Config:
     accounting: AccountingConfig = field(default_factory=AccountingConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # the web console, /ui/
+    tracing: TracingConfig = field(default_factory=TracingConfig)  # OpenTelemetry spans
     source: str = field(default="<config>", metadata={"yaml": False})  # for messages
 
     @property

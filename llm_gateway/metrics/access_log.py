@@ -31,6 +31,7 @@ class Logged(Protocol):
     deployment: str | None
     attempts: int
     fallback: tuple[str, str] | None
+    trace: tuple[str, str] | None
 
     def overhead(self) -> float | None: ...
 
@@ -79,6 +80,8 @@ class AccessLog:
             fields["attempts"] = r.attempts
         if r.fallback is not None:
             fields["fallback_reason"], fields["fallback_model"] = r.fallback
+        if r.trace is not None:  # the request's span, to find its trace from the line
+            fields["trace_id"], fields["span_id"] = r.trace
         overhead = r.overhead()
         if overhead is not None:
             fields["overhead_ms"] = round(overhead * 1000, 3)

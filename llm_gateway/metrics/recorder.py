@@ -59,7 +59,7 @@ class RequestRecord:
         "attempts", "backend", "backend_end", "backend_start", "body", "call", "deployment",
         "ended", "fallback", "first_token_at", "inflight", "measured", "metering", "method",
         "model", "path", "recorder", "request_id", "response_start", "started", "status",
-        "stream_error", "team", "usage", "waiting",
+        "stream_error", "team", "trace", "usage", "waiting",
     )
 
     def __init__(self, recorder: Recorder, request_id: str, method: str, path: str) -> None:
@@ -90,6 +90,7 @@ class RequestRecord:
         self.deployment: str | None = None
         self.attempts = 1
         self.fallback: tuple[str, str] | None = None
+        self.trace: tuple[str, str] | None = None  # (trace id, span id): tracing.enabled
 
     def enter(self, backend: str) -> None:
         """A backend call starts: label it, count it in flight, start the backend clock."""

@@ -23,6 +23,7 @@ from llm_gateway.routing.deployment import Deployment
 from llm_gateway.routing.events import RoutingEvents
 from llm_gateway.routing.failures import Failure, of_error, of_result
 from llm_gateway.routing.strategies import STRATEGIES
+from llm_gateway.tracing import attempt as traced
 from llm_gateway.usage import Usage
 
 # model name -> (its route's backend, the name that backend must see); raises ModelNotFound
@@ -113,9 +114,11 @@ class DeploymentGroup(Backend):
         health = deployment.health
         probe = health.begin()
         started = deployment.started()
+        parent, span = traced.begin(call, deployment.backend.name, deployment.name)
         try:
             result = await deployment.backend.complete(call)
         except GatewayError as exc:
+            traced.raised(call, parent, span, exc)
             deployment.done()
             failure = of_error(exc)
             if failure is None:
@@ -124,12 +127,15 @@ class DeploymentGroup(Backend):
                 raise
             self._failed(deployment, failure)
             return exc, failure
-        except BaseException:
+        except BaseException as exc:
+            traced.raised(call, parent, span, exc)
             deployment.done()
             if probe:
                 health.ended_unjudged()
             raise
         failure = of_result(result)
+        traced.answered(call, parent, span, result,
+                        failure.reason if failure is not None and failure.cools else None)
         if failure is not None and failure.cools:
             deployment.done()
             self._failed(deployment, failure)
@@ -184,11 +190,16 @@ async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None,
     principal = call.principal
     if principal is not None and principal.credentials:
         call.credentials = principal.credentials_for(backend.name)
+    parent, span = traced.begin(call, backend.name)
     try:
         result = await backend.complete(call)
-    except GatewayError as exc:
-        failure = of_error(exc)
+    except BaseException as exc:
+        traced.raised(call, parent, span, exc)
+        failure = of_error(exc) if isinstance(exc, GatewayError) else None
         if failure is None:
             raise
+        assert isinstance(exc, GatewayError)
         return exc, failure, 1
-    return result, of_result(result), 1
+    failure = of_result(result)
+    traced.answered(call, parent, span, result, failure.reason if failure else None)
+    return result, failure, 1

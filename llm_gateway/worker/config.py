@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm_gateway.config.tracing import TracingConfig
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
@@ -29,3 +31,4 @@ class WorkerConfig:
     sample_threads: int | None = None
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"
+    tracing: TracingConfig | None = None  # --otlp-*: spans for traced requests

@@ -47,6 +47,7 @@ from llm_gateway.worker.state import EngineFactory, WorkerState
 from llm_gateway.worker.streaming import ClientGone, collect, sse_blocks, unless_disconnected
 from llm_gateway.worker.toolcalls.stream import tool_collect, tool_sse_blocks
 from llm_gateway.worker.tools import tool_chunks, tool_response
+from llm_gateway.worker.tracing import traced
 from llm_gateway.worker.usage_log import UsageLog
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ async def _generate(request: Request, engine: Engine, prepared: Prepared,
     # Counted by request id, so the gateway can ask what a cut-short stream used.
     stream = _usage_log(request).watch(stream, request_id_of(request), prepared.job,
                                        engine.cancel)
+    stream = traced(_state(request).tracer, request.headers, prepared.job, prepared.model,
+                    stream)
     histogram = _state(request).metrics.time_per_output_token
     logprobs = prepared.job.logprobs
     plan = prepared.tools  # chat with tools: the output goes through the syntax's parser

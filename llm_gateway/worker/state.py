@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_gateway.errors import ServiceUnavailable
+from llm_gateway.tracing.base import NO_TRACER, Tracer
+from llm_gateway.tracing.build import build_tracer
 from llm_gateway.web.spec import load_spec
 from llm_gateway.web.validation import Validator, compile_request_validators
 from llm_gateway.worker.config import WorkerConfig
@@ -60,6 +62,8 @@ class WorkerState:
         self.validators = validators if validators is not None else \
             compile_request_validators(load_spec())
         self._engine_factory = engine_factory or ENGINES[config.engine]
+        # Spans for traced requests (--otlp-endpoint); the no-op tracer otherwise.
+        self.tracer: Tracer = build_tracer(config.tracing) if config.tracing else NO_TRACER
 
     async def load(self) -> None:
         started = time.monotonic()
@@ -121,3 +125,5 @@ class WorkerState:
         self.metrics.up.set(0)
         if self.engine is not None:
             await self.engine.close()
+        if self.tracer.enabled:  # the last spans out (exporting blocks: a thread)
+            await asyncio.to_thread(self.tracer.shutdown)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llm_gateway.worker.engines.base import Event, EventStream, Finished, Job, Piece
+from llm_gateway.worker.watched import Watching
 
 CAPACITY = 8192  # requests remembered; a cut stream is asked about within seconds
 DRAIN_SECONDS = 2.0  # how long a cancelled job may take to report its final counts
@@ -99,11 +100,11 @@ class UsageLog:
             task.cancel()
 
 
-class _Watched(EventStream):
+class _Watched(Watching):
     def __init__(self, log: UsageLog, inner: EventStream, request_id: str, job: Job,
                  cancel: Callable[[str], None]) -> None:
+        super().__init__(inner)
         self._log = log
-        self._inner = inner
         self._job = job
         self._cancel = cancel
         self._entry = log.begin(request_id)
@@ -123,23 +124,8 @@ class _Watched(EventStream):
         if isinstance(event, Piece) and event.token_id is not None:
             entry.completion_tokens += 1
 
-    def ready(self) -> list[Event]:
-        events = self._inner.ready()
-        for event in events:
-            self._see(event)
-        return events
-
-    async def __anext__(self) -> Event:
-        try:
-            event = await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._log.end(self._entry, partial=True)  # ended without Finished
-            raise
-        except Exception:  # (a cancelled reader is settled by aclose, which follows)
-            self._log.end(self._entry, partial=True)
-            raise
-        self._see(event)
-        return event
+    def _stopped(self) -> None:
+        self._log.end(self._entry, partial=True)  # ended without Finished (a no-op after it)
 
     async def aclose(self) -> None:
         if self._entry.done:

@@ -130,7 +130,7 @@ upstreams:
     assert load_problems(write(tmp_path, text)) == [
         "x-common: unknown key "
         "(expected one of: server, upstreams, local, placement, models, routing, metrics, auth, "
-            "teams, limits, storage, accounting, grouping, console)"
+            "teams, limits, storage, accounting, grouping, console, tracing)"
     ]
 
 

@@ -138,7 +138,7 @@ def test_unknown_keys() -> None:
     assert problems({"servers": {}}) == [
         "servers: unknown key "
         "(expected one of: server, upstreams, local, placement, models, routing, metrics, auth, "
-        "teams, limits, storage, accounting, grouping, console); "
+        "teams, limits, storage, accounting, grouping, console, tracing); "
         "did you mean 'server'?"
     ]
     # `name` and `source` are filled in by the loader, so they are not YAML keys.

@@ -206,6 +206,7 @@ def test_port_forwards(tilt) -> None:
     assert forwards["llm-gateway"] == ["8080:8080"]
     assert forwards["chatbot-ui"] == ["3000:3000"]
     assert forwards["prometheus"] == ["9090:9090"]
+    assert forwards["jaeger"] == ["16686:16686"]  # the traces (k8s/components/tracing)
     # Each forward reaches a port the workload's container listens on.
     workloads = run.workloads()
     for name, ports in forwards.items():

@@ -59,6 +59,9 @@ class Job:
     # than one only on engines whose `max_choices` allows it.
     n: int = 1
     id: str = field(default_factory=new_job_id)
+    # When the engine began its prompt (time.time_ns(), set from the engine's thread): before
+    # it, the job waited in the queue (the worker's spans, worker/tracing.py). 0: not yet.
+    began_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

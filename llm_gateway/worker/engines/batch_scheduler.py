@@ -76,6 +76,7 @@ class Scheduler:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit a context of "
                              f"{self.n_ctx}")
         samplers = self._samplers(job, seed)
+        job.began_ns = time.time_ns()  # its prompt is evaluated from the next step on
         sampler = samplers[0]
         source, common = -1, 0
         if job.seed is None:

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -89,6 +90,7 @@ class SimpleEngine(ThreadedEngine):
 
     def _generate(self, job: Job, llama: llama_cpp.Llama, work: Work) -> Finished:
         seed = self._seed if self._seed is not None else random.getrandbits(32)
+        job.began_ns = time.time_ns()
 
         def emit(piece: Piece) -> None:
             self._generated_tokens += piece.token_id is not None

@@ -1,0 +1,50 @@
+"""The local overlay's tracing (k8s/components/tracing): the gateway exports to the
+collector's OTLP/HTTP port, the collector to Jaeger's OTLP/gRPC port, each by a Service that
+exists and a port it has; the gpu overlay leaves the component out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+Doc = dict[str, Any]
+
+
+def _find(docs: list[Doc], kind: str, name: str) -> Doc:
+    """``name``, or a generated ``name-<hash>``."""
+    return next(d for d in docs if d["kind"] == kind and name in (
+        d["metadata"]["name"], d["metadata"]["name"].rsplit("-", 1)[0]))
+
+
+def _port(service: Doc, name: str) -> int:
+    return next(p["port"] for p in service["spec"]["ports"] if p["name"] == name)
+
+
+def test_local_overlay_traces_to_jaeger_through_the_collector(rendered) -> None:
+    docs = rendered("local")
+    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+        "config.yaml"])
+    tracing = config["tracing"]
+    assert tracing["enabled"] is True and tracing["protocol"] == "http"
+    host_port = tracing["endpoint"].removeprefix("http://").split("/")[0]
+    collector_port = _port(_find(docs, "Service", "otel-collector"), "otlp-http")
+    assert host_port == f"otel-collector:{collector_port}"
+    collector_config = _find(docs, "ConfigMap", "otel-collector-config")
+    pipeline_config = yaml.safe_load(collector_config["data"]["config.yaml"])
+    pipeline = pipeline_config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    exporter = pipeline_config["exporters"][pipeline["exporters"][0]]
+    jaeger = _find(docs, "Service", "jaeger")
+    assert exporter["endpoint"] == f"jaeger:{_port(jaeger, 'otlp-grpc')}"
+    collector = _find(docs, "Deployment", "otel-collector")
+    volumes = collector["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["configMap"]["name"] == collector_config["metadata"]["name"]
+
+
+def test_the_gpu_overlay_leaves_tracing_out(rendered) -> None:
+    docs = rendered("gpu")
+    assert not [d for d in docs if d["metadata"]["name"] in ("otel-collector", "jaeger")]
+    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+        "config.yaml"])
+    assert not config.get("tracing", {}).get("enabled", False)

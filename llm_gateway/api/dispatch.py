@@ -132,6 +132,8 @@ async def dispatch(request: Request, state: State, call: Call) -> Result:
             call, principal, lambda c: run_call(state, c, record))
     except GatewayError as exc:
         accountant.failed(call, admission, exc, started)
+        if record is not None:
+            record.raised(exc)
         raise
     except BaseException:
         admission.settle(0, 0.0)

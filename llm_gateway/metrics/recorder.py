@@ -150,6 +150,11 @@ class RequestRecord:
         self.attempts = own_attempts(result)
         self.fallback = result.fallback
 
+    def raised(self, error: GatewayError) -> None:
+        """The call ended in an error: the attempts routing made for it, as the ledger has."""
+        if error.attempts is not None:
+            self.attempts = error.attempts
+
     def copy_of_answer(self, result: Result) -> None:
         """Keep the answer as sent, for the log line (server.log_bodies)."""
         self.body = []

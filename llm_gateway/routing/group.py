@@ -60,10 +60,16 @@ class DeploymentGroup(Backend):
             backend, target = self._resolve(model)
             self.events.fell_back(self.route, model, failure.reason)
             call.target_model = target
-            if isinstance(backend, DeploymentGroup):
-                found, again, more = await backend.attempt(call)
-            else:
-                found, again, more = await _single(backend, call)
+            try:
+                if isinstance(backend, DeploymentGroup):
+                    found, again, more = await backend.attempt(call)
+                else:
+                    found, again, more = await _single(backend, call)
+            except GatewayError as exc:  # the fallback's own error: it counts this route's too
+                exc.attempts = tried + (1 if exc.attempts is None else exc.attempts)
+                if isinstance(answer, Result):
+                    await answer.aclose()
+                raise
             tried += more
             if isinstance(answer, Result):
                 await answer.aclose()
@@ -74,6 +80,7 @@ class DeploymentGroup(Backend):
                 found.attempts = tried
                 return found
         if isinstance(answer, GatewayError):
+            answer.attempts = tried  # every deployment (and fallback) tried, not just the last
             raise answer
         answer.attempts = tried
         return answer
@@ -97,7 +104,13 @@ class DeploymentGroup(Backend):
             principal = call.principal
             if principal is not None and principal.credentials:
                 call.credentials = principal.credentials_for(deployment.backend.name)
-            answer, failure = await self._try(deployment, call)
+            try:
+                answer, failure = await self._try(deployment, call)
+            except GatewayError as exc:  # the request's own error, raised: after `tried` calls
+                exc.attempts = tried
+                if isinstance(last, Result):
+                    await last.aclose()
+                raise
             if isinstance(last, Result):
                 await last.aclose()
             last = answer
@@ -189,6 +202,7 @@ async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None,
     except GatewayError as exc:
         failure = of_error(exc)
         if failure is None:
+            exc.attempts = 1
             raise
         return exc, failure, 1
     return result, of_result(result), 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -25,16 +24,10 @@ from llm_gateway.testing.fake_upstream import FakeUpstream
 from llm_gateway.testing.gateway import GatewayServer
 
 from auth_support import gateway_env
+from services import free_port  # nothing listens there: the upstream is down
 
 KEYS = {"LGW_KEY_A": "sk-a", "LGW_KEY_B": "sk-b"}
 ACCESS = "llm_gateway.access"
-
-
-def _closed_port() -> int:
-    """A port nothing listens on: connecting is refused at once (the upstream is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def start(fakes: dict[str, FakeUpstream], tmp_path: Path,
     upstreams = {name: {"base_url": fake.url, "api_key_env": f"LGW_KEY_{name.upper()}", **limits}
                  for name, fake in fakes.items()}
     for name in ("down1", "down2"):
-        upstreams[name] = {"base_url": f"http://127.0.0.1:{_closed_port()}/v1", **limits}
+        upstreams[name] = {"base_url": f"http://127.0.0.1:{free_port()}/v1", **limits}
     # Anthropic refuses n > 1 before anything is sent: a request error raised by a deployment.
     upstreams["claude"] = {"kind": "anthropic", "base_url": "http://127.0.0.1:9/v1", **limits}
     with ExitStack() as running:

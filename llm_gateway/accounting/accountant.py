@@ -130,7 +130,7 @@ class Accountant:
             saved_tokens=usage.total if usage is not None and grouped else 0,
             charged=charged, endpoint=call.endpoint, method="POST",
             # Where the answer came from, like `backend`: a coalesced answer has its leader's
-            # deployment and fallback; a cached one neither (the cache keeps only the backend).
+            # deployment and fallback, a cached one those of the answer cached.
             deployment=result.deployment, attempts=own_attempts(result),
             fallback_reason=None if result.fallback is None else result.fallback[0])
 

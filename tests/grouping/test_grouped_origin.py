@@ -41,12 +41,14 @@ def start(fakes: dict[str, FakeUpstream],
     limits = {"retries": {"attempts": 0}, "timeouts": {"connect": 2, "read": 5, "total": 10}}
     upstreams = {name: {"base_url": fake.url, "api_key_env": f"LGW_KEY_{name.upper()}", **limits}
                  for name, fake in fakes.items()}
-    upstreams["down"] = {"base_url": f"http://127.0.0.1:{free_port()}/v1", **limits}
+    for name in ("down", "down2"):
+        upstreams[name] = {"base_url": f"http://127.0.0.1:{free_port()}/v1", **limits}
     models = [
         {"name": "m", "strategy": "priority", "deployments": [
             {"backend": "a", "name": "east"}, {"backend": "b", "priority": 1}]},
         {"name": "f", "deployments": [{"backend": "down"}], "fallbacks": ["ok"]},
         {"name": "ok", "deployments": [{"backend": "b", "name": "west"}]},
+        {"name": "d", "deployments": [{"backend": "down"}, {"backend": "down2"}]},
     ]
     with ExitStack() as running:
         def start(**extra: dict) -> GatewayServer:
@@ -139,19 +141,45 @@ def test_a_coalesced_answer_names_them_too(start, fakes) -> None:
     assert sorted(said) == [("coalesced", ("a", "east", None)), ("miss", ("a", "east", None))]
 
 
-def test_the_ledger_records_where_a_hit_came_from(start, tmp_path) -> None:
-    server = start()
-    msgs = _messages()
-    _ask(server, "f", msgs, False, "first")
-    _ask(server, "f", msgs, True, "again")
+def _rows(tmp_path: Path, count: int) -> dict[str, tuple]:
+    """The ledger's rows by request id, once `count` are in."""
     deadline = time.monotonic() + 10
     rows: dict = {}
-    while len(rows) < 2 and time.monotonic() < deadline:
+    while len(rows) < count and time.monotonic() < deadline:
         if (tmp_path / "gateway.db").exists():
             with sqlite3.connect(tmp_path / "gateway.db") as db:
                 rows = {r[0]: r[1:] for r in db.execute(
                     f"SELECT request_id, grouping, deployment, attempts, fallback_reason, "
                     f"backend FROM {TABLE}")}
         time.sleep(0.05)
-    assert rows == {"first": ("miss", "west", 2, "error", "b"),
+    return rows
+
+
+def test_the_ledger_records_where_a_hit_came_from(start, tmp_path) -> None:
+    server = start()
+    msgs = _messages()
+    _ask(server, "f", msgs, False, "first")
+    _ask(server, "f", msgs, True, "again")
+    assert _rows(tmp_path, 2) == {"first": ("miss", "west", 2, "error", "b"),
                     "again": ("hit", "west", 0, "error", "b")}
+
+
+def test_a_request_sharing_a_failed_call_records_none_of_its_attempts(start,
+                                                                      tmp_path) -> None:
+    server = start()
+    held, msgs = Held(server), _messages()  # both in the gateway before the backend call
+
+    async def both() -> list:
+        client = openai.AsyncOpenAI(base_url=server.url, api_key="sk-client", max_retries=0)
+        tasks = [asyncio.create_task(client.chat.completions.create(
+            model="d", messages=msgs, temperature=0, extra_headers={"x-request-id": rid}))
+            for rid in ("leader", "member")]
+        await held.until(lambda: held.members() == 2)
+        held.release()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    failed = asyncio.run(both())
+    assert [getattr(e, "status_code", e) for e in failed] == [502, 502]  # both unreachable
+    # The one call tried both deployments: its leader's record says so, the member's 0.
+    assert _rows(tmp_path, 2) == {"leader": (None, None, 2, None, ""),
+                                  "member": (None, None, 0, None, "")}

@@ -16,6 +16,10 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    # The backend calls made before this error ended the request (a route's deployments and
+    # fallbacks, set by routing; 0 for a request that shared another's call), for the ledger
+    # and the log line; None: not counted, one plain call.
+    attempts: int | None = None
 
     def __init__(
         self,

@@ -95,7 +95,8 @@ class Accountant:
             key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
             model=call.model, served_model=call.target_model or call.model, backend="",
             latency_ms=(ended - started) * 1000, status=error.status, outcome=outcome,
-            charged=False, endpoint=call.endpoint, method="POST"))
+            charged=False, endpoint=call.endpoint, method="POST",
+            attempts=1 if error.attempts is None else error.attempts))
 
     def _record(self, call: Call, result: Result, metered: Metered,
                 started: float) -> UsageRecord:
@@ -129,7 +130,7 @@ class Accountant:
             saved_tokens=usage.total if usage is not None and grouped else 0,
             charged=charged, endpoint=call.endpoint, method="POST",
             # Where the answer came from, like `backend`: a coalesced answer has its leader's
-            # deployment and fallback; a cached one neither (the cache keeps only the backend).
+            # deployment and fallback, a cached one those of the answer cached.
             deployment=result.deployment, attempts=own_attempts(result),
             fallback_reason=None if result.fallback is None else result.fallback[0])
 

@@ -159,6 +159,8 @@ async def dispatch(request: Request, state: State, call: Call) -> Result:
     except GatewayError as exc:
         grouping.end()
         accountant.failed(call, admission, exc, started)
+        if record is not None:
+            record.raised(exc)
         raise
     except BaseException:
         grouping.end()

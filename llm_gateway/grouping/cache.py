@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 ENTRY_OVERHEAD = 200  # bytes a memory entry costs beyond its key and body (objects, links)
@@ -35,6 +37,10 @@ class CachedAnswer:
     body: bytes
     backend: str  # the backend that made it, for x-lgw-backend and the ledger
     events: bool = False
+    # Where routing got it, as its own answer said (x-lgw-deployment, x-lgw-fallback, the
+    # ledger): the route's deployment, and (reason, model) when it came from a fallback.
+    deployment: str | None = None
+    fallback: tuple[str, str] | None = None
 
 
 class Cache(Protocol):
@@ -61,10 +67,11 @@ class MemoryCache:
         self.max_entry_bytes = max_entry_bytes
         self.clock = clock
         self.size = 0
-        # key -> (body, backend, events, expires, cost): a tuple of plain values, which the
-        # garbage collector stops tracking, so a full cache adds nothing to its passes (a
-        # CachedAnswer per entry made them measurably slower on a busy gateway).
-        self._entries: OrderedDict[str, tuple[bytes, str, bool, float, int]] = OrderedDict()
+        # key -> (body, backend, events, expires, cost, deployment, fallback): a tuple of plain
+        # values, which the garbage collector stops tracking, so a full cache adds nothing to
+        # its passes (a CachedAnswer per entry made them measurably slower on a busy gateway).
+        self._entries: OrderedDict[str, tuple[bytes, str, bool, float, int, str | None,
+                                              tuple[str, str] | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,7 +90,7 @@ class MemoryCache:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return CachedAnswer(found[0], found[1], found[2])
+        return CachedAnswer(found[0], found[1], found[2], found[5], found[6])
 
     def put_soon(self, key: str, answer: CachedAnswer) -> None:
         cost = len(answer.body) + len(key) + ENTRY_OVERHEAD
@@ -92,7 +99,7 @@ class MemoryCache:
         if key in self._entries:
             self._drop(key)
         self._entries[key] = (answer.body, answer.backend, answer.events,
-                              self.clock() + self.ttl, cost)
+                              self.clock() + self.ttl, cost, answer.deployment, answer.fallback)
         self.size += cost
         # Least recently used first. Expired entries are not hunted down: they are dropped
         # when met, and being least recently used, they are the first to go here too.
@@ -137,17 +144,12 @@ class RedisCache:
         except Exception as exc:  # any failure is a miss: the backend answers instead
             log.warning("response cache: redis GET failed: %r", exc)
             return None
-        if raw is None:
-            return None
-        head, sep, body = raw.partition(b"\n")
-        shape, _, backend = head.partition(b" ")
-        return CachedAnswer(body, backend.decode(), shape == b"sse") if sep else None
+        return None if raw is None else _decode(raw)
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         if len(answer.body) > self.max_entry_bytes:
             return
-        shape = b"sse " if answer.events else b"json "
-        value = shape + answer.backend.encode() + b"\n" + answer.body
+        value = _encode(answer)
         try:
             async with asyncio.timeout(self.timeout):
                 await self.client.set(REDIS_PREFIX + key, value, px=self.ttl_ms)
@@ -164,3 +166,36 @@ class RedisCache:
         if self.writes:
             await asyncio.wait(self.writes, timeout=2)
         await self.client.aclose()
+
+
+# A Redis value is a head line, then the body: `json <backend>` or `sse <backend>`, or, for an
+# answer routing placed, `json+ {"backend", "deployment", "fallback"}` (`sse+` alike). Entries
+# written before the `+` heads (a backend only) still read; `+` is only written when there is
+# something more to say, so replicas still on the old heads read most entries right too.
+_ROUTED = b"+"
+
+
+def _encode(answer: CachedAnswer) -> bytes:
+    shape = b"sse" if answer.events else b"json"
+    if answer.deployment is None and answer.fallback is None:
+        return shape + b" " + answer.backend.encode() + b"\n" + answer.body
+    where = orjson.dumps({"backend": answer.backend, "deployment": answer.deployment,
+                          "fallback": answer.fallback})
+    return shape + _ROUTED + b" " + where + b"\n" + answer.body
+
+
+def _decode(raw: bytes) -> CachedAnswer | None:
+    head, sep, body = raw.partition(b"\n")
+    if not sep:
+        return None
+    shape, _, rest = head.partition(b" ")
+    events = shape.removesuffix(_ROUTED) == b"sse"
+    if not shape.endswith(_ROUTED):
+        return CachedAnswer(body, rest.decode(), events)
+    try:
+        where = orjson.loads(rest)
+        fallback = where["fallback"]
+        return CachedAnswer(body, where["backend"], events, where["deployment"],
+                            None if fallback is None else (fallback[0], fallback[1]))
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None  # unreadable: a miss

@@ -345,9 +345,13 @@ class _Share(Observer):
 
 
 def _copy(exc: BaseException) -> BaseException:
+    """A member's own copy of the shared call's failure."""
     if isinstance(exc, GatewayError):
-        return copy.copy(exc)  # raised in several requests: each its own traceback
-    return InternalError("The server had an error while processing your request.")
+        error = copy.copy(exc)  # raised in several requests: each its own traceback
+    else:
+        error = InternalError("The server had an error while processing your request.")
+    error.attempts = 0  # it made no backend call of its own (as a coalesced answer: 0)
+    return error
 
 
 def _headers(headers: list[tuple[str, str]], kind: str, leader: bool) -> list[tuple[str, str]]:

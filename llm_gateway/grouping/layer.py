@@ -106,15 +106,16 @@ class Grouper:
         result, cache = shared.result, self.cache
         if result is None or result.status != 200 or cache is None:
             return
+        where = result.deployment, result.fallback  # told again with each replay
         if result.stream is None:
-            answer = CachedAnswer(result.body, result.backend)
+            answer = CachedAnswer(result.body, result.backend, False, *where)
         else:
             # Only a stream the replay buffer kept whole, complete, and not too big.
             blocks = shared.blocks
             if shared.first != 0 or shared.size > cache.max_entry_bytes \
                     or not complete_stream(blocks):
                 return
-            answer = CachedAnswer(b"".join(blocks), result.backend, events=True)
+            answer = CachedAnswer(b"".join(blocks), result.backend, True, *where)
         cache.put_soon(shared.key, answer)
 
     def _counted(self, kind: str) -> None:

@@ -59,15 +59,19 @@ def complete_stream(blocks: list[bytes]) -> bool:
 
 
 def from_cache(cached: CachedAnswer, want_stream: bool, kind: str) -> Result:
-    """A cached answer in the shape the request wants."""
+    """A cached answer in the shape the request wants, saying where it came from as the
+    answer that was cached did (its backend, deployment and fallback)."""
     headers = [(CACHE_HEADER, kind)]
     if not cached.events:
-        return whole_result(Result(200, body=cached.body, backend=cached.backend), want_stream,
-                            headers, kind, fresh=True)
-    if want_stream:  # the stream as it came, pieces and all, under an id of its own
-        return Result(200, headers, stream=_once(Renamer()(cached.body)),
-                      media_type="text/event-stream",
-                      backend=cached.backend, grouping=kind)
-    assembly = Assembly()
-    assembly.feed(cached.body)
-    return assembled(assembly, 200, headers, kind, cached.backend)
+        result = whole_result(Result(200, body=cached.body, backend=cached.backend),
+                              want_stream, headers, kind, fresh=True)
+    elif want_stream:  # the stream as it came, pieces and all, under an id of its own
+        result = Result(200, headers, stream=_once(Renamer()(cached.body)),
+                        media_type="text/event-stream",
+                        backend=cached.backend, grouping=kind)
+    else:
+        assembly = Assembly()
+        assembly.feed(cached.body)
+        result = assembled(assembly, 200, headers, kind, cached.backend)
+    result.deployment, result.fallback = cached.deployment, cached.fallback
+    return result

@@ -49,6 +49,11 @@ UNRECORDED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 _ERROR_STATUSES = frozenset({401, 403, 429})
 _CLIENT_GONE = 499  # nothing was sent: the client left first (nginx's convention)
 FLUSH_SECONDS = 1.0  # a finished request reaches the metrics within this, or at a scrape
+# How long a finished request's line waits for the meter's report (a cut stream's tokens being
+# counted: a worker asked, tiktoken); past it, the line is written with what it has. No report
+# comes at all for an answer whose end the meter was never shown (a failure between the
+# backend's answer and its relay): its request still gets its one line.
+METER_WAIT_SECONDS = 30.0
 BATCH = 256  # ... or once this many are waiting
 
 
@@ -56,10 +61,10 @@ class RequestRecord:
     """What one request did, filled in along the path; finished by `Recorder.finish`."""
 
     __slots__ = (
-        "attempts", "backend", "backend_end", "backend_start", "body", "call", "deployment",
-        "ended", "fallback", "first_token_at", "inflight", "measured", "metering", "method",
-        "model", "path", "recorder", "request_id", "response_start", "started", "status",
-        "stream_error", "team", "trace", "usage", "waiting",
+        "attempts", "backend", "backend_end", "backend_start", "body", "call", "deadline",
+        "deployment", "ended", "fallback", "first_token_at", "inflight", "measured", "metering",
+        "method", "model", "path", "recorder", "request_id", "response_start", "started",
+        "status", "stream_error", "team", "trace", "usage", "waiting",
     )
 
     def __init__(self, recorder: Recorder, request_id: str, method: str, path: str) -> None:
@@ -85,6 +90,7 @@ class RequestRecord:
         self.metering = False  # a meter will report what the answer produced
         self.measured = False  # ... and it has
         self.waiting = False  # finished, but its usage is still being counted
+        self.deadline: asyncio.TimerHandle | None = None  # ... at most until then
         self.body: list[bytes] | None = None  # the answer as sent (server.log_bodies)
         # Where the answer came from (routing), as the ledger records it (`routed`).
         self.deployment: str | None = None
@@ -142,6 +148,8 @@ class RequestRecord:
         self.measured = True
         if self.waiting:
             self.waiting = False
+            if self.deadline is not None:
+                self.deadline.cancel()
             self.recorder.finish(self)
 
     def routed(self, result: Result) -> None:
@@ -150,6 +158,11 @@ class RequestRecord:
         self.deployment = result.deployment
         self.attempts = own_attempts(result)
         self.fallback = result.fallback
+
+    def raised(self, error: GatewayError) -> None:
+        """The call ended in an error: the attempts routing made for it, as the ledger has."""
+        if error.attempts is not None:
+            self.attempts = error.attempts
 
     def copy_of_answer(self, result: Result) -> None:
         """Keep the answer as sent, for the log line (server.log_bodies)."""
@@ -229,7 +242,9 @@ class Recorder:
             if not r.ended:
                 r.ended = perf_counter()
             if r.metering and not r.measured:
-                r.waiting = True  # RequestRecord.metered finishes it
+                r.waiting = True  # RequestRecord.metered finishes it, or the deadline does
+                r.deadline = asyncio.get_running_loop().call_later(
+                    METER_WAIT_SECONDS, self._unmetered, r)
                 return
             if self.access.enabled():
                 self.access.write(r, self.teams(r.team), r.ended, r.usage)
@@ -247,6 +262,14 @@ class Recorder:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
         except Exception:
             log.exception("could not record request %s", r.request_id)
+
+    def _unmetered(self, r: RequestRecord) -> None:
+        """No report came in time: the line and the metrics with what the request has (a
+        report coming later is not counted again)."""
+        if r.waiting:
+            r.waiting = False
+            r.metering = False
+            self.finish(r)
 
     def flush(self) -> None:
         """Add the requests finished since the last flush to the metrics."""

@@ -61,10 +61,16 @@ class DeploymentGroup(Backend):
             backend, target = self._resolve(model)
             self.events.fell_back(self.route, model, failure.reason)
             call.target_model = target
-            if isinstance(backend, DeploymentGroup):
-                found, again, more = await backend.attempt(call)
-            else:
-                found, again, more = await _single(backend, call)
+            try:
+                if isinstance(backend, DeploymentGroup):
+                    found, again, more = await backend.attempt(call)
+                else:
+                    found, again, more = await _single(backend, call)
+            except GatewayError as exc:  # the fallback's own error: it counts this route's too
+                exc.attempts = tried + (1 if exc.attempts is None else exc.attempts)
+                if isinstance(answer, Result):
+                    await answer.aclose()
+                raise
             tried += more
             if isinstance(answer, Result):
                 await answer.aclose()
@@ -75,6 +81,7 @@ class DeploymentGroup(Backend):
                 found.attempts = tried
                 return found
         if isinstance(answer, GatewayError):
+            answer.attempts = tried  # every deployment (and fallback) tried, not just the last
             raise answer
         answer.attempts = tried
         return answer
@@ -98,7 +105,13 @@ class DeploymentGroup(Backend):
             principal = call.principal
             if principal is not None and principal.credentials:
                 call.credentials = principal.credentials_for(deployment.backend.name)
-            answer, failure = await self._try(deployment, call)
+            try:
+                answer, failure = await self._try(deployment, call)
+            except GatewayError as exc:  # the request's own error, raised: after `tried` calls
+                exc.attempts = tried
+                if isinstance(last, Result):
+                    await last.aclose()
+                raise
             if isinstance(last, Result):
                 await last.aclose()
             last = answer
@@ -195,10 +208,12 @@ async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None,
         result = await backend.complete(call)
     except BaseException as exc:
         traced.raised(call, parent, span, exc)
-        failure = of_error(exc) if isinstance(exc, GatewayError) else None
-        if failure is None:
+        if not isinstance(exc, GatewayError):
             raise
-        assert isinstance(exc, GatewayError)
+        failure = of_error(exc)
+        if failure is None:
+            exc.attempts = 1
+            raise
         return exc, failure, 1
     failure = of_result(result)
     traced.answered(call, parent, span, result, failure.reason if failure else None)

@@ -49,13 +49,19 @@ class Relay:
         self._pulled: AsyncIterator[bytes] | None = None  # the blocks `next` pulls from
 
     async def whole(self) -> None:
-        """A whole body: shown to every observer, then ended."""
+        """A whole body: shown to every observer, then ended; ended too ("error") when an
+        observer fails or the task is cancelled on the way, so that none waits for ever (the
+        meter's report, a worker's or a deployment's release)."""
         result = self.result
-        for observer in self.observers:
-            waiting = observer.whole(result.status, result.body)
-            if waiting is not None:
-                await waiting
-        self._end("ok" if result.status < 400 else "upstream_error")
+        outcome = "error"
+        try:
+            for observer in self.observers:
+                waiting = observer.whole(result.status, result.body)
+                if waiting is not None:
+                    await waiting
+            outcome = "ok" if result.status < 400 else "upstream_error"
+        finally:
+            self._end(outcome)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         """The blocks as the client gets them, observed; the stream is closed once it is over.

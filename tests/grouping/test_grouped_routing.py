@@ -1,6 +1,6 @@
 """Where a grouped answer came from: every member of a shared call, the leader included, gets
 the deployment, attempts and fallback of the call it shares (the ledger and the log line read
-them from its own Result); a cached answer has none."""
+them from its own Result); a cached answer the deployment and fallback of the answer cached."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ async def test_members_of_a_stream_are_told_too_streamed_or_whole():
     assert [where(r) for r in (leader, streamed, collected)] == [ROUTED] * 3
 
 
-async def test_a_cached_answer_names_no_deployment():
+async def test_a_cached_answer_names_where_it_came_from_but_no_attempts():
     config = parse_config({}, env={})
     grouper = Grouper(config, {}, cache=MemoryCache(ttl=60, max_bytes=1 << 20,
                                                     max_entry_bytes=1 << 16))
@@ -82,6 +82,7 @@ async def test_a_cached_answer_names_no_deployment():
     hit = await grouper.run(chat_call(), first.principal, produce)
     assert (miss.grouping, hit.grouping, backend.calls) == ("miss", "hit", 1)
     assert where(miss) == ROUTED
-    # The cache keeps the answer and its backend only: nothing says which deployment made it.
-    assert where(hit) == {"deployment": None, "attempts": 1, "fallback": None}
+    # The cache keeps the answer with its backend, deployment and fallback; the attempts were
+    # the miss's (the ledger counts a hit's own as 0: accounting/record.py own_attempts).
+    assert where(hit) == {**ROUTED, "attempts": 1}
     assert hit.backend == "fake"

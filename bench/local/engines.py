@@ -105,7 +105,7 @@ async def _stream_with_retry(client: httpx.AsyncClient, url: str, body: dict) ->
     return sample
 
 
-async def _load(url: str, streams: int, per_stream: int, max_tokens: int,
+async def run_streams(url: str, streams: int, per_stream: int, max_tokens: int,
                 banned: list[int], counter: Counter) -> tuple[list[Sample], float]:
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams,
                           keepalive_expiry=2.0)
@@ -132,11 +132,11 @@ def _engine_counters(base: str) -> dict[str, float]:
 def measure(label: str, base: str, args: argparse.Namespace, banned: list[int],
             counter: Counter) -> dict[int, Result]:
     url = f"{base}/v1/chat/completions"
-    asyncio.run(_load(url, 1, 1, args.max_tokens, banned, counter))  # warm-up
+    asyncio.run(run_streams(url, 1, 1, args.max_tokens, banned, counter))  # warm-up
     out: dict[int, Result] = {}
     for streams in args.stream_counts:
         before = _engine_counters(base)
-        samples, wall = asyncio.run(_load(url, streams, args.per_stream, args.max_tokens,
+        samples, wall = asyncio.run(run_streams(url, streams, args.per_stream, args.max_tokens,
                                           banned, counter))
         after = _engine_counters(base)
         ok = [s for s in samples if s.ok]

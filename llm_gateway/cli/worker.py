@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="context size in tokens; 0: the model's (default: %(default)s)")
     parser.add_argument("--n-batch", type=int, default=512,
                         help="prompt tokens per decode (default: %(default)s)")
-    parser.add_argument("--n-threads", type=int, help="CPU threads (default: llama.cpp's)")
+    parser.add_argument("--n-threads", type=int,
+                        help="CPU threads (default: one per physical core)")
     parser.add_argument("--flash-attn", nargs="?", const="on", default="auto",
                         choices=["auto", "on", "off"],
                         help="flash attention; auto: where the device supports it, as "

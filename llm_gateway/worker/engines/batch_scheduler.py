@@ -144,8 +144,7 @@ class Scheduler:
     def _fork(self, leader: Sequence) -> list[Sequence]:
         """The choices waiting on `leader`, now given its evaluated prompt (none usually).
 
-        A whole-sequence copy: the leader holds exactly its prompt at this point, and a
-        split cache copies only whole streams.
+        A whole-sequence copy: the leader holds exactly its prompt at this point.
         """
         if leader.group is None:
             return []

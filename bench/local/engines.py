@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paired-rounds", type=int, default=16,
                    help="rounds of the paired 1-stream comparison of the batching and simple "
                         "engines, both running at once (default 16; 0 leaves it out)")
+    p.add_argument("--gpu-memory", action="store_true",
+                   help="print the GPU memory in use (nvidia-smi) while each server is up "
+                        "and loaded, after its runs")
     p.add_argument("--skip", default="",
                    help="servers to leave out, comma-separated: llama_cpp.server, "
                         "llama-server, simple, batching")
@@ -165,6 +169,17 @@ def measure(label: str, base: str, args: argparse.Namespace, banned: list[int],
         print(line, flush=True)
         out[streams] = r
     return out
+
+
+def gpu_memory_mib() -> str:
+    """Memory in use on each GPU, as nvidia-smi reports it (all processes)."""
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-gpu=memory.used",
+                               "--format=csv,noheader,nounits"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "n/a (no nvidia-smi)"
+    return ", ".join(f"{line.strip()} MiB" for line in text.splitlines() if line.strip())
 
 
 def launch(label: str, cmd: list[str], base: str, ready: str, log: Path):
@@ -293,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results[label] = measure(label, f"http://127.0.0.1:{port}", args, banned,
                                          counter)
+                if args.gpu_memory:
+                    print(f"  {label:<17} GPU memory used: {gpu_memory_mib()}", flush=True)
             finally:
                 common.stop(proc)
         paired = None

@@ -13,6 +13,7 @@ from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import SamplingParams, TokenLogprob
 from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
 
+_KEEP_STATE_BYTES = 64 << 20  # copy buffers up to this size are kept for the next copy
 _KV_FULL = 1  # llama_decode: no KV slot for the batch (the cache is left as it was)
 
 
@@ -37,10 +38,10 @@ class LlamaDecoder(Decoder):
     """Decodes on the Llama's context, which must have been made for several sequences
     (`batched`); one llama.cpp batch of `n_batch` tokens is kept and refilled every step."""
 
-    def __init__(self, llama: llama_cpp.Llama, split: bool = False) -> None:
+    def __init__(self, llama: llama_cpp.Llama, copy_occupied: bool = False) -> None:
         self.llama = llama
-        # Split KV cache (a stream per sequence id): copies between ids move cell data.
-        self._split = split
+        # Split KV cache in host memory: copies between ids move the occupied cells only.
+        self._copy_occupied = copy_occupied
         self._state = (ctypes.c_uint8 * 0)()  # reused buffer for those copies
         self.vocab = llama_run.Vocab(llama)
         self.n_batch = llama.n_batch
@@ -64,7 +65,12 @@ class LlamaDecoder(Decoder):
         n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
         sizes = {} if unified else {"n_ctx": n_ctx * n_seq_max}
         llama_run.new_context(llama, n_seq_max=n_seq_max, kv_unified=unified, **sizes)
-        return cls(llama, split=not unified), min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
+        # With layers on a GPU, llama.cpp's whole-stream copy stays on the device, where a
+        # state copy would cross the bus twice; on the CPU the state copy is far cheaper.
+        on_host = (int(llama.model_params.n_gpu_layers) == 0
+                   or not llama_cpp.llama_supports_gpu_offload())
+        decoder = cls(llama, copy_occupied=not unified and on_host)
+        return decoder, min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
     def decode(self, spans: Sequence[Span]) -> bool:
         batch = self._batch
@@ -95,8 +101,9 @@ class LlamaDecoder(Decoder):
         raise RuntimeError(f"llama_decode returned {rc}")
 
     def copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
-        if not self._split:
-            # One stream: the cells are only tagged with dst too, nothing is moved.
+        if not self._copy_occupied:
+            # One stream: the cells are only tagged with dst too. Split streams on a GPU:
+            # whole streams are copied on the device at the next decode, in call order.
             llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
             return
         self._copy_cells(src, dst)
@@ -118,11 +125,14 @@ class LlamaDecoder(Decoder):
         ctx = self._ctx
         self.remove(dst, -1, -1)  # (a source with no cells writes nothing into dst's stream)
         size = llama_cpp.llama_state_seq_get_size_ext(ctx, src, 0)
-        if len(self._state) < size:
-            self._state = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data_ext(ctx, self._state, size, src, 0)
+        buffer = self._state
+        if len(buffer) < size:
+            buffer = (ctypes.c_uint8 * size)()
+            if size <= _KEEP_STATE_BYTES:  # a long prefix's buffer is not held for good
+                self._state = buffer
+        written = llama_cpp.llama_state_seq_get_data_ext(ctx, buffer, size, src, 0)
         if written == 0 or llama_cpp.llama_state_seq_set_data_ext(
-                ctx, self._state, written, dst, 0) != written:
+                ctx, buffer, written, dst, 0) != written:
             raise RuntimeError(f"could not copy the KV cells of sequence {src} to {dst}")
 
     def remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:

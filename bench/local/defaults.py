@@ -199,23 +199,25 @@ def report(sides: dict[str, Side], args: argparse.Namespace) -> None:
     loads = [x for side in sides.values() for x in side.other_load]
     print(f"  other load on the machine during the runs: {_stats(loads)} cores")
     for name, side in sides.items():
-        ratios = [a / b for a, b in zip(side.tps, ref.tps, strict=True) if b > 0]
-        if name == "llama-server" or not ratios:
+        if name == "llama-server" or not side.tps:
             continue
-        ratio = statistics.median(ratios)
-        verdict = "meets" if ratio >= TARGET else "misses"
-        print(f"{name} / llama-server at {args.streams} streams, paired: {ratio:.3f} (range "
-              f"{min(ratios):.3f}-{max(ratios):.3f}); {verdict} the target >= {TARGET}")
-        # llama-server's spinning threads collapse far more than ours when another process
-        # takes a core: rounds where every side ran with little other load say more.
+        ratios = [a / b for a, b in zip(side.tps, ref.tps, strict=True) if b > 0]
+        # llama-server's threads collapse far more than ours when another process takes a
+        # core (8 against 24 tok/s in one loaded round here), which flatters our ratio: the
+        # verdict comes from the rounds where both sides ran with little other load.
         quiet = [a / b for r, (a, b) in enumerate(zip(side.tps, ref.tps, strict=True))
-                 if b > 0 and all(s.other_load[r] < args.quiet_cores for s in sides.values())]
+                 if b > 0 and max(side.other_load[r], ref.other_load[r]) < args.quiet_cores]
+        print(f"{name} / llama-server at {args.streams} streams, paired, all rounds: "
+              f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
         if quiet:
-            print(f"  quiet rounds only (other load < {args.quiet_cores} cores on every side): "
-                  f"{statistics.median(quiet):.3f} over {len(quiet)} rounds (range "
-                  f"{min(quiet):.3f}-{max(quiet):.3f})")
+            ratio = statistics.median(quiet)
+            verdict = "meets" if ratio >= TARGET else "misses"
+            print(f"{name} / llama-server, quiet rounds only (other load < {args.quiet_cores} "
+                  f"cores on both sides): {ratio:.3f} over {len(quiet)} rounds (range "
+                  f"{min(quiet):.3f}-{max(quiet):.3f}); {verdict} the target >= {TARGET}")
         else:
-            print(f"  no quiet round (other load < {args.quiet_cores} cores on every side)")
+            print(f"{name}: no quiet round (other load < {args.quiet_cores} cores on both "
+                  f"sides): no verdict; rerun on a quieter machine or with --wait-quiet")
     for name, side in sides.items():
         if side.short or side.errors:
             print(f"WARNING {name}: {side.short} short requests, {len(side.errors)} errors"

@@ -1,4 +1,5 @@
-"""`LlamaDecoder` on the real default model: copies between the split cache's streams.
+"""`LlamaDecoder` on the real default model: copies between the split cache's streams, and
+sampling a large step on several threads.
 
 A copy moves only the cells the source occupies (its per-sequence state), at once, so it
 costs what the prefix holds rather than a whole stream of n_ctx cells; the copy must give
@@ -8,14 +9,16 @@ the destination exactly the asked range, and logits equal to the source's.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import llama_cpp
 import numpy as np
 import pytest
 
 from llm_gateway.worker.config import WorkerConfig
+from llm_gateway.worker.engines.base import SamplingParams
 from llm_gateway.worker.engines.decoder import Span
-from llm_gateway.worker.engines.llama_decoder import LlamaDecoder
+from llm_gateway.worker.engines.llama_decoder import PARALLEL_SAMPLING_MIN, LlamaDecoder
 from llm_gateway.worker.models import load_llama
 
 from worker_support import default_model_path
@@ -25,8 +28,10 @@ N_CTX = 512  # per sequence
 
 @pytest.fixture(scope="module")
 def decoder() -> Iterator[LlamaDecoder]:
-    llama = load_llama(default_model_path(), WorkerConfig(model="default", n_ctx=N_CTX,
-                                                          n_threads=1, embeddings=False))
+    # On the CPU: the occupied-cells copy is the host-memory path (a GPU keeps seq_cp).
+    config = WorkerConfig(model="default", n_ctx=N_CTX, n_threads=1, n_gpu_layers=0,
+                          embeddings=False)
+    llama = load_llama(default_model_path(), config)
     dec, n_ctx = LlamaDecoder.batched(llama, 4, unified=False)
     assert n_ctx == N_CTX
     yield dec
@@ -78,3 +83,29 @@ def test_copying_an_empty_sequence_leaves_the_destination_empty(decoder):
     assert dec.decode([Span(1, 0, prompt, True)])
     dec.copy(0, 1)  # 0 holds nothing: 1 is emptied, as after a whole-stream copy
     assert _pos_max(dec, 1) == -1
+
+
+def test_a_large_step_samples_on_threads_with_the_same_tokens(decoder):
+    dec = decoder
+    dec.clear()
+    prompts = [dec.llama.tokenize(f"Story {i}: once upon a time".encode(), add_bos=True)
+               for i in range(4)]
+    assert dec.decode([Span(i, 0, p, True) for i, p in enumerate(prompts)])
+    ends = list(np.cumsum([len(p) for p in prompts]) - 1)
+    sampling = SamplingParams(temperature=0.9, top_p=0.95, top_k=40)
+
+    def picks() -> list:
+        # 5 seeded chains per logits row (as n choices would): 20 picks, past the threshold
+        return [(dec.sampler(sampling, None, seed), int(ends[seed % 4])) for seed in range(20)]
+
+    assert len(picks()) >= PARALLEL_SAMPLING_MIN
+    alone = [sampler.sample(index) for sampler, index in picks()]
+    helpers, pool = dec._helpers, dec._pool
+    dec._helpers, dec._pool = 2, ThreadPoolExecutor(2)  # as on a machine with 4+ cores
+    try:
+        spread = dec.sample_all(picks())
+    finally:
+        dec._pool.shutdown()
+        dec._helpers, dec._pool = helpers, pool
+    assert spread == alone
+    assert len(set(alone)) > 1  # seeds differ: a test that could tell shares apart

@@ -128,17 +128,21 @@ class Scheduler:
                 break
             self._make_room(out)
         self.steps += 1
+        picks: list[tuple[Sequence, int]] = []
         for seq, count, index in plan:
             seq.n_past += count
-            if index < 0:
-                continue  # a prompt chunk that is not the last: nothing to sample yet
-            for choice in [seq, *self._fork(seq)]:
-                choice.next_token = None
-                before = choice.generated
-                choice.accept(self.decoder, index, out)
-                self.generated_tokens += choice.generated - before
-                if choice.finish is not None:
-                    self._release(choice, out)
+            if index >= 0:  # (a prompt chunk that is not the last: nothing to sample yet)
+                picks += [(choice, index) for choice in [seq, *self._fork(seq)]]
+        # Every pick samples first (in C, on several threads for a large batch), then the
+        # per-token bookkeeping runs in order.
+        tokens = self.decoder.sample_all([(choice.sampler, index) for choice, index in picks])
+        for (choice, index), token in zip(picks, tokens, strict=True):
+            choice.next_token = None
+            before = choice.generated
+            choice.accept(self.decoder, index, out, token)
+            self.generated_tokens += choice.generated - before
+            if choice.finish is not None:
+                self._release(choice, out)
         return True
 
     def _fork(self, leader: Sequence) -> list[Sequence]:

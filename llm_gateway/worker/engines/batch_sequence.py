@@ -75,13 +75,15 @@ class Sequence:
         """The next at most `budget` prompt tokens to feed."""
         return self.prompt[self.n_past:self.n_past + budget]
 
-    def accept(self, decoder: Decoder, index: int, out: Out) -> None:
-        """Sample from the logits at batch position `index`; queue the events in `out`."""
+    def accept(self, decoder: Decoder, index: int, out: Out, token: int | None = None) -> None:
+        """Take the token sampled from the logits at batch position `index` (sampled here
+        when not given); queue the events in `out`."""
         job = self.job
         if job.max_tokens is not None and self.generated >= job.max_tokens:
             self.finish = "length"  # max_tokens 0: the prompt was evaluated, nothing more
             return
-        token = self.sampler.sample(index)
+        if token is None:
+            token = self.sampler.sample(index)
         if decoder.is_eog(token):
             self.finish = "stop"
             return

@@ -65,6 +65,11 @@ class Decoder(ABC):
     def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int) -> Sampler:
         """A new sampler chain; ValueError when the grammar does not parse."""
 
+    def sample_all(self, picks: Sequence[tuple[Sampler, int]]) -> list[int]:
+        """Sample each (sampler, batch index) of this step; in order, one after the other
+        here (`LlamaDecoder` spreads a large step over threads)."""
+        return [sampler.sample(index) for sampler, index in picks]
+
     @abstractmethod
     def piece(self, token: int) -> bytes:
         """The token's text (UTF-8 bytes, possibly part of a character)."""

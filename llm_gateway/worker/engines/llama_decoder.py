@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import llama_cpp
 from llama_cpp import _internals
@@ -12,7 +13,12 @@ from llama_cpp import _internals
 from llm_gateway.worker.engines import llama_run
 from llm_gateway.worker.engines.base import SamplingParams, TokenLogprob
 from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
+from llm_gateway.worker.threads import default_threads
 
+# Sampling a step's sequences on several threads pays off from this many (a greedy pick over
+# a 49k vocabulary takes 0.15-0.25 ms in C, which releases the GIL; a hand-off costs tens of
+# microseconds): at 32 sequences about 6 ms of a step, the engine thread's largest share.
+PARALLEL_SAMPLING_MIN = 16
 _KEEP_STATE_BYTES = 64 << 20  # copy buffers up to this size are kept for the next copy
 _KV_FULL = 1  # llama_decode: no KV slot for the batch (the cache is left as it was)
 
@@ -51,6 +57,11 @@ class LlamaDecoder(Decoder):
         # are shared by copying cells, not by tagging tokens with several ids).
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._closed = False
+        # Helper threads for sampling (the engine thread takes a share too); none on a
+        # machine with fewer than 4 cores, where llama.cpp's threads leave none idle.
+        self._helpers = min(3, default_threads() - 1) if default_threads() >= 4 else 0
+        self._pool = ThreadPoolExecutor(self._helpers, thread_name_prefix="llama-sample") \
+            if self._helpers > 0 else None
 
     @classmethod
     def batched(cls, llama: llama_cpp.Llama, n_seq_max: int,
@@ -145,6 +156,24 @@ class LlamaDecoder(Decoder):
         chain = llama_run.build_sampler(self.llama, sampling, grammar, seed)
         return LlamaSampler(chain, self.llama._ctx)
 
+    def sample_all(self, picks: Sequence[tuple[Sampler, int]]) -> list[int]:
+        pool = self._pool
+        if pool is None or len(picks) < PARALLEL_SAMPLING_MIN:
+            return [sampler.sample(index) for sampler, index in picks]
+        # The first read of a step's logits puts them in batch order (llama.cpp's
+        # output_reorder, which writes): done here, before any helper reads them.
+        llama_cpp.llama_get_logits_ith(self._ctx, picks[0][1])
+        # Contiguous shares, one per helper plus the engine thread's own (the first). Each
+        # sampler chain is used by one thread only; the logits are only read.
+        parts = self._helpers + 1
+        size = -(-len(picks) // parts)
+        shares = [picks[i:i + size] for i in range(0, len(picks), size)]
+        futures = [pool.submit(_sample_share, share) for share in shares[1:]]
+        tokens = _sample_share(shares[0])
+        for future in futures:
+            tokens += future.result()
+        return tokens
+
     def piece(self, token: int) -> bytes:
         return self.vocab.piece(token)
 
@@ -157,4 +186,10 @@ class LlamaDecoder(Decoder):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
             llama_cpp.llama_batch_free(self._batch)
+
+
+def _sample_share(share: Sequence[tuple[Sampler, int]]) -> list[int]:
+    return [sampler.sample(index) for sampler, index in share]

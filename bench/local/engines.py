@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paired-rounds", type=int, default=16,
                    help="rounds of the paired 1-stream comparison of the batching and simple "
                         "engines, both running at once (default 16; 0 leaves it out)")
+    p.add_argument("--gpu-memory", action="store_true",
+                   help="print the GPU memory in use (nvidia-smi) while each server is up "
+                        "and loaded, after its runs")
     p.add_argument("--skip", default="",
                    help="servers to leave out, comma-separated: llama_cpp.server, "
                         "llama-server, simple, batching")
@@ -105,7 +109,7 @@ async def _stream_with_retry(client: httpx.AsyncClient, url: str, body: dict) ->
     return sample
 
 
-async def _load(url: str, streams: int, per_stream: int, max_tokens: int,
+async def run_streams(url: str, streams: int, per_stream: int, max_tokens: int,
                 banned: list[int], counter: Counter) -> tuple[list[Sample], float]:
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams,
                           keepalive_expiry=2.0)
@@ -132,11 +136,11 @@ def _engine_counters(base: str) -> dict[str, float]:
 def measure(label: str, base: str, args: argparse.Namespace, banned: list[int],
             counter: Counter) -> dict[int, Result]:
     url = f"{base}/v1/chat/completions"
-    asyncio.run(_load(url, 1, 1, args.max_tokens, banned, counter))  # warm-up
+    asyncio.run(run_streams(url, 1, 1, args.max_tokens, banned, counter))  # warm-up
     out: dict[int, Result] = {}
     for streams in args.stream_counts:
         before = _engine_counters(base)
-        samples, wall = asyncio.run(_load(url, streams, args.per_stream, args.max_tokens,
+        samples, wall = asyncio.run(run_streams(url, streams, args.per_stream, args.max_tokens,
                                           banned, counter))
         after = _engine_counters(base)
         ok = [s for s in samples if s.ok]
@@ -165,6 +169,17 @@ def measure(label: str, base: str, args: argparse.Namespace, banned: list[int],
         print(line, flush=True)
         out[streams] = r
     return out
+
+
+def gpu_memory_mib() -> str:
+    """Memory in use on each GPU, as nvidia-smi reports it (all processes)."""
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-gpu=memory.used",
+                               "--format=csv,noheader,nounits"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "n/a (no nvidia-smi)"
+    return ", ".join(f"{line.strip()} MiB" for line in text.splitlines() if line.strip())
 
 
 def launch(label: str, cmd: list[str], base: str, ready: str, log: Path):
@@ -293,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results[label] = measure(label, f"http://127.0.0.1:{port}", args, banned,
                                          counter)
+                if args.gpu_memory:
+                    print(f"  {label:<17} GPU memory used: {gpu_memory_mib()}", flush=True)
             finally:
                 common.stop(proc)
         paired = None

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="context size in tokens; 0: the model's (default: %(default)s)")
     parser.add_argument("--n-batch", type=int, default=512,
                         help="prompt tokens per decode (default: %(default)s)")
-    parser.add_argument("--n-threads", type=int, help="CPU threads (default: llama.cpp's)")
+    parser.add_argument("--n-threads", type=int,
+                        help="CPU threads (default: one per physical core)")
     parser.add_argument("--flash-attn", nargs="?", const="on", default="auto",
                         choices=["auto", "on", "off"],
                         help="flash attention; auto: where the device supports it, as "
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of --n-ctx cells for each")
     parser.add_argument("--sample-threads", type=int,
                         help="batching: threads that sample a step's sequences in parallel; 1: "
-                             "on the engine thread (default: as many as --n-threads)")
+                             "on the engine thread (default: up to 4 from 4 threads, else 1)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     traces = parser.add_argument_group("tracing (the otel extra; requests with a traceparent)")
     traces.add_argument("--otlp-endpoint", help="export spans here (OTLP); default: none")

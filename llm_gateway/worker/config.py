@@ -27,7 +27,7 @@ class WorkerConfig:
     engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
     parallel: int = 8  # sequences the batching engine decodes together
     kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)
-    # batching: threads sampling a step's sequences; None: as many as decode (n_threads)
+    # batching: threads sampling a step's sequences; None: up to 4 from 4 decode threads, else 1
     sample_threads: int | None = None
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"

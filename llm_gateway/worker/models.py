@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_gateway.worker.config import WorkerConfig
+from llm_gateway.worker.threads import default_threads
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -134,8 +135,9 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
         flash_attn=config.flash_attn == "on",
         verbose=False,  # embeddings: a context of their own (engines/llama_embed.py)
     )
-    if config.n_threads:
-        options.update(n_threads=config.n_threads, n_threads_batch=config.n_threads)
+    # One figure for generation and prompts, as llama-server sets them (worker/threads.py).
+    threads = config.n_threads or default_threads()
+    options.update(n_threads=threads, n_threads_batch=threads)
     if config.seed is not None:
         options["seed"] = config.seed
     if config.chat_format:

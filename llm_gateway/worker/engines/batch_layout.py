@@ -95,8 +95,8 @@ class SplitLayout(Layout):
     def place(self, running: Collection[int], source: int, common: int) -> int:
         """An id next to the running block (batch_slots); its KV state set up.
 
-        Between streams only whole buffers are copied (at the next decode, in the order
-        asked); the cells past the common prefix are dropped from a copy at once.
+        A copy between streams moves the cells the source occupies, at once
+        (`Decoder.copy`); the cells past the common prefix are dropped from it.
         """
         decoder, cache = self.decoder, self.cache
         source = source if common > 0 else -1

@@ -10,8 +10,8 @@ as long (36 against 69 ms on the CPU here; on a GPU each pass reads every weight
 - a new sequence takes an id that leaves the fewest runs of consecutive running ids: usually
   the hole a finished sequence left, or the id next to the block;
 - a cached prefix held by that id moves out of the way, to a free id or in place of an older
-  entry, rather than being dropped: a whole-stream copy of a few milliseconds, once, where a
-  split block costs every step.
+  entry, rather than being dropped: a copy of the cells it occupies (about a millisecond for
+  a few hundred tokens), once, where a split block costs every step.
 
 Pure bookkeeping: the scheduler makes the llama.cpp calls the returned `Placement` asks for.
 """
@@ -76,7 +76,7 @@ def place(running: Collection[int], free: Collection[int], cached_lru: list[int]
 
 @dataclass(frozen=True)
 class Move:
-    """One step of a compaction, applied in order (copies run in that order at the next decode).
+    """One step of a compaction, applied in order.
 
     kind "sequence": the running sequence on `src` moves to `dst` (whose cells it replaces);
     "entry": the cached entry on `src` moves to `dst`; "evict": the entry on `src` is dropped.
@@ -94,7 +94,7 @@ def compaction(running: Collection[int], n_ids: int, free: Collection[int],
     Placement keeps the block whole as sequences come, but ends leave holes that no new
     sequence may fill (an idle queue), and a block can grow at both ends. The window of
     len(running) ids that already holds the most running sequences is kept; each sequence
-    outside it moves into a hole of it (a whole-stream copy). A cached entry in such a hole
+    outside it moves into a hole of it (a copy of its cells). A cached entry in such a hole
     goes to a free id outside the window (ids just vacated count) or is dropped.
     """
     count = len(running)

@@ -52,6 +52,7 @@ from llm_gateway.worker.engines.base import (
     Finished,
     Job,
 )
+from llm_gateway.worker.engines.batch_sampling import default_sample_threads
 from llm_gateway.worker.engines.batch_scheduler import Scheduler
 from llm_gateway.worker.engines.batch_sequence import Out
 from llm_gateway.worker.engines.jobs import JobStream, Work
@@ -132,8 +133,8 @@ class BatchingEngine(ThreadedEngine):
                 self._close_embedder()
                 llama.close()
                 raise
-            # The decode's threads are idle while the step samples: as many sample.
-            threads = self.sample_threads or int(llama.context_params.n_threads)
+            threads = self.sample_threads or default_sample_threads(
+                int(llama.context_params.n_threads))
             scheduler = self._scheduler = Scheduler(decoder, n_seq_max, n_ctx, self.kv_unified,
                                                     sample_threads=threads)
         except BaseException as exc:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 SAMPLED = 0x01  # the trace-flags bit saying the caller records this trace
 _LOW_64 = (1 << 64) - 1
-_HEX = frozenset("0123456789abcdef")
 # tracestate: at most 32 list members (W3C); a key is lowercase (with an optional tenant@),
 # a value printable ASCII but ',' and '=', not ending in a space.
 _MAX_MEMBERS = 32
@@ -36,8 +35,9 @@ class Parent:
         return bool(self.flags & SAMPLED)
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in _HEX for c in text)  # lowercase only: uppercase is malformed
+# version-trace_id-parent_id-flags, lowercase hex; more may follow only in later versions.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z",
+                          re.DOTALL)
 
 
 def parse_traceparent(header: str | None, tracestate: str | None = None) -> Parent | None:
@@ -46,17 +46,11 @@ def parse_traceparent(header: str | None, tracestate: str | None = None) -> Pare
     fields; more may follow a '-'); version ff is invalid."""
     if not header:
         return None
-    header = header.strip(" \t")
-    if len(header) < 55:
+    match = _TRACEPARENT.match(header.strip(" \t"))
+    if match is None:
         return None
-    version, trace, span, flags = header[0:2], header[3:35], header[36:52], header[53:55]
-    if header[2] != "-" or header[35] != "-" or header[52] != "-":
-        return None
-    if not (_is_hex(version) and _is_hex(trace) and _is_hex(span) and _is_hex(flags)):
-        return None
-    if version == "ff":
-        return None
-    if len(header) > 55 and (version == "00" or header[55] != "-"):
+    version, trace, span, flags, rest = match.groups()
+    if version == "ff" or (rest is not None and version == "00"):
         return None
     trace_id, span_id = bytes.fromhex(trace), bytes.fromhex(span)
     if not any(trace_id) or not any(span_id):
@@ -87,17 +81,12 @@ def format_traceparent(trace_id: bytes, span_id: bytes, flags: int) -> str:
 
 
 def new_trace_id() -> bytes:
-    while True:
-        value = random.getrandbits(128)
-        if value:  # an all-zero id is invalid
-            return value.to_bytes(16, "big")
+    # `or 1`: an all-zero id is invalid (a 2**-128 chance, not worth a loop)
+    return (random.getrandbits(128) or 1).to_bytes(16, "big")
 
 
 def new_span_id() -> bytes:
-    while True:
-        value = random.getrandbits(64)
-        if value:
-            return value.to_bytes(8, "big")
+    return (random.getrandbits(64) or 1).to_bytes(8, "big")
 
 
 class RatioSampler:

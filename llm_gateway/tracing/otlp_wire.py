@@ -41,7 +41,8 @@ def _tag(field: int, wire_type: int) -> bytes:
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field (a string, bytes or a message)."""
-    return tag + _varint(len(payload)) + payload
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
 
 
 # Tags, by message (wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32).
@@ -83,12 +84,35 @@ def any_value(value: Any) -> bytes:
     return _field(_AV_STRING, _utf8(str(value)))
 
 
+# Encoded keys, and whole KeyValues with a string value: the same few (method, path, model,
+# team) come back in every span, so most are written once. Bounded: cleared when full.
+_CACHE_MAX = 4096
+_KEYS: dict[str, bytes] = {}
+_STRING_KVS: dict[tuple[str, str], bytes] = {}
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    """A KeyValue message's body."""
+    if type(value) is str:
+        kv = _STRING_KVS.get((key, value))
+        if kv is None:
+            if len(_STRING_KVS) >= _CACHE_MAX:
+                _STRING_KVS.clear()
+            kv = _STRING_KVS[key, value] = _field(_KV_KEY, _utf8(key)) + _field(
+                _KV_VALUE, any_value(value))
+        return kv
+    encoded_key = _KEYS.get(key)
+    if encoded_key is None:
+        if len(_KEYS) >= _CACHE_MAX:
+            _KEYS.clear()
+        encoded_key = _KEYS[key] = _field(_KV_KEY, _utf8(key))
+    return encoded_key + _field(_KV_VALUE, any_value(value))
+
+
 def _key_values(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated KeyValue under ``tag``; None values are left out."""
-    return b"".join(
-        _field(tag, _field(_KV_KEY, _utf8(key))
-               + _field(_KV_VALUE, any_value(value)))
-        for key, value in attributes.items() if value is not None)
+    return b"".join([_field(tag, _key_value(key, value))
+                     for key, value in attributes.items() if value is not None])
 
 
 def resource(attributes: Mapping[str, Any]) -> bytes:

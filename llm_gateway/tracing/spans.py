@@ -90,8 +90,14 @@ class RecordedSpan(Span):
             self.attributes[key] = tuple(value) if isinstance(value, list) else value
 
     def set_all(self, attributes: Attributes) -> None:
-        for key, value in attributes.items():
-            self.set(key, value)
+        mine = self.attributes
+        if self._ended or len(mine) + len(attributes) > MAX_ATTRIBUTES:
+            for key, value in attributes.items():  # near the limit: one by one
+                self.set(key, value)
+            return
+        for key, value in attributes.items():  # the common case, without a call per key
+            if value is not None:
+                mine[key] = tuple(value) if isinstance(value, list) else value
 
     def event(self, name: str, attributes: Attributes | None = None,
               at_ns: int | None = None) -> None:

@@ -90,18 +90,24 @@ class SpanExporter:
             stopping = self._stopping.is_set()
             # The delay passed, a flush or shutdown: send everything; a full batch woke us:
             # full batches only (the rest waits for the delay).
+            # Counted now: spans that end while a batch is on its way wait for the next round
+            # (chasing them would send many small batches under load).
+            queued = len(self._queue)
             everything = not woken or bool(flushes) or stopping
-            while self._queue and (everything or len(self._queue) >= self._max_batch):
-                self._send(self._batch())
+            pending = queued if everything else queued - queued % self._max_batch
+            while pending > 0:
+                batch = self._batch(min(pending, self._max_batch))
+                pending -= len(batch)
+                self._send(batch)
             for done in flushes:
                 done.set()
             self._log_drops()
             if stopping:
                 return
 
-    def _batch(self) -> list[RecordedSpan]:
+    def _batch(self, size: int) -> list[RecordedSpan]:
         queue, batch = self._queue, list[RecordedSpan]()
-        while queue and len(batch) < self._max_batch:
+        while queue and len(batch) < size:
             batch.append(queue.popleft())
         return batch
 

@@ -175,3 +175,28 @@ def test_grpc_export_through_a_real_grpcio_server():
     finally:
         exporter.shutdown()
         server.stop(None)
+
+
+def test_spans_ending_during_a_send_wait_for_the_next_round():
+    sent: list[list[str]] = []
+
+    class Busy:
+        """Each send sees another span end meanwhile (a gateway under load)."""
+
+        def send(self, payload: bytes, timeout: float) -> Sent:
+            sent.append([s.name for s in decode(payload)])
+            _ended(exporter, f"during{len(sent)}")
+            return Sent(True)
+
+        def close(self) -> None:
+            pass
+
+    exporter = SpanExporter(Busy(), RESOURCE, schedule_delay=60)
+    try:
+        _ended(exporter, "a", "b")
+        assert exporter.flush(10)
+        assert sent == [["a", "b"]]  # one export, not a chase after each new span
+        assert exporter.flush(10)
+        assert sent == [["a", "b"], ["during1"]]
+    finally:
+        exporter.shutdown()

@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "weighted); both: compare their cost (alone, not with another both)")
     p.add_argument("--tracing", choices=("on", "off", "both"), default="off",
                    help="every request traced (sample ratio 1.0) and exported to a local OTLP "
-                        "receiver (the otel extra); both: compare its cost against off")
+                        "receiver (opentelemetry-proto decodes); both: compare its cost against "
+                        "off")
     p.add_argument("--rounds", type=int, default=None,
                    help="measured runs per scenario and gateway, alternating between the "
                         "gateways (default 3 with --metrics both, else 1)")

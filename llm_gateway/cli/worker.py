@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: threads that sample a step's sequences in parallel; 1: "
                              "on the engine thread (default: up to 4 from 4 threads, else 1)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
-    traces = parser.add_argument_group("tracing (the otel extra; requests with a traceparent)")
+    traces = parser.add_argument_group(
+        "tracing (requests with a traceparent; grpc: the otel extra)")
     traces.add_argument("--otlp-endpoint", help="export spans here (OTLP); default: none")
     traces.add_argument("--otlp-protocol", choices=["http", "grpc"], default="http",
                         help="OTLP over http (protobuf) or grpc (default: %(default)s)")
@@ -110,7 +111,9 @@ def _precheck(config: WorkerConfig) -> str | None:
     if config.max_queue < 0:
         return "--max-queue must be 0 or more"
     if config.tracing is not None and (problem := missing_extra(config.tracing)):
-        return problem.replace("tracing.enabled is true", "--otlp-endpoint is given")
+        return (problem.replace("tracing.enabled is true", "--otlp-endpoint is given")
+                .replace("use protocol: http, or set tracing.enabled: false",
+                         "or use --otlp-protocol http"))
     if config.parallel < 1:
         return "--parallel must be 1 or more"
     if config.sample_threads is not None and config.sample_threads < 1:

@@ -1,4 +1,5 @@
-"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests and bench (the `otel` extra).
+"""A real OTLP/HTTP trace receiver on 127.0.0.1, for tests and bench (opentelemetry-proto,
+the dev extra).
 
 It decodes each protobuf `ExportTraceServiceRequest` (POST /v1/traces) with
 opentelemetry-proto and keeps the spans as plain `ReceivedSpan`s; `wait_for` waits for them.
@@ -89,6 +90,10 @@ class OtlpReceiver:
         self.exports = 0  # export requests received
         self.count = 0  # spans received
         self.raw: list[bytes] = []  # every payload, as sent (to search for leaks)
+        # Statuses to answer the next exports with, in turn, instead of taking them (retries);
+        # each with the Retry-After it sends ("" none).
+        self.refuse: list[tuple[int, str]] = []
+        self.headers: list[dict[str, str]] = []  # each export's request headers
         self._lock = threading.Lock()
         self._server = ThreadedServer(self._app, port=port, name="otlp", interface="asgi3")
         self.port = 0
@@ -109,6 +114,14 @@ class OtlpReceiver:
             await Response(status_code=404)(scope, receive, send)
             return
         payload = await request.body()
+        with self._lock:
+            self.headers.append(dict(request.headers))
+            refusal = self.refuse.pop(0) if self.refuse else None
+        if refusal is not None:
+            status, retry_after = refusal
+            headers = {"retry-after": retry_after} if retry_after else None
+            await Response(status_code=status, headers=headers)(scope, receive, send)
+            return
         if request.headers.get("content-encoding") == "gzip":
             payload = gzip.decompress(payload)
         spans = decode(payload)
@@ -125,6 +138,8 @@ class OtlpReceiver:
         with self._lock:
             self.spans.clear()
             self.raw.clear()
+            self.refuse.clear()
+            self.headers.clear()
             self.exports = self.count = 0
 
     def wait_for(self, done: Callable[[list[ReceivedSpan]], bool],

@@ -48,6 +48,8 @@ class AnswerWatch(Observer):
                            or (choice.get("text") if type(choice) is dict else None))
 
     def block(self, block: Block) -> None:
+        if self.head and not self.content:
+            return  # all it wanted was the first chunk: no event of the rest is parsed here
         for event in block.events:
             data = event.data
             if type(data) is not dict:

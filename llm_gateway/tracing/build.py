@@ -1,4 +1,5 @@
-"""The Tracer a config asks for: the no-op one, or OpenTelemetry's (the `otel` extra)."""
+"""The Tracer a config asks for: the no-op one, or the native one (native.py); OTLP/gRPC
+needs grpcio (the `otel` extra)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,15 @@ from llm_gateway.config.errors import ConfigError
 from llm_gateway.config.tracing import TracingConfig
 from llm_gateway.tracing.base import NO_TRACER, Tracer
 
-# What `pip install "llm-gateway[otel]"` brings, by protocol.
-_NEEDED = {
-    "http": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
-    "grpc": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc"),
-}
+# What `pip install "llm-gateway[otel]"` brings that a protocol needs: OTLP/HTTP needs
+# nothing beyond the gateway's own dependencies (httpx); OTLP/gRPC needs grpcio.
+_NEEDED: dict[str, tuple[str, ...]] = {"http": (), "grpc": ("grpc",)}
 
 
 def _installed(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a parent package is missing
+    except (ModuleNotFoundError, ValueError):  # a parent package is missing
         return False
 
 
@@ -31,9 +30,10 @@ def missing_extra(cfg: TracingConfig) -> str | None:
     missing = [name for name in _NEEDED[cfg.protocol] if not _installed(name)]
     if not missing:
         return None
-    return ("tracing.enabled is true, but the OpenTelemetry packages are not installed "
-            f"(missing: {', '.join(missing)}); install them with "
-            "pip install \"llm-gateway[otel]\", or set tracing.enabled: false")
+    return (f"tracing.enabled is true with protocol {cfg.protocol}, but grpcio is not "
+            f"installed (missing: {', '.join(missing)}); install it with "
+            "pip install \"llm-gateway[otel]\", use protocol: http, "
+            "or set tracing.enabled: false")
 
 
 def export_headers(cfg: TracingConfig, env: Mapping[str, str]) -> dict[str, str]:
@@ -52,23 +52,9 @@ def build_tracer(cfg: TracingConfig, env: Mapping[str, str] | None = None, *,
         raise ConfigError([problem], "tracing")
     env = os.environ if env is None else env
     headers = export_headers(cfg, env)
-    endpoint = cfg.export_endpoint()
-    from opentelemetry.sdk.trace.export import SpanExporter
+    from llm_gateway.tracing.native import NativeTracer
+    from llm_gateway.tracing.transport import transport
 
-    from llm_gateway.tracing.otel import OtelTracer  # only now: OpenTelemetry is imported
-
-    exporter: SpanExporter
-
-    if cfg.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-        exporter = GrpcExporter(endpoint=endpoint, headers=headers or None,
-                                insecure=endpoint.startswith("http://"))
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpExporter,
-        )
-        exporter = HttpExporter(endpoint=endpoint, headers=headers or None)
-    return OtelTracer(exporter, service_name=service_name or cfg.service_name,
-                      sample_ratio=cfg.sample_ratio, record_content=cfg.record_content)
+    return NativeTracer(transport(cfg.protocol, cfg.export_endpoint(), headers),
+                        service_name=service_name or cfg.service_name,
+                        sample_ratio=cfg.sample_ratio, record_content=cfg.record_content)

@@ -1,5 +1,6 @@
 """Tracing off: no spans, no OpenTelemetry imported, a client's traceparent passed through as
-before. Tracing on without the `otel` extra: start fails and says what to install."""
+before. Tracing on needs no OpenTelemetry package; with protocol grpc and grpcio missing (the
+`otel` extra), start fails and says what to install."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import yaml
 from gateway_support import gateway_config
 from tracing_support import TRACEPARENT
 
-# A finder that makes `import opentelemetry...` fail, as on a machine without the extra.
+# A finder that makes `import opentelemetry...` and `import grpc` fail, as on a machine
+# without the extra.
 NO_OTEL = """
 import sys
 class NoOtel:
     def find_spec(self, name, path=None, target=None):
-        if name == "opentelemetry" or name.startswith("opentelemetry."):
+        if name.split(".")[0] in ("opentelemetry", "grpc"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, NoOtel())
@@ -59,9 +61,30 @@ def test_off_imports_nothing_of_opentelemetry():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_on_without_the_extra_stops_serve_with_what_to_install(tmp_path, fake):
+def test_http_needs_no_extra():
+    script = NO_OTEL + textwrap.dedent("""
+        from llm_gateway.config.tracing import TracingConfig
+        from llm_gateway.tracing.build import build_tracer, missing_extra
+        cfg = TracingConfig(enabled=True, endpoint="http://127.0.0.1:9/v1/traces")
+        assert missing_extra(cfg) is None
+        tracer = build_tracer(cfg, {})
+        span = tracer.start("x")
+        assert tracer.enabled and span.recording
+        span.end()
+        tracer.shutdown()
+        print("http ok", sorted(m for m in sys.modules if m.split(".")[0] in
+                                ("opentelemetry", "grpc")))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "http ok []"
+
+
+def test_grpc_without_the_extra_stops_serve_with_what_to_install(tmp_path, fake):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(gateway_config(fake.url, tracing={"enabled": True})))
+    config.write_text(yaml.safe_dump(gateway_config(fake.url, tracing={
+        "enabled": True, "protocol": "grpc"})))
     script = NO_OTEL + textwrap.dedent(f"""
         from llm_gateway.cli.main import main
         from llm_gateway.config import ConfigError, load_config
@@ -76,5 +99,6 @@ def test_on_without_the_extra_stops_serve_with_what_to_install(tmp_path, fake):
                          timeout=120)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert 'pip install "llm-gateway[otel]"' in out.stderr
-    assert "tracing.enabled is true" in out.stderr
+    assert "tracing.enabled is true with protocol grpc" in out.stderr
+    assert "grpcio is not installed" in out.stderr
     assert 'create_app: tracing.enabled is true' in out.stdout

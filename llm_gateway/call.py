@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -59,6 +60,9 @@ class Call:
         return orjson.dumps({**self.body, "model": name})
 
 
+_stage = attrgetter("stage")  # an observer's place in Result.observers
+
+
 @dataclass(slots=True)
 class Result:
     """A backend's answer: a whole body, or a stream of byte blocks holding whole SSE events."""
@@ -90,7 +94,7 @@ class Result:
     observers: list[Observer] = field(default_factory=list)
 
     def observe(self, observer: Observer) -> None:
-        insort(self.observers, observer, key=lambda o: o.stage)
+        insort(self.observers, observer, key=_stage)
 
     async def aclose(self) -> None:
         """Release a result that will not be relayed (nothing is observed)."""

@@ -163,3 +163,7 @@ class Relay:
                 observer.ended(end)
             except Exception:
                 log.exception("an observer failed at the end of an answer")
+        # Observers hold their result (the meter, through its report's closure too), and the
+        # result holds them: a cycle that left every answer's objects (spans included) to the
+        # garbage collector. Told the end, they are done with.
+        self.observers.clear()

@@ -102,7 +102,7 @@ class SharedCall:
         self.call = call
         self.members += 1  # the leader: a member leaving meanwhile must not cancel the call
         try:
-            result = await produce(call)
+            result = await self._produce(call, produce)
         except asyncio.CancelledError:
             # The leader went away before the answer. Others waiting still get one: the call
             # is made again for them, in the background (the first one is lost with the
@@ -124,10 +124,20 @@ class SharedCall:
             return self._whole(call, "miss", leader=True)
         return await self._member(Reader(self), call, "miss", leader=True)
 
+    @staticmethod
+    async def _produce(call: Call, produce: Produce) -> Result:
+        result = await produce(call)
+        if result.stream is None and result.observers:
+            # The backend's own observers (a deployment's in-flight count and tokens, the
+            # attempt's span) see a whole answer here: the members get copies of it, which
+            # they never see. (A stream's are run by its relay, in _answered.)
+            await Relay(result).whole()
+        return result
+
     async def _run(self, call: Call, produce: Produce) -> None:
         """The backend call for the members left when the leader went away."""
         try:
-            result = await produce(call)
+            result = await self._produce(call, produce)
         except asyncio.CancelledError:
             self._fail(CANCELLED)
             raise

@@ -234,3 +234,14 @@ def _deployments(server: GatewayServer) -> dict[str, dict[str, dict]]:
     reply = Admin(server)("GET", "/admin/deployments")
     assert reply.status_code == 200, reply.text
     return {g["model"]: {d["name"]: d for d in g["deployments"]} for g in reply.json()["data"]}
+
+
+def test_a_grouped_whole_answer_releases_its_deployment(start, fakes) -> None:
+    # temperature 0: grouping leads the call and hands each caller a copy of the answer; the
+    # deployment's own watch must still see the answer end (its in-flight count).
+    server = start([{"name": "m", "deployments": [{"backend": "a", "name": "only"}]}])
+    client = _client(server)
+    for _ in range(3):
+        assert _chat(client, temperature=0).parse().choices[0].message.content
+    assert fakes["a"].calls[CHAT] == 1  # then the cache answered
+    assert _deployments(server)["m"]["only"]["inflight"] == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any
 
 import orjson
@@ -26,7 +26,9 @@ from llm_gateway.errors import GatewayError, InvalidRequest
 from llm_gateway.metrics.recorder import RequestRecord
 from llm_gateway.principal import Principal
 from llm_gateway.routing.group import DeploymentGroup
+from llm_gateway.tracing import attempt as attempts
 from llm_gateway.tracing import request as traced
+from llm_gateway.tracing.base import NO_SPAN
 
 
 def parse_json(raw: bytes) -> dict:
@@ -124,10 +126,17 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
     principal = call.principal
     if principal is not None and principal.credentials:
         call.credentials = principal.credentials_for(route.backend.name)
-    if call.span.recording and not isinstance(route.backend, DeploymentGroup):
-        return await traced.attempt(route.backend.name, call,
-                                    lambda: _complete(route.backend, call, record))
-    return await _complete(route.backend, call, record)  # a group traces each deployment
+    if not call.span.recording or isinstance(route.backend, DeploymentGroup):
+        return await _complete(route.backend, call, record)  # a group traces each deployment
+    # A plain route's one backend call, in its attempt span.
+    parent, span = attempts.begin(call, route.backend.name)
+    try:
+        result = await _complete(route.backend, call, record)
+    except BaseException as exc:
+        attempts.raised(call, parent, span, exc)
+        raise
+    attempts.answered(call, parent, span, result)
+    return result
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:
@@ -142,29 +151,38 @@ async def dispatch(request: Request, state: State, call: Call) -> Result:
     record = ctx.record
     principal = await caller(request.scope)  # what build_call authenticated (kept in scope)
     span = ctx.span
-    if span.recording:
-        admission = await traced.admit(span, state.gate.admit(principal, call))
-    else:
+    limits = span.child("gateway.limits") if span.recording else NO_SPAN
+    try:
         admission = await state.gate.admit(principal, call)  # 429 when over a limit
+    except BaseException as exc:
+        traced.failed(limits, exc)  # (a no-op without a recording span)
+        raise
+    limits.end()
     accountant = state.accountant
-    grouping = span.child("gateway.grouping")  # until the backend call starts, or the answer
+    # Grouping's span runs from here until the backend call starts (or a shared answer
+    # comes); it is made once the answer says grouping took part, not for a call it let
+    # straight through (traced.answered).
+    waits_from = time_ns() if span.recording else 0
+    called_at = 0
 
     def backend_call(c: Call) -> Awaitable[Result]:
-        grouping.end()
+        nonlocal called_at
+        if waits_from and not called_at:
+            called_at = time_ns()
         return run_call(state, c, record)
 
     try:
         accountant.prepare(call)
         result = await state.grouper.run(call, principal, backend_call)
-    except GatewayError as exc:
-        grouping.end()
+    except BaseException as exc:
+        if waits_from and not called_at:  # no call of its own: a shared one failed
+            traced.grouping_failed(span, waits_from, exc)
+        if not isinstance(exc, GatewayError):
+            admission.settle(0, 0.0)
+            raise
         accountant.failed(call, admission, exc, started)
         if record is not None:
             record.raised(exc)
-        raise
-    except BaseException:
-        grouping.end()
-        admission.settle(0, 0.0)
         raise
     also: Callable[[Any], None] | None = None  # what the meter's measure goes to, besides
     if record is not None:
@@ -174,7 +192,8 @@ async def dispatch(request: Request, state: State, call: Call) -> Result:
         if record.recorder.access.with_bodies():
             record.copy_of_answer(result)
     if span.recording:
-        also = traced.answered(span, grouping, result, state.tracer.record_content, also)
+        also = traced.answered(span, (waits_from, called_at), result,
+                               state.tracer.record_content, also)
     result = accountant.track(call, admission, result, started, also)
     if admission.headers:
         result.headers.extend(admission.headers)

@@ -59,7 +59,7 @@ class Edge:
         tracer = self.state.tracer
         span = _request_span(tracer, scope, request_id) if tracer.enabled else NO_SPAN
         if record is not None and tracer.enabled:
-            record.trace = span.ids()  # (sampled or not: the line still names its trace)
+            record.trace = span.ids  # (sampled or not: the line still names its trace)
         RequestContext(self.state, request_id, record, span=span).attach(scope)
         started = False
 
@@ -113,8 +113,12 @@ class Edge:
 
 def _request_span(tracer: Tracer, scope: Scope, request_id: str) -> Span:
     """The request's span, continuing the client's trace when it sent a `traceparent`."""
-    trace = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
-             if key in (b"traceparent", b"tracestate")}
+    trace: dict[str, str] | None = None  # (most requests carry neither header)
+    for key, value in scope["headers"]:
+        if key == b"traceparent" or key == b"tracestate":
+            if trace is None:
+                trace = {}
+            trace[key.decode("latin-1")] = value.decode("latin-1")
     path = clip(scope["path"])
     return tracer.start(f"{scope['method']} {path}", trace, {
         "http.request.method": scope["method"], "url.path": path,

@@ -9,6 +9,7 @@ completions only appear with `server.log_bodies: true` *and* `server.log_level: 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from llm_gateway.call import Call
@@ -31,7 +32,7 @@ class Logged(Protocol):
     deployment: str | None
     attempts: int
     fallback: tuple[str, str] | None
-    trace: tuple[str, str] | None
+    trace: Callable[[], tuple[str, str] | None] | None  # the request span's ids, when traced
 
     def overhead(self) -> float | None: ...
 
@@ -80,8 +81,9 @@ class AccessLog:
             fields["attempts"] = r.attempts
         if r.fallback is not None:
             fields["fallback_reason"], fields["fallback_model"] = r.fallback
-        if r.trace is not None:  # the request's span, to find its trace from the line
-            fields["trace_id"], fields["span_id"] = r.trace
+        ids = r.trace() if r.trace is not None else None
+        if ids is not None:  # the request's span, to find its trace from the line
+            fields["trace_id"], fields["span_id"] = ids
         overhead = r.overhead()
         if overhead is not None:
             fields["overhead_ms"] = round(overhead * 1000, 3)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -96,7 +96,8 @@ class RequestRecord:
         self.deployment: str | None = None
         self.attempts = 1
         self.fallback: tuple[str, str] | None = None
-        self.trace: tuple[str, str] | None = None  # (trace id, span id): tracing.enabled
+        # The request span's (trace id, span id), read when the line is written (tracing.enabled)
+        self.trace: Callable[[], tuple[str, str] | None] | None = None
 
     def enter(self, backend: str) -> None:
         """A backend call starts: label it, count it in flight, start the backend clock."""

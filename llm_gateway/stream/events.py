@@ -110,13 +110,14 @@ class Block:
     questions asked of every block are answered from around the bytes that matter (the last
     event, a `"choices": []`), and `events` cuts the whole block only for who needs it all."""
 
-    __slots__ = ("_dropped", "_ends", "_events", "_last", "_usage_only", "raw")
+    __slots__ = ("_dropped", "_ends", "_events", "_first", "_last", "_usage_only", "raw")
 
     def __init__(self, raw: bytes, sse: bool = True) -> None:
         self.raw = raw
         self._ends: bool | None = None if sse else False  # (not events: never the end)
         self._events: list[Event] | None = None
         self._dropped: list[Event] | None = None
+        self._first: Any = _UNREAD
         self._last: Any = _UNREAD
         self._usage_only: list[Event] | None = None
 
@@ -125,6 +126,18 @@ class Block:
         if self._events is None:
             self._events = parse(self.raw)
         return self._events
+
+    @property
+    def first_event(self) -> Event | None:
+        """Its first event, cut out alone (None when the first has no data: a comment)."""
+        if self._first is _UNREAD:
+            if self._events is not None:
+                self._first = self._events[0] if self._events else None
+            else:
+                found = _BOUNDARY.search(self.raw)
+                first = parse(self.raw if found is None else self.raw[:found.end()])
+                self._first = first[0] if first else None
+        return self._first
 
     @property
     def last_event(self) -> Event | None:

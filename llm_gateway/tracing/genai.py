@@ -47,9 +47,11 @@ def call_attributes(call: Call) -> dict[str, AttrValue]:
         "llm_gateway.stream": call.stream,
     }
     body = call.body
-    for field, name in _NUMBERS.items():
-        value = body.get(field)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+    for field, value in body.items():  # (a body holds a few fields: fewer lookups this way)
+        name = _NUMBERS.get(field)
+        # A number, not a bool; max_completion_tokens wins over max_tokens, in either order.
+        if name is not None and (type(value) is int or type(value) is float) \
+                and (field != "max_tokens" or name not in out):
             out[name] = value
     stop = body.get("stop")
     if isinstance(stop, str):

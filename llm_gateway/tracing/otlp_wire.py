@@ -84,35 +84,57 @@ def any_value(value: Any) -> bytes:
     return _field(_AV_STRING, _utf8(str(value)))
 
 
-# Encoded keys, and whole KeyValues with a string value: the same few (method, path, model,
-# team) come back in every span, so most are written once. Bounded: cleared when full.
-_CACHE_MAX = 4096
+# Encoded keys, and whole attribute fields with a string or int value: the same few (method,
+# path, model, team, status) come back in every span, so most are written once. Bounded without
+# a sweep: a key keeps at most _VALUES_PER_KEY values (an id, new each request, soon stops
+# being kept) and at most _CACHE_KEYS keys are kept.
+_CACHE_KEYS = 512
+_VALUES_PER_KEY = 64
 _KEYS: dict[str, bytes] = {}
-_STRING_KVS: dict[tuple[str, str], bytes] = {}
+# tag -> value type -> key -> value -> field (by type: True == 1, yet they encode apart)
+_FIELDS: dict[bytes, dict[type, dict[str, dict[Any, bytes]]]] = {}
+
+
+def _kept_field(kept: dict[str, bytes], tag: bytes, text: str) -> bytes:
+    """A string field, written once and kept in ``kept`` (up to _CACHE_KEYS of them)."""
+    encoded = kept.get(text)
+    if encoded is None:
+        encoded = _field(tag, _utf8(text))
+        if len(kept) < _CACHE_KEYS:
+            kept[text] = encoded
+    return encoded
 
 
 def _key_value(key: str, value: Any) -> bytes:
     """A KeyValue message's body."""
-    if type(value) is str:
-        kv = _STRING_KVS.get((key, value))
-        if kv is None:
-            if len(_STRING_KVS) >= _CACHE_MAX:
-                _STRING_KVS.clear()
-            kv = _STRING_KVS[key, value] = _field(_KV_KEY, _utf8(key)) + _field(
-                _KV_VALUE, any_value(value))
-        return kv
-    encoded_key = _KEYS.get(key)
-    if encoded_key is None:
-        if len(_KEYS) >= _CACHE_MAX:
-            _KEYS.clear()
-        encoded_key = _KEYS[key] = _field(_KV_KEY, _utf8(key))
-    return encoded_key + _field(_KV_VALUE, any_value(value))
+    value_body = any_value(value)
+    n = len(value_body)
+    length = _SMALL[n] if n < 0x80 else _varint(n)
+    return _kept_field(_KEYS, _KV_KEY, key) + _KV_VALUE + length + value_body
 
 
 def _key_values(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
     """Repeated KeyValue under ``tag``; None values are left out."""
-    return b"".join([_field(tag, _key_value(key, value))
-                     for key, value in attributes.items() if value is not None])
+    tables = _FIELDS.get(tag)
+    if tables is None:
+        tables = _FIELDS[tag] = {str: {}, int: {}}
+    out = []
+    for key, value in attributes.items():
+        by_key = tables.get(type(value))
+        if by_key is None:  # a float, bool, list...: written each time
+            if value is not None:
+                out.append(_field(tag, _key_value(key, value)))
+            continue
+        by_value = by_key.get(key)
+        field = by_value.get(value) if by_value is not None else None
+        if field is None:
+            field = _field(tag, _key_value(key, value))
+            if by_value is None and len(by_key) < _CACHE_KEYS:
+                by_value = by_key[key] = {}
+            if by_value is not None and len(by_value) < _VALUES_PER_KEY:
+                by_value[value] = field
+        out.append(field)
+    return b"".join(out)
 
 
 def resource(attributes: Mapping[str, Any]) -> bytes:
@@ -125,15 +147,24 @@ def scope(name: str, version: str = "") -> bytes:
     return body + _field(_SCOPE_VERSION, version.encode()) if version else body
 
 
+_NAMES: dict[str, bytes] = {}  # span names, as their field: a few come back every request
+_TIMES = struct.Struct("<BQBQ").pack  # start and end: tag, fixed64, tag, fixed64
+_START_TAG, _END_TAG = _SP_START[0], _SP_END[0]
+_KIND_FIELDS = [_SP_KIND + _varint(kind) for kind in range(6)]
+_TRACE_ID_HEAD, _SPAN_ID_HEAD, _PARENT_HEAD = _SP_TRACE_ID + b"\x10", _SP_SPAN_ID + b"\x08", \
+    _SP_PARENT + b"\x08"
+
+
 def span(s: RecordedSpan) -> bytes:
     """A Span message's body."""
-    parts = [_SP_TRACE_ID, b"\x10", s.trace_id, _SP_SPAN_ID, b"\x08", s.span_id]
+    parts = [_TRACE_ID_HEAD, s.trace_id, _SPAN_ID_HEAD, s.span_id]
     if s.tracestate:
         parts.append(_field(_SP_TRACE_STATE, s.tracestate.encode()))
     if s.parent_id:
-        parts += (_SP_PARENT, b"\x08", s.parent_id)
-    parts += (_field(_SP_NAME, _utf8(s.name)), _SP_KIND,
-              _varint(s.kind), _SP_START, _FIXED64(s.start_ns), _SP_END, _FIXED64(s.end_ns))
+        parts += (_PARENT_HEAD, s.parent_id)
+    kind = _KIND_FIELDS[s.kind] if 0 <= s.kind < 6 else _SP_KIND + _varint(s.kind)
+    parts += (_kept_field(_NAMES, _SP_NAME, s.name), kind,
+              _TIMES(_START_TAG, s.start_ns, _END_TAG, s.end_ns))
     if s.attributes:
         parts.append(_key_values(_SP_ATTRIBUTES, s.attributes))
     for name, at_ns, attributes in s.events:
@@ -144,17 +175,22 @@ def span(s: RecordedSpan) -> bytes:
     if s.status_code:
         status = _ST_CODE + _varint(s.status_code)
         if s.status_message:
-            status = _field(_ST_MESSAGE, _utf8(s.status_message)) \
-                + status
+            status = _field(_ST_MESSAGE, _utf8(s.status_message)) + status
         parts.append(_field(_SP_STATUS, status))
     parts += (_SP_FLAGS, _FLAGS_REMOTE if s.remote_parent else _FLAGS_LOCAL)
     return b"".join(parts)
 
 
+def span_field(s: RecordedSpan) -> bytes:
+    """A span as its field of ScopeSpans: what the exporter queues (bytes, written once the
+    span ends: the span and its dicts then die at once, and a batch is a join)."""
+    return _field(_SS_SPANS, span(s))
+
+
 def export_request(resource_body: bytes, scope_body: bytes,
-                   spans: Iterable[RecordedSpan]) -> bytes:
-    """An ExportTraceServiceRequest holding ``spans``, all of one resource and scope."""
-    scope_spans = _field(_SS_SCOPE, scope_body) + b"".join(
-        _field(_SS_SPANS, span(s)) for s in spans)
+                   span_fields: Iterable[bytes]) -> bytes:
+    """An ExportTraceServiceRequest holding spans (each from `span_field`), all of one
+    resource and scope."""
+    scope_spans = _field(_SS_SCOPE, scope_body) + b"".join(span_fields)
     resource_spans = _field(_RS_RESOURCE, resource_body) + _field(_RS_SCOPE_SPANS, scope_spans)
     return _field(_REQ_RESOURCE_SPANS, resource_spans)

@@ -4,12 +4,11 @@ when the request's span is recording, except `failed` (a no-op span ignores it).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from llm_gateway.call import Call, Result
 from llm_gateway.errors import GatewayError
-from llm_gateway.tracing import attempt as attempts
 from llm_gateway.tracing.answer import AnswerWatch
 from llm_gateway.tracing.base import Span
 from llm_gateway.tracing.genai import (
@@ -21,8 +20,6 @@ from llm_gateway.tracing.genai import (
     wall_ns,
 )
 from llm_gateway.usage import Usage
-
-T = TypeVar("T")
 
 
 class Measured(Protocol):
@@ -57,36 +54,21 @@ def called(span: Span, call: Call, content: bool) -> None:
         record_prompt(span, call)
 
 
-async def admit(span: Span, admission: Awaitable[T]) -> T:
-    child = span.child("gateway.limits")
-    try:
-        out = await admission
-    except BaseException as exc:
-        failed(child, exc)
-        raise
-    child.end()
-    return out
+def grouping_failed(span: Span, waits_from: int, exc: BaseException) -> None:
+    """The call waited on grouping (a shared call, the cache) and that failed."""
+    failed(span.child("gateway.grouping", start_ns=waits_from), exc)
 
 
-async def attempt(backend: str, call: Call, complete: Callable[[], Awaitable[Result]]) -> Result:
-    """A plain route's one backend call, in its attempt span."""
-    parent, span = attempts.begin(call, backend)
-    try:
-        result = await complete()
-    except BaseException as exc:
-        attempts.raised(call, parent, span, exc)
-        raise
-    attempts.answered(call, parent, span, result)
-    return result
-
-
-def answered(span: Span, grouping: Span, result: Result, content: bool,
+def answered(span: Span, waited: tuple[int, int], result: Result, content: bool,
              also: Callable[[Any], None] | None) -> Callable[[Any], None]:
     """The answer is on its way: where it came from now, its own attributes as it goes out
-    (AnswerWatch), usage and the first token once metered (through ``also``'s chain)."""
+    (AnswerWatch), usage and the first token once metered (through ``also``'s chain).
+    ``waited``: (from, until) in time.time_ns(), grouping's part (until 0: no backend call of
+    its own, so until now)."""
     if result.grouping is not None:
-        grouping.set("llm_gateway.grouping", result.grouping)
-    grouping.end()
+        waits_from, called_at = waited
+        span.child("gateway.grouping", {"llm_gateway.grouping": result.grouping},
+                   start_ns=waits_from).end(called_at or None)
     span.set_all(result_attributes(result))
     result.observe(AnswerWatch(span, content))
 

@@ -70,8 +70,8 @@ class RecordedSpan(Span):
         self.start_ns = start_ns or time.time_ns()
         self.end_ns = 0
         self.attributes: dict[str, AttrValue] = dict(attributes) if attributes else {}
-        # (name, time ns, attributes or None)
-        self.events: list[tuple[str, int, Attributes | None]] = []
+        # (name, time ns, attributes or None); a list from the first event on
+        self.events: list[tuple[str, int, Attributes | None]] | tuple[()] = ()
         self.status_code = 0
         self.status_message = ""
         self.tracestate = tracestate
@@ -87,7 +87,7 @@ class RecordedSpan(Span):
             return
         if len(self.attributes) < MAX_ATTRIBUTES or key in self.attributes:
             # a list is copied: the caller may change it after
-            self.attributes[key] = tuple(value) if isinstance(value, list) else value
+            self.attributes[key] = value if type(value) is not list else tuple(value)
 
     def set_all(self, attributes: Attributes) -> None:
         mine = self.attributes
@@ -97,13 +97,16 @@ class RecordedSpan(Span):
             return
         for key, value in attributes.items():  # the common case, without a call per key
             if value is not None:
-                mine[key] = tuple(value) if isinstance(value, list) else value
+                mine[key] = value if type(value) is not list else tuple(value)
 
     def event(self, name: str, attributes: Attributes | None = None,
               at_ns: int | None = None) -> None:
-        if not self._ended and len(self.events) < MAX_EVENTS:
-            self.events.append((name, at_ns or time.time_ns(),
-                                dict(attributes) if attributes else None))
+        events = self.events
+        if not self._ended and len(events) < MAX_EVENTS:
+            if type(events) is tuple:
+                events = self.events = []
+            events.append((name, at_ns or time.time_ns(),  # type: ignore[union-attr]
+                           dict(attributes) if attributes else None))
 
     def fail(self, error_type: str, message: str = "") -> None:
         if self._ended:

@@ -99,3 +99,19 @@ def test_ends_only_on_a_last_event() -> None:
     trailing = Block(b"data: [DONE]\n\n: a comment after the end\n\n")
     assert trailing.ends  # found among the events
     assert not Block(b"").ends and Block(b"").last_event is None
+
+
+def test_the_first_event_is_cut_out_alone() -> None:
+    first = data({"id": "c1", "model": "m", "choices": []})
+    raw = first + data({"choices": [{"delta": {"content": "a"}}]}) * 20 + b"data: [DONE]\n\n"
+    block = Block(raw)
+    event = block.first_event
+    assert event is not None and event.data == {"id": "c1", "model": "m", "choices": []}
+    assert raw[event.start:event.end] == first
+    assert block._events is None  # the other 21 events were never cut out
+    assert Block(b": a comment\n\n" + first).first_event is None  # no data: not an event
+    assert Block(b"").first_event is None
+    unended = Block(b'data: {"a": 1}')  # no boundary after it
+    assert unended.first_event is not None and unended.first_event.data == {"a": 1}
+    whole = Block(raw)
+    assert whole.events[0] is whole.first_event  # parsed already: the same object

@@ -65,7 +65,8 @@ def test_every_field_round_trips():
     child.end(2**63 + 5)  # a fixed64, not a varint: the top bit survives
     root.end(1_700_000_000_999_999_999)
     payload = otlp_wire.export_request(otlp_wire.resource(resource_attributes("svc")),
-                                       otlp_wire.scope("llm_gateway", "1.0"), ended)
+                                       otlp_wire.scope("llm_gateway", "1.0"),
+                                       map(otlp_wire.span_field, ended))
     request = _decode(payload)
     assert len(request.resource_spans) == 1
     resource_spans = request.resource_spans[0]
@@ -109,7 +110,7 @@ def test_an_empty_batch_and_odd_values_still_decode():
     ended: list[RecordedSpan] = []
     span = _span(ended, name="", attributes={"lone": "\ud800", "obj": {"a": 1}})
     span.end(10)
-    (decoded,) = _decode(otlp_wire.export_request(b"", b"", ended)) \
+    (decoded,) = _decode(otlp_wire.export_request(b"", b"", map(otlp_wire.span_field, ended))) \
         .resource_spans[0].scope_spans[0].spans
     values = {kv.key: _value(kv.value) for kv in decoded.attributes}
     assert decoded.name == "" and values["lone"] == ("string_value", "?")
@@ -118,3 +119,28 @@ def test_an_empty_batch_and_odd_values_still_decode():
 
 def test_a_double_is_little_endian_ieee754():
     assert otlp_wire.any_value(1.5) == b"\x21" + struct.pack("<d", 1.5)
+
+
+def test_kept_encodings_never_mix_values_up():
+    """Strings and ints are encoded once and kept by key and value: a bool that equals an
+    int, an id new each span, and long values (multi-byte lengths) all still decode as set."""
+    ended: list[RecordedSpan] = []
+    sets = [{"n": 1}, {"n": True}, {"n": 1.0}, {"n": 0}, {"n": False}, {"n": "1"}]
+    sets += [{"id": f"req_{i}", "n": i} for i in range(200)]  # past what a key keeps
+    sets += [{"long": "é" * 300, "name": "x" * 20000}]
+    for i, attributes in enumerate(sets):
+        span = _span(ended, name=f"span {i % 3}" + "!" * (200 if i == 7 else 0),
+                     attributes=attributes)
+        span.end(10)
+    for _ in range(2):  # the second time from what the first kept
+        spans = _decode(otlp_wire.export_request(b"", b"", map(otlp_wire.span_field, ended))) \
+            .resource_spans[0].scope_spans[0].spans
+        assert len(spans) == len(sets)
+        for i, (decoded, attributes) in enumerate(zip(spans, sets, strict=True)):
+            assert decoded.name == f"span {i % 3}" + "!" * (200 if i == 7 else 0)
+            got = {kv.key: _value(kv.value) for kv in decoded.attributes}
+            assert got == {key: (_KIND[type(value)], value) for key, value in attributes.items()}
+            assert all(type(got[k][1]) is type(v) for k, v in attributes.items())
+
+
+_KIND = {str: "string_value", int: "int_value", bool: "bool_value", float: "double_value"}

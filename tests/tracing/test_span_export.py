@@ -5,6 +5,7 @@ through a real grpcio server."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -12,6 +13,7 @@ from concurrent import futures
 import pytest
 
 from llm_gateway.testing.otlp_receiver import OtlpReceiver, decode
+from llm_gateway.tracing import otlp_wire
 from llm_gateway.tracing.export import SpanExporter
 from llm_gateway.tracing.spans import RecordedSpan
 from llm_gateway.tracing.transport import GrpcTransport, HttpTransport, Sent
@@ -200,3 +202,52 @@ def test_spans_ending_during_a_send_wait_for_the_next_round():
         assert sent == [["a", "b"], ["during1"]]
     finally:
         exporter.shutdown()
+
+
+def test_a_connection_the_receiver_closed_is_opened_anew_without_a_retry():
+    first = OtlpReceiver().start()
+    port = first.port
+    transport = HttpTransport(first.url, {})
+    payload = _payload("before")
+    try:
+        assert transport.send(payload, 5).ok
+    finally:
+        first.stop()  # the kept-alive connection dies with it
+    second = OtlpReceiver(port=port).start()
+    try:
+        sent = transport.send(_payload("after"), 5)
+        assert sent.ok, sent.problem
+        assert [s.name for s in second.spans] == ["after"] and len(second.headers) == 1
+    finally:
+        transport.close()
+        second.stop()
+
+
+def test_a_receiver_that_never_answers_times_out_and_may_be_retried():
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    accepting = threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True)
+    accepting.start()
+    transport = HttpTransport(f"http://127.0.0.1:{server.getsockname()[1]}/v1/traces", {})
+    try:
+        started = time.perf_counter()
+        sent = transport.send(_payload("slow"), 0.3)
+        assert time.perf_counter() - started < 3
+        assert not sent.ok and sent.retry and "timed out" in sent.problem
+    finally:
+        transport.close()
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def test_an_endpoint_that_is_not_an_http_url_is_refused():
+    with pytest.raises(ValueError, match="not an http"):
+        HttpTransport("ftp://collector/v1/traces", {})
+
+
+def _payload(name: str) -> bytes:
+    ended: list[RecordedSpan] = []
+    RecordedSpan(ended.append, TRACE, b"", name, 1, None, None).end()
+    return otlp_wire.export_request(otlp_wire.resource(RESOURCE), otlp_wire.scope("t"),
+                                    map(otlp_wire.span_field, ended))

@@ -16,7 +16,8 @@ from llm_gateway.tracing.genai import CONTENT_LIMIT, response_fields
 
 # A bigger answer (embeddings for many inputs, say) is not decoded for its span: parsing it
 # would cost milliseconds. Its model and id are read off its ends instead (OpenAI's answers
-# name them first or last); finish reasons are left out.
+# name them first or last), its finish reasons off its tail. (A smaller one is decoded:
+# orjson is then quicker than the byte searches.)
 PARSE_LIMIT = 256 * 1024
 _ENDS = 4096
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
@@ -29,13 +30,14 @@ MAX_REASONS = 128
 _FIRST_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]{1,256})"')
 
 
-def _big_answer_fields(body: bytes) -> dict[str, Any]:
+def _ends_fields(body: bytes) -> dict[str, Any]:
+    """The id (when it is the first key, as OpenAI writes it) and the top level's model (a
+    nested object has none in OpenAI's answers), read off the body's ends."""
     out: dict[str, Any] = {}
     first_id = _FIRST_ID.match(body)
     if first_id is not None:
         out["gen_ai.response.id"] = first_id.group(1).decode("utf-8", "replace")
-    # The top level's "model" (a nested object has none in OpenAI's answers).
-    model = _MODEL.search(body, 0, _ENDS) or _MODEL.search(body, len(body) - _ENDS)
+    model = _MODEL.search(body, 0, _ENDS) or _MODEL.search(body, max(0, len(body) - _ENDS))
     if model is not None:
         out["gen_ai.response.model"] = model.group(1).decode("utf-8", "replace")
     return out
@@ -59,7 +61,11 @@ class AnswerWatch(Observer):
         if status >= 400:
             return  # the edge records the status; the body is an error, not an answer
         if len(body) > PARSE_LIMIT and not self.content:
-            self.span.set_all(_big_answer_fields(body))
+            span = self.span
+            span.set_all(_ends_fields(body))
+            self._finish_reasons(body, len(body) - _ENDS)
+            if self.reasons:
+                span.set("gen_ai.response.finish_reasons", self.reasons)
             return
         try:
             data = orjson.loads(body)
@@ -82,7 +88,7 @@ class AnswerWatch(Observer):
         if not self.content:
             # No event of the stream is decoded but its first; finish reasons are found by
             # byte search near each block's end, where a chunk ending a choice lies.
-            self._finish_reasons(block.raw)
+            self._finish_reasons(block.raw, len(block.raw) - _FINISH_ENDS)
             if self.head:
                 return
             # A fast upstream's whole answer can come as one block: its first event alone
@@ -107,8 +113,8 @@ class AnswerWatch(Observer):
                     if isinstance(choice.get("finish_reason"), str):
                         self.reasons.append(choice["finish_reason"])
 
-    def _finish_reasons(self, raw: bytes) -> None:
-        start = max(0, len(raw) - _FINISH_ENDS)
+    def _finish_reasons(self, raw: bytes, start: int) -> None:
+        start = max(0, start)
         for key in _FINISH_KEYS:  # compact JSON (most servers), else with a space
             at = raw.find(key, start)
             if at < 0:

@@ -32,7 +32,8 @@ class Span:
         """One attribute (None: left out)."""
 
     def set_all(self, attributes: Attributes) -> None:
-        """Several attributes."""
+        """Several attributes (None: left out). A sequence is kept as given, not copied:
+        pass a tuple, or a list nobody changes after."""
 
     def event(self, name: str, attributes: Attributes | None = None,
               at_ns: int | None = None) -> None:

@@ -55,9 +55,9 @@ def call_attributes(call: Call) -> dict[str, AttrValue]:
             out[name] = value
     stop = body.get("stop")
     if isinstance(stop, str):
-        out["gen_ai.request.stop_sequences"] = [stop]
+        out["gen_ai.request.stop_sequences"] = (stop,)
     elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        out["gen_ai.request.stop_sequences"] = stop
+        out["gen_ai.request.stop_sequences"] = tuple(stop)
     principal = call.principal
     if principal is not None:
         out["llm_gateway.key_id"] = principal.key_id

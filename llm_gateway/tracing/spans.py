@@ -95,9 +95,12 @@ class RecordedSpan(Span):
             for key, value in attributes.items():  # near the limit: one by one
                 self.set(key, value)
             return
-        for key, value in attributes.items():  # the common case, without a call per key
+        if None not in attributes.values():
+            mine.update(attributes)  # the common case, in C (a sequence is kept as given)
+            return
+        for key, value in attributes.items():
             if value is not None:
-                mine[key] = value if type(value) is not list else tuple(value)
+                mine[key] = value
 
     def event(self, name: str, attributes: Attributes | None = None,
               at_ns: int | None = None) -> None:

@@ -74,3 +74,33 @@ def test_a_streams_finish_reasons_are_found_without_decoding_it():
     watch.block(Block(chunk(0, None) + chunk(0, "tool_calls")))
     watch.ended(End("ok"))
     assert recorded.attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+
+
+def test_an_answer_in_another_order_is_parsed_for_its_own_id():
+    # llama.cpp's server order: choices (with a tool call's own id) before the answer's id.
+    body = orjson.dumps({
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "f", "arguments": "{}"}}]}}],
+        "created": 1, "model": "local", "object": "chat.completion", "id": "chatcmpl-9"})
+    span = _span()
+    AnswerWatch(span, False).whole(200, body)
+    assert span.attributes == {"gen_ai.response.id": "chatcmpl-9",
+                               "gen_ai.response.model": "local",
+                               "gen_ai.response.finish_reasons": ("tool_calls",)}
+
+
+def test_text_that_looks_like_fields_is_not_taken_for_them():
+    body = orjson.dumps({"id": "c-5", "object": "chat.completion", "created": 1,
+                         "choices": [
+                             {"index": 0, "finish_reason": "stop", "message": {
+                                 "role": "assistant",
+                                 "content": '{"model": "fake", "finish_reason": "fake"}'}},
+                             {"index": 1, "finish_reason": "length",
+                              "message": {"role": "assistant", "content": "x"}}],
+                         "model": "real"})
+    span = _span()
+    AnswerWatch(span, False).whole(200, body)
+    assert span.attributes == {"gen_ai.response.id": "c-5", "gen_ai.response.model": "real",
+                               "gen_ai.response.finish_reasons": ("stop", "length")}

@@ -23,7 +23,7 @@ def test_request_numbers_are_recorded_and_nothing_else():
         "gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
         "llm_gateway.stream": False, "gen_ai.request.temperature": 0.5,
         "gen_ai.request.top_p": 1, "gen_ai.request.seed": 7,
-        "gen_ai.request.choice.count": 2, "gen_ai.request.stop_sequences": ["END"]}
+        "gen_ai.request.choice.count": 2, "gen_ai.request.stop_sequences": ("END",)}
 
 
 def test_the_token_limit_prefers_max_completion_tokens_in_either_order():

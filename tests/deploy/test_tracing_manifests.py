@@ -42,9 +42,26 @@ def test_local_overlay_traces_to_jaeger_through_the_collector(rendered) -> None:
     assert volumes[0]["configMap"]["name"] == collector_config["metadata"]["name"]
 
 
+def test_local_workers_export_their_spans_to_the_same_collector(rendered) -> None:
+    docs = rendered("local")
+    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+        "config.yaml"])
+    worker = _find(docs, "StatefulSet", "llm-worker")
+    (container,) = [c for c in worker["spec"]["template"]["spec"]["containers"]
+                    if c["name"] == "worker"]
+    args = dict(a.split("=", 1) for a in container["args"] if a.startswith("--otlp-"))
+    assert args == {"--otlp-endpoint": config["tracing"]["endpoint"],
+                    "--otlp-protocol": config["tracing"]["protocol"],
+                    "--otlp-service-name": "llm-gateway-worker"}
+    assert "--model=/models/model.gguf" in container["args"]  # added to, not replaced
+
+
 def test_the_gpu_overlay_leaves_tracing_out(rendered) -> None:
     docs = rendered("gpu")
     assert not [d for d in docs if d["metadata"]["name"] in ("otel-collector", "jaeger")]
     config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
         "config.yaml"])
     assert not config.get("tracing", {}).get("enabled", False)
+    worker = _find(docs, "StatefulSet", "llm-worker")
+    for container in worker["spec"]["template"]["spec"]["containers"]:
+        assert not [a for a in container.get("args", []) if a.startswith("--otlp-")]

@@ -134,9 +134,7 @@ class Block:
             if self._events is not None:
                 self._first = self._events[0] if self._events else None
             else:
-                found = _BOUNDARY.search(self.raw)
-                first = parse(self.raw if found is None else self.raw[:found.end()])
-                self._first = first[0] if first else None
+                self._first = _event_at(self.raw, 0)
         return self._first
 
     @property

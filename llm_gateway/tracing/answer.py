@@ -21,13 +21,13 @@ from llm_gateway.tracing.genai import CONTENT_LIMIT, response_fields
 PARSE_LIMIT = 256 * 1024
 _ENDS = 4096
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
+_FIRST_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]{1,256})"')
 # A chunk that ends a choice: `"finish_reason":"stop"` (JSON text in content is escaped, so
 # these bytes are always the key; null, on every other chunk, does not match), looked for
 # near a block's end.
 _FINISH_KEYS = (b'"finish_reason":"', b'"finish_reason": "')
 _FINISH_ENDS = 2048
 MAX_REASONS = 128
-_FIRST_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]{1,256})"')
 
 
 def _ends_fields(body: bytes) -> dict[str, Any]:

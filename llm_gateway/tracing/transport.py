@@ -50,9 +50,8 @@ class HttpTransport:
         self._host = url.hostname
         self._port = url.port or (443 if self._https else 80)
         self._target = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
-        self._headers = {**headers, "content-type": "application/x-protobuf",
-                         "host": host if url.port is None else f"{host}:{url.port}"}
+        # (Host: http.client writes it from the host and port, IPv6 brackets included.)
+        self._headers = {**headers, "content-type": "application/x-protobuf"}
         self._connection: http.client.HTTPConnection | None = None  # kept between batches
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
@@ -66,9 +65,10 @@ class HttpTransport:
                 connection = http.client.HTTPConnection(self._host, self._port,
                                                         timeout=timeout)
             self._connection = connection
-        elif connection.sock is not None:
-            connection.sock.settimeout(timeout)
-        connection.timeout = timeout
+        else:
+            connection.timeout = timeout  # the next connect's, if it reconnects
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
         return connection
 
     def send(self, payload: bytes, timeout: float) -> Sent:

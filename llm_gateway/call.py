@@ -92,12 +92,15 @@ class Result:
     on_gone: Callable[[], bool] | None = None
     # The layers watching this answer, in the order of their stage (stream/observer.py).
     observers: list[Observer] = field(default_factory=list)
+    # Its observers were told how it ended (by its relay), or it was released unread.
+    ended: bool = False
 
     def observe(self, observer: Observer) -> None:
         insort(self.observers, observer, key=_stage)
 
     async def aclose(self) -> None:
         """Release a result that will not be relayed (nothing is observed)."""
+        self.ended = True
         if self.close is not None:
             close, self.close = self.close, None
             await close()

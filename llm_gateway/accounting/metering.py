@@ -106,8 +106,9 @@ class _Meter(Observer):
     its first content went by, and how it ended."""
 
     stage = Stage.METER
-    __slots__ = ("_backends", "_call", "_clock", "_done", "_on_done", "_tasks", "first_at",
-                 "kept", "kept_bytes", "overflow_events", "result", "usage", "usage_block")
+    __slots__ = ("_backends", "_call", "_clock", "_done", "_on_done", "_tasks", "_whole",
+                 "first_at", "kept", "kept_bytes", "overflow_events", "result", "usage",
+                 "usage_block")
 
     def __init__(self, call: Call, result: Result, backends: Mapping[str, UsageSource],
                  on_done: Callable[[Metered], None], tasks: set[asyncio.Task],
@@ -118,6 +119,7 @@ class _Meter(Observer):
         self._tasks = tasks
         self._clock = clock
         self._done = False
+        self._whole = False  # a whole body was shown (its usage read from it)
         self.result = result
         self.first_at: float | None = None
         self.usage: Usage | None = None  # from the usage-only chunk
@@ -129,11 +131,9 @@ class _Meter(Observer):
         self.overflow_events = 0
 
     def whole(self, status: int, body: bytes) -> None:
-        self._done = True
-        ok = status < 400
-        usage = usage_from_body(body) if ok else None
-        _deliver(self._on_done, Metered(usage, False, None, self._clock(), status,
-                                        "ok" if ok else "upstream_error"))
+        # Reported at the end (next, in the same relay call), which says whether it went out.
+        self.usage = usage_from_body(body) if status < 400 else None
+        self._whole = True
 
     def block(self, block: Block) -> None:
         raw = block.raw
@@ -161,6 +161,11 @@ class _Meter(Observer):
         self._done = True
         ended = self._clock()
         status = self.result.status
+        if self._whole:  # its usage was in the body, or there is none to count (an error)
+            outcome = end.outcome if end.outcome == "error" else (
+                "ok" if status < 400 else "upstream_error")
+            _deliver(self._on_done, Metered(self.usage, False, None, ended, status, outcome))
+            return
         usage = self._reported()
         outcome = end.outcome
         # A stream that ended well without usage (a backend ignoring include_usage) is

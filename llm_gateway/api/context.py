@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.types import Scope
 
 from llm_gateway.api.state import State
-from llm_gateway.call import Call
+from llm_gateway.call import Call, Result
 from llm_gateway.metrics.recorder import RequestRecord
 from llm_gateway.principal import Principal
 from llm_gateway.tracing.base import NO_SPAN, Span
@@ -27,6 +27,9 @@ class RequestContext:
     record: RequestRecord | None = None  # metrics and the log line; None when neither is on
     principal: Principal | None = None  # once authenticated (api/dispatch.py: caller)
     call: Call | None = None  # a model endpoint's parsed call, for its own work afterwards
+    # Its answer once dispatched: the edge ends it when the response path failed before the
+    # relay did (the ledger row, the limits reservation, the upstream response).
+    answer: Result | None = None
     span: Span = NO_SPAN  # the request's span (tracing.enabled), its children's parent
 
     def attach(self, scope: Scope) -> None:

@@ -194,7 +194,7 @@ async def dispatch(request: Request, state: State, call: Call) -> Result:
     if span.recording:
         also = traced.answered(span, (waits_from, called_at), result,
                                state.tracer.record_content, also)
-    result = accountant.track(call, admission, result, started, also)
+    result = ctx.answer = accountant.track(call, admission, result, started, also)
     if admission.headers:
         result.headers.extend(admission.headers)
     return result

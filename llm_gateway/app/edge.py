@@ -21,9 +21,11 @@ from llm_gateway.api.body import paced
 from llm_gateway.api.context import RequestContext
 from llm_gateway.api.passthrough import relay
 from llm_gateway.api.state import State
+from llm_gateway.call import Result
 from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from llm_gateway.path_safety import path_problem
+from llm_gateway.stream.relay import Relay
 from llm_gateway.tracing.base import NO_SPAN, Span, Tracer
 from llm_gateway.tracing.request import failure
 from llm_gateway.web.responses import error_response
@@ -60,7 +62,8 @@ class Edge:
         span = _request_span(tracer, scope, request_id) if tracer.enabled else NO_SPAN
         if record is not None and tracer.enabled:
             record.trace = span.ids  # (sampled or not: the line still names its trace)
-        RequestContext(self.state, request_id, record, span=span).attach(scope)
+        ctx = RequestContext(self.state, request_id, record, span=span)
+        ctx.attach(scope)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -106,9 +109,24 @@ class Edge:
             failure(span, exc)  # (a no-op without tracing)
             await error_response(exc)(scope, receive, send_with_id)
         finally:
+            answer = ctx.answer
+            if answer is not None and not answer.ended:
+                await _unsent(answer, request_id)
             if record is not None:
                 recorder.finish(record)  # type: ignore[union-attr]
             span.end()
+
+
+async def _unsent(answer: Result, request_id: str) -> None:
+    """A model call answered, but the response path failed before its relay ended the answer:
+    end it here, so that its tokens reach the ledger, its limits reservation is settled and an
+    upstream response is not left open."""
+    log.warning("request %s: the answer from %s was never sent; ending it", request_id,
+                answer.backend)
+    try:
+        await Relay(answer).unsent()
+    except Exception:
+        log.exception("ending the unsent answer of request %s failed", request_id)
 
 
 def _request_span(tracer: Tracer, scope: Scope, request_id: str) -> Span:

@@ -48,10 +48,10 @@ class Relay:
         self._last: Block | None = None  # the last block (for its last event)
         self._pulled: AsyncIterator[bytes] | None = None  # the blocks `next` pulls from
 
-    async def whole(self) -> None:
+    async def whole(self, sent: bool = True) -> None:
         """A whole body: shown to every observer, then ended; ended too ("error") when an
         observer fails or the task is cancelled on the way, so that none waits for ever (the
-        meter's report, a worker's or a deployment's release)."""
+        meter's report, a worker's or a deployment's release), or when it will not be `sent`."""
         result = self.result
         outcome = "error"
         try:
@@ -59,9 +59,19 @@ class Relay:
                 waiting = observer.whole(result.status, result.body)
                 if waiting is not None:
                     await waiting
-            outcome = "ok" if result.status < 400 else "upstream_error"
+            if sent:
+                outcome = "ok" if result.status < 400 else "upstream_error"
         finally:
             self._end(outcome)
+
+    async def unsent(self) -> None:
+        """The answer will never reach its client: the response path failed after the call
+        returned. A stream is closed unread; a whole body is still shown to the observers (the
+        backend spent its tokens: the ledger keeps them); either ends "error"."""
+        if self._stream is None:
+            await self.whole(sent=False)
+        else:
+            await self.aclose("error")
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         """The blocks as the client gets them, observed; the stream is closed once it is over.
@@ -157,6 +167,7 @@ class Relay:
         if self._ended:
             return
         self._ended = True
+        self.result.ended = True
         end = End(outcome, self._last)
         for observer in self.observers:
             try:

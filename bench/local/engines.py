@@ -211,6 +211,8 @@ def server_commands(args: argparse.Namespace, gguf: Path, our_model: str, port: 
                              "/v1/models"),
         "simple": ([*worker, "--engine", "simple"], "/health"),
         "batching": ([*worker, "--engine", "batching"], "/health"),
+        # The same, sampling inside the decode (llama.cpp's backend sampling).
+        "batching-bs": ([*worker, "--engine", "batching", "--backend-sampling"], "/health"),
     }
     if args.llama_server:
         # Its -c is shared by the slots: give each the same context as the others get.
@@ -220,7 +222,7 @@ def server_commands(args: argparse.Namespace, gguf: Path, our_model: str, port: 
                                      "--parallel", str(args.parallel), "--alias", MODEL_NAME,
                                      "-fa", args.flash_attn, "-ngl", str(all_layers),
                                      "--no-webui"], "/health")
-    order = ["llama_cpp.server", "llama-server", "simple", "batching"]
+    order = ["llama_cpp.server", "llama-server", "simple", "batching", "batching-bs"]
     skip = set() if every else {s.strip() for s in args.skip.split(",") if s.strip()}
     return {k: commands[k] for k in order if k in commands and k not in skip}
 
@@ -272,10 +274,16 @@ def report(results: dict[str, dict[int, Result]], args: argparse.Namespace,
           f"{ratio('batching', 'simple', 1)} (noisy: see the paired figure)")
     if paired is not None:
         print(describe(paired, "simple", "batching") + " (target: end to end >= 1)")
-    for streams, r in results.get("batching", {}).items():
-        if r.overhead is not None:
-            print(f"batching engine, {streams} streams: Python {r.overhead:.1%} of each step "
-                  f"({r.step_ms:.1f} ms per step; target < 20% at 8)")
+    if "batching-bs" in results:
+        print(f"batching-bs / llama-server at {top} streams: "
+              f"{ratio('batching-bs', 'llama-server', top)}; batching-bs / batching: "
+              + ", ".join(f"{s} streams {ratio('batching-bs', 'batching', s)}"
+                          for s in args.stream_counts))
+    for name in ("batching", "batching-bs"):
+        for streams, r in results.get(name, {}).items():
+            if r.overhead is not None:
+                print(f"{name} engine, {streams} streams: Python {r.overhead:.1%} of each "
+                      f"step ({r.step_ms:.1f} ms per step; target < 20% at 8)")
 
 
 @common.exit_codes

@@ -49,6 +49,8 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
         cmd += ["--tool-format", cfg.tool_format]
     if cfg.lora:
         cmd += ["--lora", cfg.lora]
+    if cfg.backend_sampling:
+        cmd.append("--backend-sampling")
     if not cfg.embeddings:
         cmd.append("--no-embeddings")  # the worker serves them by default
     return cmd

@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-threads", type=int,
                         help="batching: threads that sample a step's sequences in parallel; 1: "
                              "on the engine thread (default: up to 4 from 4 threads, else 1)")
+    parser.add_argument("--backend-sampling", action="store_true",
+                        help="batching: sample inside the decode (llama.cpp's backend "
+                             "sampling) where a request allows it: not with logprobs, n > 1 "
+                             "or a grammar (default: off)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     traces = parser.add_argument_group(
         "tracing (requests with a traceparent; grpc: the otel extra)")
@@ -88,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         embeddings=args.embeddings,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
-        sample_threads=args.sample_threads,
+        sample_threads=args.sample_threads, backend_sampling=args.backend_sampling,
         tracing=_tracing(args),
     )
 

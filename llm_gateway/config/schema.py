@@ -208,6 +208,8 @@ class LocalConfig:
     # batching: many sequences decoded together (`parallel` of them); simple: one at a time.
     engine: Literal["batching", "simple"] = "batching"
     parallel: int = field(default=8, metadata={"ge": 1})  # sequences decoded together
+    # batching: sampler chains run inside the decode (worker --backend-sampling)
+    backend_sampling: bool = False
     affinity: bool = True  # send requests sharing a conversation prefix to the same worker
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     # resident: workers start with the gateway and stay. on_demand: they start at the first

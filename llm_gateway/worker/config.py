@@ -29,6 +29,9 @@ class WorkerConfig:
     kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)
     # batching: threads sampling a step's sequences; None: up to 4 from 4 decode threads, else 1
     sample_threads: int | None = None
+    # batching: sampler chains run inside the decode (llama.cpp's backend sampling) where they
+    # can: on a GPU, no logits cross to the host and no Python samples them
+    backend_sampling: bool = False
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"
     tracing: TracingConfig | None = None  # --otlp-*: spans for traced requests

@@ -46,6 +46,9 @@ class _EngineCollector(Collector):
         compactions = CounterMetricFamily(
             "llm_worker_compactions",
             "Times running sequences were moved onto consecutive sequence ids.")
+        offloaded = CounterMetricFamily(
+            "llm_worker_backend_sampled_sequences",
+            "Sequences whose tokens were sampled inside the decode (--backend-sampling).")
         if stats is not None:
             queue.add_metric([], stats.queue_depth)
             active.add_metric([], stats.active)
@@ -61,8 +64,9 @@ class _EngineCollector(Collector):
             decode_time.add_metric([], stats.decode_seconds_total)
             split.add_metric([], stats.split_steps_total)
             compactions.add_metric([], stats.compactions_total)
+            offloaded.add_metric([], stats.backend_sampled_total)
         yield from (queue, active, prompt, generated, kv, cached, rate, steps, step_time,
-                    decode_time, split, compactions)
+                    decode_time, split, compactions, offloaded)
 
 
 class WorkerMetrics:

@@ -42,7 +42,8 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
     return BatchingEngine(lambda: load_llama(path, config), parallel=config.parallel,
                           max_queue=config.max_queue, seed=config.seed,
                           kv_unified=config.kv_unified, embeddings=config.embeddings,
-                          sample_threads=config.sample_threads)
+                          sample_threads=config.sample_threads,
+                          backend_sampling=config.backend_sampling)
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}

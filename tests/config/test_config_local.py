@@ -185,7 +185,7 @@ def test_env_overrides_reach_local_backends() -> None:
              "flash_attn, chat_format, chat_template, tool_format, "
              "lora, embeddings, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
-             "engine, parallel, affinity, timeouts, load, idle_unload_seconds, "
+             "engine, parallel, backend_sampling, affinity, timeouts, load, idle_unload_seconds, "
              "load_timeout_seconds, max_waiting, pinned, memory_mib); did you mean 'model'?"],
         ),
     ],

@@ -37,16 +37,36 @@ class Cell:
 
 
 class FakeSampler(Sampler):
-    def __init__(self, decoder: FakeDecoder, seed: int) -> None:
+    """Samples by the decoder's rule. Offloaded (`backend_sampling`), it stands for a chain
+    run inside the decode: it may only read the outputs of the sequence id it is attached
+    to, as llama.cpp's backend sampling picks tokens per attached sequence id."""
+
+    def __init__(self, decoder: FakeDecoder, seed: int, offload: bool = False) -> None:
         self.decoder = decoder
         self.seed = seed
+        self.offload = offload
         self.closed = False
+
+    def attach(self, seq_id: int) -> bool:
+        assert not self.closed, "attaching a closed sampler"
+        if not self.offload:
+            return False
+        attached = self.decoder.attached
+        for held in [k for k, v in attached.items() if v is self]:
+            del attached[held]
+        assert seq_id not in attached, f"sequence id {seq_id} has a chain already"
+        attached[seq_id] = self
+        self.decoder.calls.append(("attach", self.seed, seq_id))
+        return True
 
     def sample(self, index: int) -> int:
         assert not self.closed, "sampling with a closed sampler"
         decoder = self.decoder
         assert index in decoder.logits, f"no logits at batch index {index}"
         seq_id = decoder.logits[index]
+        if self.offload:
+            assert decoder.attached.get(seq_id) is self, \
+                f"an offloaded chain read sequence {seq_id}'s output, not its own"
         context = decoder.tokens(seq_id)
         token = decoder.rule(context) if decoder.seeded is None else \
             decoder.seeded(context, self.seed)
@@ -56,13 +76,19 @@ class FakeSampler(Sampler):
     def close(self) -> None:
         assert not self.closed, "a sampler closed twice"
         self.closed = True
+        attached = self.decoder.attached
+        for held in [k for k, v in attached.items() if v is self]:
+            del attached[held]  # detached before it is freed
 
 
 class FakeDecoder(Decoder):
     def __init__(self, n_batch: int = 64, capacity: int = 1000,
                  rule: Callable[[list[int]], int] = counting,
-                 seeded: Callable[[list[int], int], int] | None = None) -> None:
+                 seeded: Callable[[list[int], int], int] | None = None,
+                 backend_sampling: bool = False) -> None:
         self.n_batch = n_batch
+        self.backend_sampling = backend_sampling
+        self.attached: dict[int, FakeSampler] = {}  # sequence id -> its offloaded chain
         self.capacity = capacity
         self.rule = rule
         self.seeded = seeded
@@ -90,7 +116,8 @@ class FakeDecoder(Decoder):
     def log(self, *kinds: str) -> list[tuple]:
         """The recorded calls of these kinds, in order: ("decode", spans, "ok"|"full"|"error")
         with spans as (seq_id, pos, token count, logits); ("copy", src, dst, p0, p1);
-        ("remove", seq_id, p0, p1); ("clear",); ("sampler", seed); ("sample", seq_id, token)."""
+        ("remove", seq_id, p0, p1); ("clear",); ("sampler", seed); ("sample", seq_id, token);
+        ("attach", seed, seq_id)."""
         return [call for call in self.calls if call[0] in kinds]
 
     # -- the Decoder ------------------------------------------------------------------------
@@ -140,11 +167,12 @@ class FakeDecoder(Decoder):
         self.calls.append(("clear",))
         self.cells = []
 
-    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int) -> Sampler:
+    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int,
+                offload: bool = False) -> Sampler:
         if grammar == "bad":
             raise ValueError("the grammar could not be parsed")
         self.calls.append(("sampler", seed))
-        sampler = FakeSampler(self, seed)
+        sampler = FakeSampler(self, seed, offload and self.backend_sampling)
         self.samplers.append(sampler)
         return sampler
 

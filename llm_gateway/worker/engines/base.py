@@ -159,6 +159,7 @@ class EngineStats:
     decode_seconds_total: float = 0.0  # the part of it spent inside llama_decode
     split_steps_total: int = 0  # steps llama.cpp had to decode in more than one pass
     compactions_total: int = 0  # times running sequences were moved onto consecutive ids
+    backend_sampled_total: int = 0  # sequences sampled inside the decode (--backend-sampling)
 
 
 @dataclass(frozen=True, slots=True)

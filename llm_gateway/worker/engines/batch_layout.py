@@ -148,7 +148,9 @@ class SplitLayout(Layout):
             if move.kind == "entry":
                 self.cache.move(move.src, move.dst)
             else:
-                by_id[move.src].seq_id = move.dst
+                moved = by_id[move.src]
+                moved.seq_id = move.dst
+                moved.sampler.attach(move.dst)  # (a chain run in the decode follows it)
         self.compactions += 1
 
     def splits(self, ids: Iterable[int]) -> bool:

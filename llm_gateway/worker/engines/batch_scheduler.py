@@ -57,6 +57,7 @@ class Scheduler:
         self.decode_seconds = 0.0
         self.prompt_tokens = 0
         self.generated_tokens = 0
+        self.offloaded = 0  # sequences whose tokens were picked inside the decode
 
     @property
     def compactions(self) -> int:
@@ -88,6 +89,8 @@ class Scheduler:
             source, common = self.cache.best(np.asarray(prompt, dtype=np.intc), running)
         seq_id = self.layout.place([s.seq_id for s in self.running], source, common)
         seq = Sequence(job, work, prompt, seq_id, common, sampler, self.n_ctx)
+        if sampler.attach(seq_id):
+            self.offloaded += 1
         self.running.append(seq)
         self.prompt_tokens += len(prompt)
         if len(samplers) > 1:
@@ -102,12 +105,18 @@ class Scheduler:
         return seq
 
     def _samplers(self, job: Job, seed: int) -> list[Sampler]:
-        """One sampler chain per choice, choice i seeded with seed + i."""
+        """One sampler chain per choice, choice i seeded with seed + i.
+
+        A chain may run inside the decode when its sequence's logits have no other reader:
+        not with log-probabilities (read from them), nor with n > 1 choices (the others
+        sample from the leader's last prompt logits).
+        """
         samplers: list[Sampler] = []
+        offload = job.n <= 1 and not job.logprobs
         try:
             for i in range(max(1, job.n)):
                 samplers.append(self.decoder.sampler(job.sampling, job.grammar,
-                                                     (seed + i) & 0xFFFFFFFF))
+                                                     (seed + i) & 0xFFFFFFFF, offload))
         except BaseException:
             for sampler in samplers:
                 sampler.close()

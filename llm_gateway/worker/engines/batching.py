@@ -101,13 +101,14 @@ class BatchingEngine(ThreadedEngine):
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
                  max_queue: int = 16, seed: int | None = None,
                  kv_unified: bool = False, embeddings: bool = False,
-                 sample_threads: int | None = None) -> None:
+                 sample_threads: int | None = None, backend_sampling: bool = False) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
         super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
         self.parallel = parallel
         self.kv_unified = kv_unified
         self.sample_threads = sample_threads  # None: the decode's thread count
+        self.backend_sampling = backend_sampling  # chains run inside the decode, where they can
         # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Work] = {}
@@ -127,7 +128,8 @@ class BatchingEngine(ThreadedEngine):
                 if n_seq_max > max_sequences():
                     raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
                                      f"{max_sequences()} sequences")
-                decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified)
+                decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified,
+                                                      self.backend_sampling)
                 self._info = dataclasses.replace(self._model_info(llama, n_ctx), n_ctx=n_ctx)
             except BaseException:
                 self._close_embedder()
@@ -310,6 +312,7 @@ class BatchingEngine(ThreadedEngine):
             decode_seconds_total=scheduler.decode_seconds,
             split_steps_total=scheduler.split_steps,
             compactions_total=scheduler.compactions,
+            backend_sampled_total=scheduler.offloaded,
         )
 
     async def close(self) -> None:

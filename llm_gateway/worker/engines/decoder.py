@@ -35,6 +35,12 @@ class Sampler(ABC):
     def sample(self, index: int) -> int:
         """Pick a token from the logits at batch index `index` of the last decode; accept it."""
 
+    def attach(self, seq_id: int) -> bool:
+        """The sequence now lives in `seq_id` (admitted, or moved there): a chain the decoder
+        runs inside its decode follows it there. Whether it runs there; by default it never
+        does (`sample` works alone)."""
+        return False
+
     def close(self) -> None:  # noqa: B027 (optional)
         """Free what the chain holds (nothing by default)."""
 
@@ -62,8 +68,11 @@ class Decoder(ABC):
         """Empty the whole KV cache."""
 
     @abstractmethod
-    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int) -> Sampler:
-        """A new sampler chain; ValueError when the grammar does not parse."""
+    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int,
+                offload: bool = False) -> Sampler:
+        """A new sampler chain; ValueError when the grammar does not parse. `offload`: the
+        chain may run inside the decode (the sequence's own outputs only: no other reader of
+        its logits), where the decoder can."""
 
     @abstractmethod
     def piece(self, token: int) -> bytes:

@@ -23,14 +23,50 @@ def max_sequences() -> int:
 
 
 class LlamaSampler(Sampler):
-    def __init__(self, chain: _internals.LlamaSampler, ctx: _internals.LlamaContext) -> None:
+    """A chain sampled on the host after the decode, or, attached to its sequence id
+    (`offload`), by llama.cpp inside the decode: its graph then ends with this chain's ops
+    for that sequence's outputs, and `sample` reads the token it picked (llama.cpp's
+    `llama_sampler_sample` does either). Attaching or detaching one makes llama.cpp rebuild
+    its worst-case graph at the next decode (a few ms), once per sequence, not per step."""
+
+    def __init__(self, chain: _internals.LlamaSampler, ctx: _internals.LlamaContext,
+                 offload: bool) -> None:
         self._chain = chain
         self._ctx = ctx
+        self._offload = offload
+        self._seq_id: int | None = None  # where it is attached
 
     def sample(self, index: int) -> int:
         return self._chain.sample(self._ctx, index)
 
+    def attach(self, seq_id: int) -> bool:
+        if not self._offload:
+            return False
+        if seq_id == self._seq_id:
+            return True
+        if self._seq_id is not None:
+            # Moved: llama.cpp prepares a chain for its graph once (asserting otherwise), so
+            # the sequence goes on with a copy: same settings, same state (draws, penalties).
+            old = self._chain.sampler
+            fresh = llama_cpp.llama_sampler_clone(old)
+            if not fresh:
+                raise MemoryError("could not copy a sampler chain")
+            self._detach()
+            self._chain.sampler = fresh  # (build_sampler adds no Python-side samplers)
+            llama_cpp.llama_sampler_free(old)
+        # False: llama.cpp cannot run this chain in the graph (it said why in its log); it is
+        # then sampled on the host, as without offload.
+        if llama_cpp.llama_set_sampler(self._ctx.ctx, seq_id, self._chain.sampler):
+            self._seq_id = seq_id
+        return self._seq_id is not None
+
+    def _detach(self) -> None:
+        if self._seq_id is not None:
+            llama_cpp.llama_set_sampler(self._ctx.ctx, self._seq_id, None)
+            self._seq_id = None
+
     def close(self) -> None:
+        self._detach()  # before the chain is freed: the context must not keep a pointer to it
         self._chain.close()
 
 
@@ -38,8 +74,10 @@ class LlamaDecoder(Decoder):
     """Decodes on the Llama's context, which must have been made for several sequences
     (`batched`); one llama.cpp batch of `n_batch` tokens is kept and refilled every step."""
 
-    def __init__(self, llama: llama_cpp.Llama, copy_occupied: bool = False) -> None:
+    def __init__(self, llama: llama_cpp.Llama, copy_occupied: bool = False,
+                 backend_sampling: bool = False) -> None:
         self.llama = llama
+        self.backend_sampling = backend_sampling  # chains offered to run inside the decode
         # Split KV cache in host memory: copies between ids move the occupied cells only.
         self._copy_occupied = copy_occupied
         self._state = (ctypes.c_uint8 * 0)()  # reused buffer for those copies
@@ -53,8 +91,8 @@ class LlamaDecoder(Decoder):
         self._closed = False
 
     @classmethod
-    def batched(cls, llama: llama_cpp.Llama, n_seq_max: int,
-                unified: bool) -> tuple[LlamaDecoder, int]:
+    def batched(cls, llama: llama_cpp.Llama, n_seq_max: int, unified: bool,
+                backend_sampling: bool = False) -> tuple[LlamaDecoder, int]:
         """Replace the Llama's context by one with `n_seq_max` sequence ids; the decoder on it
         and the cells each sequence may fill (n_ctx per sequence).
 
@@ -69,7 +107,8 @@ class LlamaDecoder(Decoder):
         # state copy would cross the bus twice; on the CPU the state copy is far cheaper.
         on_host = (int(llama.model_params.n_gpu_layers) == 0
                    or not llama_cpp.llama_supports_gpu_offload())
-        decoder = cls(llama, copy_occupied=not unified and on_host)
+        decoder = cls(llama, copy_occupied=not unified and on_host,
+                      backend_sampling=backend_sampling)
         return decoder, min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
     def decode(self, spans: Sequence[Span]) -> bool:
@@ -146,9 +185,13 @@ class LlamaDecoder(Decoder):
     def clear(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
 
-    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int) -> Sampler:
+    def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int,
+                offload: bool = False) -> Sampler:
         chain = llama_run.build_sampler(self.llama, sampling, grammar, seed)
-        return LlamaSampler(chain, self.llama._ctx)
+        # A grammar cannot run in the graph; a chain that would run there only in part gains
+        # nothing, so it stays on the host whole.
+        offload = offload and self.backend_sampling and grammar is None
+        return LlamaSampler(chain, self.llama._ctx, offload)
 
     def piece(self, token: int) -> bytes:
         return self.vocab.piece(token)

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from llm_gateway.backends.entra import EntraToken
 from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
@@ -55,8 +56,28 @@ class AzureBackend(UpstreamBackend):
         self._query = "" if version is None else f"?api-version={quote(version, safe='')}"
         self._no_stream_options = version is not None and version < STREAM_OPTIONS_SINCE
         # A team's key goes where ours does: Entra tokens as a bearer, keys as api-key.
-        self._bearer = cfg.auth_token_env is not None
+        self._bearer = cfg.auth_token_env is not None or cfg.entra is not None
         self._azure_urls: dict[str, httpx.URL] = {}
+        self._entra = EntraToken(cfg.entra, env, self.name) if cfg.entra is not None else None
+
+    async def complete(self, call: Call) -> Result:
+        credentials = call.credentials
+        if self._entra is not None and not (credentials is not None and credentials.api_key):
+            # The current token, read into the headers the call builds next (no await
+            # between): a background refresh replaces it for later calls.
+            self._auth["authorization"] = await self._entra.header()
+        return await super().complete(call)
+
+    def problem(self) -> str | None:
+        entra = self._entra
+        if entra is not None and entra.failure is not None and not entra.valid:
+            return entra.failure
+        return super().problem()
+
+    async def aclose(self) -> None:
+        if self._entra is not None:
+            await self._entra.aclose()
+        await super().aclose()
 
     def _own_auth(self, cfg: UpstreamConfig, env: Mapping[str, str]) -> dict[str, str]:
         if cfg.auth_token_env is not None:

@@ -57,7 +57,8 @@ def check_local(path: str, name: str, cfg: LocalConfig, route_backend: Callable[
                    f"model {cfg.fallback!r} routes back to local backend {name!r}")
 
 
-_KIND_KEYS = {"auth_token_env": "azure", "api_version": "azure", "azure_deployments": "azure",
+_KIND_KEYS = {"auth_token_env": "azure", "entra": "azure", "api_version": "azure",
+              "azure_deployments": "azure",
               "anthropic_version": "anthropic", "default_max_tokens": "anthropic",
               # OpenAI's own headers (OpenAI-Organization, OpenAI-Project): no other kind's.
               "organization": "openai", "project": "openai"}
@@ -80,6 +81,12 @@ def check_azure(path: str, cfg: UpstreamConfig, b: Builder) -> None:
     one URL path segment (backends/azure.py puts them in the path as they are)."""
     if cfg.api_key_env and cfg.auth_token_env:
         b.fail(f"{path}.auth_token_env", "set api_key_env or auth_token_env, not both")
+    entra = cfg.entra
+    if entra is not None:
+        if cfg.api_key_env or cfg.auth_token_env:
+            b.fail(f"{path}.entra", "set one of api_key_env, auth_token_env and entra")
+        if (entra.client_secret_env is None) == (entra.federated_token_file is None):
+            b.fail(f"{path}.entra", "set client_secret_env or federated_token_file (one)")
     if _AZURE_PATH.search(urlsplit(cfg.base_url).path):
         b.fail(f"{path}.base_url", "must be the resource's endpoint (e.g. "
                "https://my-resource.openai.azure.com), without /openai...: the gateway adds "

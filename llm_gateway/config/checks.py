@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Team names appear in URLs, metric labels, logs and reports: kept plain and short.
+# An Entra ID tenant (a GUID or a domain) or client id: one segment of the token URL.
+_ENTRA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}\Z")
 _TEAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 # The metrics' `team` label values for "no team" and "a team folded away" (metrics.registry
 # NONE and OTHER): a team by that name could not be told from them.
@@ -45,6 +47,12 @@ def header_name(value: str) -> str | None:
     if value.lower() in _OWN_HEADERS:
         return f"{value!r} is a header the gateway sets itself; choose another"
     return None
+
+
+def entra_id(value: str) -> str | None:
+    if _ENTRA_ID.match(value):
+        return None
+    return "must be a GUID or a domain name (letters, digits, '.' and '-')"
 
 
 def non_empty(value: str) -> str | None:

@@ -25,7 +25,7 @@ from llm_gateway.config.access import (
     TeamConfig,
 )
 from llm_gateway.config.accounting import AccountingConfig, StorageConfig
-from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
+from llm_gateway.config.checks import entra_id, env_var_name, header_name, http_url, non_empty
 from llm_gateway.config.console import ConsoleConfig
 from llm_gateway.config.endpoints import DEFAULT_ENDPOINTS, families_problem
 from llm_gateway.config.grouping import GroupingConfig
@@ -82,12 +82,33 @@ class RetryConfig:
 
 
 @dataclass(frozen=True)
+class EntraConfig:
+    """azure: the Entra ID app the gateway gets its bearer tokens as (backends/entra.py), with
+    a client secret or a workload identity's federated token file; kept fresh as they expire."""
+
+    tenant_id: str = field(metadata={"check": entra_id})
+    client_id: str = field(metadata={"check": entra_id})
+    client_secret_env: str | None = field(default=None, metadata={"check": env_var_name})
+    federated_token_file: str | None = field(default=None, metadata={"check": non_empty})
+    authority: str = field(default="https://login.microsoftonline.com",
+                           metadata={"check": http_url})
+    scope: str = field(default="https://cognitiveservices.azure.com/.default",
+                       metadata={"check": non_empty})
+    # A new token is fetched this long before the one in use expires (at half its lifetime
+    # at the latest), in the background: requests never wait for a refresh.
+    refresh_before_seconds: float = field(default=300.0, metadata={"ge": 0})
+    timeout_seconds: float = field(default=10.0, metadata={"gt": 0})  # one token request
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     base_url: str = field(metadata={"check": http_url})
     kind: UpstreamKind = "openai"
     api_key_env: str | None = field(default=None, metadata={"check": env_var_name})
     # azure: an Entra ID bearer token from this variable instead of an api-key.
     auth_token_env: str | None = field(default=None, metadata={"check": env_var_name})
+    # azure: tokens fetched from Entra ID and refreshed before they expire.
+    entra: EntraConfig | None = None
     # azure: the api-version query parameter; None: Azure's /openai/v1/ URLs (no version).
     api_version: str | None = field(default=None, metadata={"check": non_empty})
     # azure: our model name (what routing sends) -> its deployment name; unlisted names are

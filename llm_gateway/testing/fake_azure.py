@@ -15,7 +15,8 @@ Served, each POST:
 * the v1 form, no api-version (this fake refuses one, 400): `/openai/v1/chat/completions`,
   `/completions`, `/embeddings`, `/responses`, the deployment as the body's `model`.
 
-Azure's ways: the `api-key` header (``api_key``) or an Entra ID bearer token (``token``), else
+Azure's ways: the `api-key` header (``api_key``) or an Entra ID bearer token (``token``, or
+any that ``tokens`` says is valid: a :class:`~llm_gateway.testing.fake_entra.FakeEntra`'s), else
 401 with Azure's body; an unknown deployment is 404 `DeploymentNotFound`; answers name the
 deployment's model (``deployments`` maps deployment -> model), carry `prompt_filter_results`
 and per-choice `content_filter_results`, and streams begin with a chunk with no choices and the
@@ -76,8 +77,9 @@ class FakeAzure(FakeUpstream):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
                  token: str | None = None, deployments: Mapping[str, str] | None = None,
-                 chunk_delay: float = 0.0) -> None:
+                 chunk_delay: float = 0.0, tokens: Callable[[str], bool] | None = None) -> None:
         self.token = token
+        self.tokens = tokens  # accepts bearer tokens it says are valid (FakeEntra.valid)
         self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
         super().__init__(host, port, api_key=api_key, chunk_delay=chunk_delay)
 
@@ -120,10 +122,13 @@ class FakeAzure(FakeUpstream):
         return None
 
     def _authorized(self, headers: dict[str, str]) -> bool:
-        if self.api_key is None and self.token is None:
+        if self.api_key is None and self.token is None and self.tokens is None:
             return True
+        bearer = headers.get("authorization", "")
         return (self.api_key is not None and headers.get("api-key") == self.api_key) or (
-            self.token is not None and headers.get("authorization") == f"Bearer {self.token}")
+            self.token is not None and bearer == f"Bearer {self.token}") or (
+            self.tokens is not None and bearer.startswith("Bearer ")
+            and self.tokens(bearer[7:]))
 
     def _injected(self, failure: _Failure) -> Response:
         status = failure.status

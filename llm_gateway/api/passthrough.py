@@ -28,6 +28,7 @@ from llm_gateway.backends.upstream import UpstreamBackend
 from llm_gateway.call import Call, Result
 from llm_gateway.echo import clip
 from llm_gateway.errors import GatewayError, NotFound
+from llm_gateway.tracing import attempt as attempts
 
 
 async def relay(scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,19 +105,26 @@ async def forward_request(
     headers = client_headers(scope["headers"], keep_encoding=True)
     if length is not None:
         headers["content-length"] = str(length)
-    record = context(scope).record  # metrics and the request log: which backend, how long
+    ctx = context(scope)
+    record = ctx.record  # metrics and the request log: which backend, how long
     if record is not None:
         record.enter(backend.name)
+    span = attempts.forwarding(ctx.span, backend.name, headers)
     try:
-        return await backend.forward(
+        result = await backend.forward(
             scope["method"],
             scope["path"][len("/v1"):],
             scope["query_string"].decode("latin-1"),
             headers,
-            context(scope).request_id,
+            ctx.request_id,
             body,
             principal.credentials_for(backend.name),
         )
+    except BaseException as exc:
+        attempts.forward_failed(ctx.span, span, exc)
+        raise
     finally:
         if record is not None:
             record.leave()
+    attempts.forwarded(ctx.span, span, result)
+    return result

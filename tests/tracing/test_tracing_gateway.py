@@ -217,3 +217,22 @@ def test_each_deployment_tried_is_an_attempt_span(make_gateway, fake, receiver):
     # Each try went out under its own attempt's span.
     sent = [r.headers["traceparent"].split("-")[2] for r in fake.requests[-2:]]
     assert sent == [first.span_id, second.span_id]
+
+
+def test_a_passthrough_request_has_its_attempt_span(make_gateway, fake, receiver):
+    """Files, batches and the other relayed paths: the upstream call is an attempt span too,
+    and the upstream continues it."""
+    gateway = make_gateway(gateway_config(fake.url, tracing=tracing(receiver)))
+    listed = _client(gateway).with_options(default_headers={"traceparent": TRACEPARENT}) \
+        .files.list()
+    assert listed.data is not None
+    spans = spans_until(gateway, receiver, _has("GET /v1/files"))
+    root = named(spans, "GET /v1/files")
+    assert (root.trace_id, root.parent_id) == (CLIENT_TRACE, CLIENT_SPAN)
+    attempt = named(spans, "attempt openai")
+    assert attempt.parent_id == root.span_id and attempt.kind == "client"
+    assert attempt.attributes["http.response.status_code"] == 200
+    assert attempt.attributes["llm_gateway.outcome"] == "ok"
+    assert root.start_ns <= attempt.start_ns <= attempt.end_ns <= root.end_ns
+    sent = fake.requests[-1].headers["traceparent"]
+    assert sent == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"

@@ -114,7 +114,7 @@ def _complete(backend: Backend, call: Call, record: RequestRecord | None) -> Awa
     if record is None:
         return backend.complete(call)
     # Timed and watched for metrics and logs (a spill-over included: routing/router.py).
-    return record.complete(backend.name, backend.complete(call))
+    return record.complete(backend.name, backend.complete(call), backend.reports_attempts)
 
 
 async def run_call(state: State, call: Call, record: RequestRecord | None = None) -> Result:

@@ -27,6 +27,9 @@ class Backend(ABC):
     # (a local pool, a chat-only upstream) gets those calls translated to chat completions by
     # the gateway (api/responses_chat/), which then keeps their conversation state.
     responses_api: bool = False
+    # Its calls go to other backends, each of which reports its own failures (a route of
+    # deployments: routing/events.py); the metrics then count none for it.
+    reports_attempts: bool = False
 
     @abstractmethod
     async def complete(self, call: Call) -> Result:

@@ -35,6 +35,7 @@ from llm_gateway.metrics.registry import (
     GatewayMetrics,
     Listing,
     ModelLabel,
+    backend_error_status,
 )
 from llm_gateway.metrics.tally import Tally
 from llm_gateway.stream.events import Block
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 # Probes and scrapes are neither counted nor logged: they would drown the traffic.
 UNRECORDED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
-# Backend answers that are the backend's (or our key's) problem rather than the client's.
-_ERROR_STATUSES = frozenset({401, 403, 429})
 _CLIENT_GONE = 499  # nothing was sent: the client left first (nginx's convention)
 FLUSH_SECONDS = 1.0  # a finished request reaches the metrics within this, or at a scrape
 # How long a finished request's line waits for the meter's report (a cut stream's tokens being
@@ -114,15 +113,17 @@ class RequestRecord:
     def leave(self) -> None:
         self.backend_end = perf_counter()
 
-    async def complete(self, backend: str, answer: Awaitable[Result]) -> Result:
+    async def complete(self, backend: str, answer: Awaitable[Result],
+                       routed: bool = False) -> Result:
         """``answer`` (the backend's `complete`, not yet awaited), timed, with its failures
-        counted."""
+        counted; `routed`: a route of deployments, whose every attempt has counted its own
+        (routing/events.py), the last one too."""
         self.enter(backend)
         try:
             result = await answer
         except GatewayError as exc:
             self.leave()
-            if exc.status >= 500:
+            if exc.status >= 500 and not routed:
                 self.recorder.backend_error(backend, exc.code or str(exc.status))
             raise
         self.leave()
@@ -133,7 +134,7 @@ class RequestRecord:
         elif result.backend and result.backend != backend:  # another deployment answered
             backend = result.backend
             self.enter(backend)
-        if result.status >= 500 or result.status in _ERROR_STATUSES:
+        if not routed and backend_error_status(result.status):
             self.recorder.backend_error(backend, str(result.status))
         return result
 

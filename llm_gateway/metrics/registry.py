@@ -26,6 +26,15 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+
+# Backend answers that are the backend's (or our key's) problem rather than the client's:
+# counted in llm_gateway_backend_errors_total, with every 5xx.
+ERROR_STATUSES = frozenset({401, 403, 429})
+
+
+def backend_error_status(status: int) -> bool:
+    return status >= 500 or status in ERROR_STATUSES
+
 class GatewayMetrics:
     """Every gateway metric, in a registry of its own (one per app: tests run several).
 

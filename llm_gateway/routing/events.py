@@ -6,7 +6,8 @@ model names) and the fixed reason and state sets."""
 
 from __future__ import annotations
 
-from llm_gateway.metrics.registry import GatewayMetrics
+from llm_gateway.errors import GatewayError
+from llm_gateway.metrics.registry import GatewayMetrics, backend_error_status
 from llm_gateway.routing.health import STATE_VALUES
 
 
@@ -19,6 +20,12 @@ class RoutingEvents:
 
     def state(self, route: str, deployment: str, state: str) -> None:
         """A deployment's health changed (health.py's states)."""
+
+    def answered(self, backend: str, status: int) -> None:
+        """A deployment's (or fallback's) backend answered a call with `status`."""
+
+    def raised(self, backend: str, error: GatewayError) -> None:
+        """A deployment's (or fallback's) backend call failed with `error`."""
 
 
 class MetricsEvents(RoutingEvents):
@@ -36,3 +43,12 @@ class MetricsEvents(RoutingEvents):
 
     def state(self, route: str, deployment: str, state: str) -> None:
         self._metrics.deployment_state.labels(route, deployment).set(STATE_VALUES[state])
+
+    # Every attempt's failure, not only the call's last: which backend fails is the point.
+    def answered(self, backend: str, status: int) -> None:
+        if backend_error_status(status):
+            self._metrics.backend_errors.labels(backend, str(status)).inc()
+
+    def raised(self, backend: str, error: GatewayError) -> None:
+        if error.status >= 500:
+            self._metrics.backend_errors.labels(backend, error.code or str(error.status)).inc()

@@ -42,6 +42,7 @@ class DeploymentGroup(Backend):
         self.name = first.name
         self.local = all(d.backend.local for d in deployments)
         self.lists_models = False  # the route is listed by name (routing/catalog.py)
+        self.reports_attempts = True  # each deployment's failures go to `events`
         self._order = STRATEGIES[rule.strategy]
         self._attempts = rule.max_attempts or len(deployments)
         self._resolve = resolve
@@ -65,7 +66,7 @@ class DeploymentGroup(Backend):
                 if isinstance(backend, DeploymentGroup):
                     found, again, more = await backend.attempt(call)
                 else:
-                    found, again, more = await _single(backend, call)
+                    found, again, more = await _single(backend, call, self.events)
             except GatewayError as exc:  # the fallback's own error: it counts this route's too
                 exc.attempts = tried + (1 if exc.attempts is None else exc.attempts)
                 if isinstance(answer, Result):
@@ -132,6 +133,7 @@ class DeploymentGroup(Backend):
             result = await deployment.backend.complete(call)
         except GatewayError as exc:
             traced.raised(call, parent, span, exc)
+            self.events.raised(deployment.backend.name, exc)
             deployment.done()
             failure = of_error(exc)
             if failure is None:
@@ -149,6 +151,7 @@ class DeploymentGroup(Backend):
         failure = of_result(result)
         traced.answered(call, parent, span, result,
                         failure.reason if failure is not None and failure.cools else None)
+        self.events.answered(result.backend or deployment.backend.name, result.status)
         if failure is not None and failure.cools:
             deployment.done()
             self._failed(deployment, failure)
@@ -198,7 +201,8 @@ class DeploymentGroup(Backend):
                 "deployments": [d.snapshot() for d in self.deployments]}
 
 
-async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None, int]:
+async def _single(backend: Backend, call: Call,
+                  events: RoutingEvents) -> tuple[Answer, Failure | None, int]:
     """A fallback route with one backend: its answer, or its failure."""
     principal = call.principal
     if principal is not None and principal.credentials:
@@ -210,6 +214,7 @@ async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None,
         traced.raised(call, parent, span, exc)
         if not isinstance(exc, GatewayError):
             raise
+        events.raised(backend.name, exc)
         failure = of_error(exc)
         if failure is None:
             exc.attempts = 1
@@ -217,4 +222,5 @@ async def _single(backend: Backend, call: Call) -> tuple[Answer, Failure | None,
         return exc, failure, 1
     failure = of_result(result)
     traced.answered(call, parent, span, result, failure.reason if failure else None)
+    events.answered(result.backend or backend.name, result.status)
     return result, failure, 1

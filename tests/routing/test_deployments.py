@@ -245,3 +245,30 @@ def test_a_grouped_whole_answer_releases_its_deployment(start, fakes) -> None:
         assert _chat(client, temperature=0).parse().choices[0].message.content
     assert fakes["a"].calls[CHAT] == 1  # then the cache answered
     assert _deployments(server)["m"]["only"]["inflight"] == 0
+
+
+def _backend_errors(server: GatewayServer) -> dict[tuple[str, str], float]:
+    found = {}
+    for line in httpx.get(f"{server.base}/metrics").text.splitlines():
+        if line.startswith("llm_gateway_backend_errors_total{"):
+            labels, value = line[len("llm_gateway_backend_errors_total{"):].split("} ")
+            parts = dict(part.split("=") for part in labels.split(","))
+            found[(parts["backend"].strip('"'), parts["code"].strip('"'))] = float(value)
+    return found
+
+
+def test_every_failed_attempt_is_a_backend_error_of_its_own_backend(start, fakes) -> None:
+    server = start([{"name": "m", "strategy": "priority", "deployments": [
+        {"backend": "a"}, {"backend": "b", "priority": 1}]}],
+        cooldown={"base_seconds": 0.01})
+    client = _client(server)
+    fakes["a"].fail_next(503)
+    assert _chat(client).headers["x-lgw-deployment"] == "b"
+    assert _backend_errors(server) == {("a", "503"): 1.0}  # the call itself succeeded
+    time.sleep(0.05)  # (a's cooldown over)
+    fakes["a"].fail_next(503)
+    fakes["b"].fail_next(500)
+    with pytest.raises(openai.InternalServerError):
+        _chat(client)
+    # Each once, under its own name: not the route's first backend, not twice for the last.
+    assert _backend_errors(server) == {("a", "503"): 2.0, ("b", "500"): 1.0}

@@ -20,6 +20,9 @@ class GatewayError(Exception):
     # fallbacks, set by routing; 0 for a request that shared another's call), for the ledger
     # and the log line; None: not counted, one plain call.
     attempts: int | None = None
+    # How request grouping took part in the failed call, as `Result.grouping` says it for an
+    # answer: "miss" (it led the shared call), "coalesced" (it shared another's); None: not.
+    grouping: str | None = None
 
     def __init__(
         self,

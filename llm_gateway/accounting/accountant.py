@@ -95,7 +95,7 @@ class Accountant:
             key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
             model=call.model, served_model=call.target_model or call.model, backend="",
             latency_ms=(ended - started) * 1000, status=error.status, outcome=outcome,
-            charged=False, endpoint=call.endpoint, method="POST",
+            charged=False, endpoint=call.endpoint, method="POST", grouping=error.grouping,
             attempts=1 if error.attempts is None else error.attempts))
 
     def _record(self, call: Call, result: Result, metered: Metered,

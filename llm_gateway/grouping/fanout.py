@@ -117,6 +117,8 @@ class SharedCall:
         except Exception as exc:
             self.members -= 1
             self._fail(exc)
+            if isinstance(exc, GatewayError):
+                exc.grouping = "miss"  # (the members get copies: "coalesced")
             raise
         self._answered(result)
         self.members -= 1
@@ -361,6 +363,7 @@ def _copy(exc: BaseException) -> BaseException:
     else:
         error = InternalError("The server had an error while processing your request.")
     error.attempts = 0  # it made no backend call of its own (as a coalesced answer: 0)
+    error.grouping = "coalesced"
     return error
 
 

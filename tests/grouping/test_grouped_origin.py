@@ -180,6 +180,7 @@ def test_a_request_sharing_a_failed_call_records_none_of_its_attempts(start,
 
     failed = asyncio.run(both())
     assert [getattr(e, "status_code", e) for e in failed] == [502, 502]  # both unreachable
-    # The one call tried both deployments: its leader's record says so, the member's 0.
-    assert _rows(tmp_path, 2) == {"leader": (None, None, 2, None, ""),
-                                  "member": (None, None, 0, None, "")}
+    # The one call tried both deployments: its leader's record says so, the member's 0; each
+    # says how grouping took part, as an answer's record does.
+    assert _rows(tmp_path, 2) == {"leader": ("miss", None, 2, None, ""),
+                                  "member": ("coalesced", None, 0, None, "")}

@@ -124,6 +124,10 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
     """Load the model into a context, logging progress and the time it took."""
     import llama_cpp
 
+    problem = amx_problem(llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
+                          llama_cpp.__version__)
+    if problem is not None:
+        log.error(problem)
     size_mb = path.stat().st_size / 2**20
     log.info("loading %s (%.0f MiB, n_ctx=%s, n_gpu_layers=%d)", path, size_mb,
              config.n_ctx or "model's", config.n_gpu_layers)
@@ -156,3 +160,15 @@ def load_llama(path: Path, config: WorkerConfig) -> llama_cpp.Llama:
     log.info("model loaded in %.2f s (n_ctx=%d, n_vocab=%d)", time.monotonic() - started,
              llama.n_ctx(), llama.n_vocab())
     return llama
+
+
+def amx_problem(system_info: str, version: str) -> str | None:
+    """Why this llama.cpp build may crash, when it holds ggml's AMX kernels (a native build on
+    a CPU with AMX): with llama-cpp-python 0.3.36 they fail every prompt of more than a few
+    tokens with SIGSEGV, and a segfault cannot be caught, only restarted after."""
+    if "AMX_INT8 = 1" not in system_info:
+        return None
+    return (f"llama-cpp-python {version} was built with ggml's AMX kernels (a native build on "
+            "a CPU with AMX), which crashed llama_decode with SIGSEGV on prompts of more than "
+            "a few tokens in 0.3.36; if this worker dies on its first requests, rebuild "
+            "without them: see 'Building llama-cpp-python' in docs/local-workers.md")

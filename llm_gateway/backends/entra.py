@@ -1,10 +1,14 @@
 """Entra ID tokens for an Azure OpenAI upstream (`entra:`), fetched and kept fresh.
 
 Azure takes a bearer token from Microsoft's identity platform in place of an api-key, and a
-token lasts about an hour. The gateway gets its own with OAuth 2.0's client credentials grant
-at `{authority}/{tenant_id}/oauth2/v2.0/token`, proving who it is with the app's client
-secret or, for a workload identity (AKS), the federated token the kubelet writes to a file and
-rotates (read again for every fetch).
+token lasts about an hour (a managed identity's, up to a day). The gateway gets its own:
+
+- as an app, with OAuth 2.0's client credentials grant at
+  `{authority}/{tenant_id}/oauth2/v2.0/token`, proving who it is with the app's client secret
+  or, for a workload identity (AKS), the federated token the kubelet writes to a file and
+  rotates (read again for every fetch);
+- as the machine's managed identity, from the instance metadata service
+  (`identity_endpoint`, `GET ...?api-version=2018-02-01&resource=...` with `Metadata: true`).
 
 - One fetch at a time: requests that wait for the first token share it.
 - Refreshed in the background `refresh_before_seconds` before the token expires (at half its
@@ -48,13 +52,16 @@ class EntraToken:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.upstream = upstream
-        self.url = f"{cfg.authority.rstrip('/')}/{cfg.tenant_id}/oauth2/v2.0/token"
+        self.url = (cfg.identity_endpoint if cfg.managed_identity else
+                    f"{cfg.authority.rstrip('/')}/{cfg.tenant_id}/oauth2/v2.0/token")
         self._secret = env.get(cfg.client_secret_env) if cfg.client_secret_env else None
         if cfg.client_secret_env and not self._secret:
             log.error("upstream %s: the Entra ID client secret variable %s is empty or unset",
                       upstream, cfg.client_secret_env)
+        # The metadata service is on the machine's own link: never through a proxy.
         self._client = httpx.AsyncClient(transport=transport, timeout=cfg.timeout_seconds,
-                                         follow_redirects=False)
+                                         follow_redirects=False,
+                                         trust_env=not cfg.managed_identity)
         self._clock = clock
         self._header: str | None = None
         self._expires = 0.0  # clock time after which the token is not sent any more
@@ -125,7 +132,15 @@ class EntraToken:
 
     async def _request(self) -> tuple[str, float]:
         cfg = self.cfg
-        form = {"grant_type": "client_credentials", "client_id": cfg.client_id,
+        if cfg.managed_identity:
+            # The metadata service names a resource, not a scope: the scope less "/.default".
+            query = {"api-version": "2018-02-01", "resource": cfg.scope.removesuffix("/.default")}
+            if cfg.client_id is not None:
+                query["client_id"] = cfg.client_id  # a user-assigned identity
+            request = self._client.build_request("GET", self.url, params=query,
+                                                 headers={"metadata": "true"})
+            return await self._token(request)
+        form = {"grant_type": "client_credentials", "client_id": cfg.client_id or "",
                 "scope": cfg.scope}
         if cfg.federated_token_file is not None:
             form["client_assertion_type"] = _ASSERTION_TYPE
@@ -137,13 +152,20 @@ class EntraToken:
             raise UpstreamUnavailable(
                 f"upstream '{self.upstream}': the Entra ID client secret variable "
                 f"{cfg.client_secret_env} is not set")
-        async with self._client.stream("POST", self.url, data=form,
-                                       headers={"accept": "application/json"}) as response:
+        return await self._token(self._client.build_request(
+            "POST", self.url, data=form, headers={"accept": "application/json"}))
+
+    async def _token(self, request: httpx.Request) -> tuple[str, float]:
+        """The token and its lifetime in seconds from the identity platform's answer."""
+        response = await self._client.send(request, stream=True)
+        try:
             body = b""
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise self._refused(f"an answer over {MAX_BYTES} bytes")
+        finally:
+            await response.aclose()
         try:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -85,8 +85,16 @@ def check_azure(path: str, cfg: UpstreamConfig, b: Builder) -> None:
     if entra is not None:
         if cfg.api_key_env or cfg.auth_token_env:
             b.fail(f"{path}.entra", "set one of api_key_env, auth_token_env and entra")
-        if (entra.client_secret_env is None) == (entra.federated_token_file is None):
-            b.fail(f"{path}.entra", "set client_secret_env or federated_token_file (one)")
+        proofs = [entra.client_secret_env is not None, entra.federated_token_file is not None,
+                  entra.managed_identity]
+        if sum(proofs) != 1:
+            b.fail(f"{path}.entra", "set one of client_secret_env, federated_token_file and "
+                   "managed_identity: true")
+        elif not entra.managed_identity:
+            for key in ("tenant_id", "client_id"):
+                if getattr(entra, key) is None:
+                    b.fail(f"{path}.entra.{key}", "required with an app's secret or "
+                           "federated token (not with managed_identity)")
     if _AZURE_PATH.search(urlsplit(cfg.base_url).path):
         b.fail(f"{path}.base_url", "must be the resource's endpoint (e.g. "
                "https://my-resource.openai.azure.com), without /openai...: the gateway adds "

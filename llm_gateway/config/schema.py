@@ -83,15 +83,23 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class EntraConfig:
-    """azure: the Entra ID app the gateway gets its bearer tokens as (backends/entra.py), with
-    a client secret or a workload identity's federated token file; kept fresh as they expire."""
+    """azure: the Entra ID identity the gateway gets its bearer tokens as (backends/entra.py):
+    an app with a client secret or a workload identity's federated token file, or the
+    machine's managed identity; kept fresh as they expire."""
 
-    tenant_id: str = field(metadata={"check": entra_id})
-    client_id: str = field(metadata={"check": entra_id})
+    # The app's directory and id; a managed identity needs neither (client_id: a
+    # user-assigned identity's, else the system-assigned one).
+    tenant_id: str | None = field(default=None, metadata={"check": entra_id})
+    client_id: str | None = field(default=None, metadata={"check": entra_id})
     client_secret_env: str | None = field(default=None, metadata={"check": env_var_name})
     federated_token_file: str | None = field(default=None, metadata={"check": non_empty})
+    managed_identity: bool = False
     authority: str = field(default="https://login.microsoftonline.com",
                            metadata={"check": http_url})
+    # Where a managed identity's tokens come from: the instance metadata service.
+    identity_endpoint: str = field(
+        default="http://169.254.169.254/metadata/identity/oauth2/token",
+        metadata={"check": http_url})
     scope: str = field(default="https://cognitiveservices.azure.com/.default",
                        metadata={"check": non_empty})
     # A new token is fetched this long before the one in use expires (at half its lifetime

@@ -10,6 +10,14 @@ It answers OAuth 2.0's client credentials grant as Entra's v2.0 endpoint does::
          "access_token": "..."}
     400/401 {"error": "invalid_client", "error_description": "AADSTS7000215: ...", ...}
 
+and a managed identity's, as Azure's instance metadata service does::
+
+    GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=...[&client_id=...]
+      Metadata: true
+    200 {"access_token": "...", "expires_in": "86399", "expires_on": "...", "resource": ...,
+         "token_type": "Bearer"}
+    400 {"error": "invalid_request", "error_description": "..."}
+
     with FakeEntra(tenant="contoso", client_id="app", secret="s3cret") as entra:
         # authority: entra.url; hand FakeAzure `tokens=entra.valid` to accept its tokens
 
@@ -37,17 +45,20 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 class FakeEntra:
     def __init__(self, *, tenant: str, client_id: str, secret: str | None = None,
-                 assertion: str | None = None, expires_in: int = 3599) -> None:
+                 assertion: str | None = None, expires_in: int = 3599,
+                 identity: str | None = None) -> None:
         self.tenant = tenant
         self.client_id = client_id
         self.secret = secret  # the client secret it accepts
         self.assertion = assertion  # the federated token it accepts
         self.expires_in = expires_in
+        self.identity = identity  # the user-assigned managed identity's client id; None: any
         self.requests: list[dict[str, str]] = []
         self._issued: dict[str, float] = {}  # token -> when it expires (time.monotonic)
         self._failures = 0
         self._lock = threading.Lock()
         self._server = ThreadedServer(Starlette(routes=[
+            Route("/metadata/identity/oauth2/token", self._metadata, methods=["GET"]),
             Route("/{tenant}/oauth2/v2.0/token", self._token, methods=["POST"])]),
             name="fake-entra")
 
@@ -101,6 +112,29 @@ class FakeEntra:
             self._issued[token] = time.monotonic() + self.expires_in
         return JSONResponse({"token_type": "Bearer", "expires_in": self.expires_in,
                              "ext_expires_in": self.expires_in, "access_token": token})
+
+    async def _metadata(self, request: Request) -> JSONResponse:
+        query = dict(request.query_params)
+        with self._lock:
+            self.requests.append({**query, "metadata": request.headers.get("metadata", "")})
+            failing = self._failures > 0
+            self._failures -= failing
+        if request.headers.get("metadata") != "true":
+            return JSONResponse({"error": "invalid_request", "error_description":
+                                 "Required metadata header not specified"}, status_code=400)
+        if not query.get("api-version") or not query.get("resource"):
+            return JSONResponse({"error": "invalid_request", "error_description":
+                                 "Required query variable missing"}, status_code=400)
+        wanted = query.get("client_id")
+        if failing or (wanted is not None and wanted != self.identity):
+            return JSONResponse({"error": "invalid_request", "error_description":
+                                 "Identity not found"}, status_code=400)
+        token = "eyJ0eXAi." + secrets.token_urlsafe(24)
+        with self._lock:
+            self._issued[token] = time.monotonic() + self.expires_in
+        return JSONResponse({"access_token": token, "expires_in": str(self.expires_in),
+                             "expires_on": str(int(time.time()) + self.expires_in),
+                             "resource": query["resource"], "token_type": "Bearer"})
 
     def _authentic(self, form: dict[str, str]) -> bool:
         if "client_assertion" in form:

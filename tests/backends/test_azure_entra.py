@@ -24,6 +24,7 @@ from azure_support import azure_config, azure_env, gateways, sdk, words
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6a3f1c2e-0b7d-4e55-9a1f-2c8e7d9b4a10"
 SECRET = "entra-client-secret-value-3"
+IDENTITY = "9b1e0c4d-7a2f-4c3e-8d5b-1f6a2e3c4d5e"  # a user-assigned managed identity
 
 
 @pytest.fixture
@@ -157,15 +158,21 @@ def test_a_teams_own_key_goes_without_our_token(started, tmp_path: Path):
         assert len(entra.requests) == 1
 
 
+ONE_PROOF = "upstreams.azure.entra: set one of client_secret_env, federated_token_file and " \
+    "managed_identity: true"
+
+
 @pytest.mark.parametrize(("entra", "problem"), [
-    ({"tenant_id": TENANT, "client_id": CLIENT},
-     "upstreams.azure.entra: set client_secret_env or federated_token_file (one)"),
+    ({"tenant_id": TENANT, "client_id": CLIENT}, ONE_PROOF),
     ({"tenant_id": TENANT, "client_id": CLIENT, "client_secret_env": "S",
-      "federated_token_file": "/f"},
-     "upstreams.azure.entra: set client_secret_env or federated_token_file (one)"),
+      "federated_token_file": "/f"}, ONE_PROOF),
+    ({"client_secret_env": "S", "managed_identity": True}, ONE_PROOF),
     ({"tenant_id": "contoso/../x", "client_id": CLIENT, "client_secret_env": "S"},
      "upstreams.azure.entra.tenant_id: must be a GUID or a domain name"),
-    ({"client_id": CLIENT, "client_secret_env": "S"}, "upstreams.azure.entra.tenant_id"),
+    ({"client_id": CLIENT, "client_secret_env": "S"},
+     "upstreams.azure.entra.tenant_id: required with an app's secret or federated token"),
+    ({"managed_identity": True, "identity_endpoint": "169.254.169.254"},
+     "upstreams.azure.entra.identity_endpoint: must start with http://"),
 ])
 def test_entra_config_errors_name_their_key(entra, problem):
     config = azure_config("https://r.openai.azure.com")
@@ -186,3 +193,25 @@ def test_entra_is_for_azure_and_is_the_only_credential():
                                        "entra": entra}}, "models": []}
     with pytest.raises(ConfigError, match=r"upstreams\.o\.entra: only for kind: azure"):
         parse_config(openai_kind, env={})
+
+
+@pytest.mark.parametrize("assigned", [False, True], ids=["system", "user-assigned"])
+def test_a_managed_identity_gets_its_token_from_the_metadata_service(started, assigned):
+    with FakeEntra(tenant=TENANT, client_id=CLIENT, identity=IDENTITY) as entra, \
+            FakeAzure(tokens=entra.valid) as azure:
+        auth = {"managed_identity": True,
+                "identity_endpoint": f"{entra.url}/metadata/identity/oauth2/token"}
+        if assigned:
+            auth["client_id"] = IDENTITY
+        config = entra_config(azure, entra, **auth)
+        del config["upstreams"]["azure"]["entra"]["tenant_id"]  # not needed
+        del config["upstreams"]["azure"]["entra"]["client_id"]
+        if assigned:
+            config["upstreams"]["azure"]["entra"]["client_id"] = IDENTITY
+        gw = started(config, env=env())
+        assert ask(gw) and ask(gw)
+        [asked] = entra.requests
+        expected = {"api-version": "2018-02-01", "metadata": "true",
+                    "resource": "https://cognitiveservices.azure.com"}
+        assert asked == ({**expected, "client_id": IDENTITY} if assigned else expected)
+        assert azure.requests[-1].headers["authorization"].startswith("Bearer eyJ")

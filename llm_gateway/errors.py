@@ -23,6 +23,8 @@ class GatewayError(Exception):
     # How request grouping took part in the failed call, as `Result.grouping` says it for an
     # answer: "miss" (it led the shared call), "coalesced" (it shared another's); None: not.
     grouping: str | None = None
+    # The backend whose call failed (routing's last attempt), for the ledger; None: no call.
+    backend: str | None = None
 
     def __init__(
         self,

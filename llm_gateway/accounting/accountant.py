@@ -93,7 +93,8 @@ class Accountant:
         self.ledger.record(UsageRecord(
             request_id=call.request_id, time=time.time() - (ended - started),
             key_id=getattr(principal, "key_id", None), team=getattr(principal, "team", None),
-            model=call.model, served_model=call.target_model or call.model, backend="",
+            model=call.model, served_model=call.target_model or call.model,
+            backend=error.backend or "",
             latency_ms=(ended - started) * 1000, status=error.status, outcome=outcome,
             charged=False, endpoint=call.endpoint, method="POST", grouping=error.grouping,
             attempts=1 if error.attempts is None else error.attempts))

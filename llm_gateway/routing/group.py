@@ -134,6 +134,7 @@ class DeploymentGroup(Backend):
         except GatewayError as exc:
             traced.raised(call, parent, span, exc)
             self.events.raised(deployment.backend.name, exc)
+            exc.backend = deployment.backend.name
             deployment.done()
             failure = of_error(exc)
             if failure is None:
@@ -215,6 +216,7 @@ async def _single(backend: Backend, call: Call,
         if not isinstance(exc, GatewayError):
             raise
         events.raised(backend.name, exc)
+        exc.backend = backend.name
         failure = of_error(exc)
         if failure is None:
             exc.attempts = 1

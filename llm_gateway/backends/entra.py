@@ -113,6 +113,10 @@ class EntraToken:
         except (httpx.HTTPError, OSError) as exc:
             self._failed(f"upstream '{self.upstream}': Entra ID could not be reached for a "
                          f"token ({type(exc).__name__})")
+        except Exception as exc:  # a bug here must not become every call's 500
+            log.exception("upstream %s: fetching an Entra ID token failed", self.upstream)
+            self._failed(f"upstream '{self.upstream}': no Entra ID token could be had "
+                         f"({type(exc).__name__})")
         else:
             now = self._clock()
             self._header = f"Bearer {token}"

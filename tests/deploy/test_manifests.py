@@ -377,3 +377,40 @@ def test_gateway_starts_from_the_local_configmap(rendered, tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_azure_workload_identity_component(kustomize, python_module, k8s_version,
+                                               tmp_path) -> None:
+    """The gateway's pods run as the annotated service account, labelled for the webhook,
+    and a config using the token file it mounts passes `config check`."""
+    validator = python_module("kubernetes_validate")
+    k8s = Path(os.path.relpath(ROOT / "k8s", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": "llm",
+        "resources": [str(k8s / "overlays" / "gpu")],
+        "components": [str(k8s / "components" / "azure-workload-identity")],
+    }))
+    docs = kustomize(tmp_path)
+    account = find(docs, "ServiceAccount", "llm-gateway")
+    deployment = find(docs, "Deployment", "llm-gateway")
+    for doc in (account, deployment):
+        validator.validate(doc, k8s_version, strict=True)
+    assert account["metadata"]["namespace"] == "llm"
+    assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == "llm-gateway"
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "llm-gateway"  # kept
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "upstreams": {"azure": {"kind": "azure", "base_url": "https://r.openai.azure.com",
+                                "entra": {"tenant_id": "contoso.onmicrosoft.com",
+                                          "client_id": account["metadata"]["annotations"][
+                                              "azure.workload.identity/client-id"],
+                                          "federated_token_file": "/var/run/secrets/azure/"
+                                          "tokens/azure-identity-token"}}},
+        "models": [{"name": "gpt-4o", "backend": "azure"}]}))
+    out = subprocess.run([sys.executable, "-m", "llm_gateway", "config", "check", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

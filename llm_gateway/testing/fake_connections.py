@@ -19,7 +19,6 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 if TYPE_CHECKING:
     from llm_gateway.testing.fake_failures import _StreamFault
-    from llm_gateway.testing.fake_upstream import FakeUpstream
 
 Peer = tuple[str, int]
 
@@ -70,7 +69,7 @@ async def _pause(seconds: float, wake: asyncio.Event) -> None:
 class _DropConnection(Response):
     """Closes the connection without sending a single byte of response."""
 
-    def __init__(self, owner: FakeUpstream) -> None:
+    def __init__(self, owner: FakeConnections) -> None:
         super().__init__()
         self._owner = owner
 
@@ -82,7 +81,7 @@ class _RawStatus(Response):
     """A response with a status uvicorn refuses to write (outside 100-599), written on the
     connection by hand; the connection is closed after it."""
 
-    def __init__(self, owner: FakeUpstream, status: int, body: bytes) -> None:
+    def __init__(self, owner: FakeConnections, status: int, body: bytes) -> None:
         super().__init__()
         self._owner = owner
         self._raw = (f"HTTP/1.1 {status} Odd\r\ncontent-type: application/json\r\n"
@@ -104,7 +103,7 @@ class _EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, owner: FakeUpstream, events: list[bytes], droppable: int) -> None:
+    def __init__(self, owner: FakeConnections, events: list[bytes], droppable: int) -> None:
         # Not Response.__init__: it would announce a content-length for an empty body.
         self.status_code = 200
         self.background = None
@@ -182,6 +181,7 @@ class FakeConnections:
     """The connection side of :class:`~llm_gateway.testing.fake_upstream.FakeUpstream`."""
 
     disconnects: int
+    chunk_delay: float
     _lock: threading.Lock
     _transports: dict[Peer, asyncio.Transport]
     _wakers: set[asyncio.Event]

@@ -9,17 +9,14 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from llm_gateway.testing import fake_responses as fr
-from llm_gateway.testing.fake_connections import _EventStream
-
-if TYPE_CHECKING:
-    from llm_gateway.testing.fake_upstream import FakeUpstream
+from llm_gateway.testing.fake_connections import FakeConnections, _EventStream
 
 
 @dataclass
@@ -67,8 +64,8 @@ class FakeEndpoints:
     _stored: dict[str, dict[str, Any]]
 
     def _stream(self, built: tuple[list[bytes], int]) -> _EventStream:
-        # A mixin: self is always the FakeUpstream it is part of.
-        return _EventStream(cast("FakeUpstream", self), *built)
+        # A mixin: self is always the FakeUpstream it is part of, its connections' too.
+        return _EventStream(cast(FakeConnections, self), *built)
 
     # --- endpoints ----------------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ class LlamaSampler(Sampler):
     (`offload`), by llama.cpp inside the decode: its graph then ends with this chain's ops
     for that sequence's outputs, and `sample` reads the token it picked (llama.cpp's
     `llama_sampler_sample` does either). Attaching or detaching one makes llama.cpp rebuild
-    its worst-case graph at the next decode (a few ms), once per sequence, not per step."""
+    its worst-case graph at the next decode (a few ms): when a sequence starts, ends or is
+    moved, not every step."""
 
     def __init__(self, chain: _internals.LlamaSampler, ctx: _internals.LlamaContext,
                  offload: bool) -> None:

@@ -86,3 +86,31 @@ def kustomize(tool) -> Callable[[Path], list[dict[str, Any]]]:
 def rendered(kustomize) -> Callable[[str], list[dict[str, Any]]]:
     """The documents of one overlay (k8s/overlays/NAME), as `kubectl kustomize` renders them."""
     return lambda overlay: kustomize(ROOT / "k8s" / "overlays" / overlay)
+
+
+@pytest.fixture(scope="session")
+def k8s_version(python_module) -> str:
+    """The newest Kubernetes version kubernetes-validate has schemas for."""
+    validator = python_module("kubernetes_validate")
+    version = validator.latest_version()
+    major, minor = (int(p) for p in version.split(".")[:2])
+    assert (major, minor) >= (1, 33), f"kubernetes-validate ships schemas up to {version} only"
+    return version
+
+
+@pytest.fixture
+def with_component(kustomize, tmp_path) -> Callable[[str], list[dict[str, Any]]]:
+    """The gpu overlay with an optional component (k8s/components/NAME) added, as an overlay
+    of one's own adds it."""
+
+    def render(component: str) -> list[dict[str, Any]]:
+        k8s = Path(os.path.relpath(ROOT / "k8s", tmp_path))
+        (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "namespace": "llm",
+            "resources": [str(k8s / "overlays" / "gpu")],
+            "components": [str(k8s / "components" / component)],
+        }))
+        return kustomize(tmp_path)
+
+    return render

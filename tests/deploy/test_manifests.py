@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from manifest_support import Doc, find
 
 from llm_gateway.backends.supervisor import free_ports
 from llm_gateway.config.schema import parse_discovery
@@ -25,16 +26,6 @@ CHATBOT_UI_MODELS = {"gpt-3.5-turbo", "gpt-35-turbo", "gpt-4", "gpt-4-32k"}
 # Made outside the manifests (by Tilt or by hand, see k8s/README.md).
 EXTERNAL = {("Secret", "llm-gateway-secrets")}
 
-Doc = dict[str, Any]
-
-
-def find(docs: list[Doc], kind: str, name: str) -> Doc:
-    """The object of ``kind`` named ``name`` (or, for generated ones, ``name-<hash>``)."""
-    for doc in docs:
-        got = doc["metadata"]["name"]
-        if doc["kind"] == kind and (got == name or got.rsplit("-", 1)[0] == name):
-            return doc
-    raise AssertionError(f"no {kind} {name}")
 
 
 def pod_spec(doc: Doc) -> Doc:
@@ -52,15 +43,6 @@ def env(c: Doc) -> dict[str, Any]:
 
 def gateway_config(docs: list[Doc]) -> dict[str, Any]:
     return yaml.safe_load(find(docs, "ConfigMap", "llm-gateway-config")["data"]["config.yaml"])
-
-
-@pytest.fixture(scope="module")
-def k8s_version(python_module) -> str:
-    validator = python_module("kubernetes_validate")
-    version = validator.latest_version()
-    major, minor = (int(p) for p in version.split(".")[:2])
-    assert (major, minor) >= (1, 33), f"kubernetes-validate ships schemas up to {version} only"
-    return version
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -85,25 +67,6 @@ def test_the_validator_does_reject_mistakes(rendered, python_module, k8s_version
     container(deployment, "gateway")["readinessProbe"]["httpGett"] = {"path": "/readyz"}
     with pytest.raises(validator.ValidationError):
         validator.validate(deployment, k8s_version, strict=True)
-
-
-def test_the_ingress_component_validates(kustomize, python_module, k8s_version,
-                                         tmp_path) -> None:
-    validator = python_module("kubernetes_validate")
-    k8s = Path(os.path.relpath(ROOT / "k8s", tmp_path))
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": "llm",
-        "resources": [str(k8s / "overlays" / "gpu")],
-        "components": [str(k8s / "components" / "ingress-hash")],
-    }))
-    docs = kustomize(tmp_path)
-    ingress = find(docs, "Ingress", "llm-gateway")
-    validator.validate(ingress, k8s_version, strict=True)
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": "llm-gateway", "port": {"name": "http"}}
-    assert ingress["metadata"]["annotations"][
-        "nginx.ingress.kubernetes.io/upstream-hash-by"].startswith("$http_")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -378,39 +341,3 @@ def test_gateway_starts_from_the_local_configmap(rendered, tmp_path) -> None:
         proc.terminate()
         proc.wait(15)
 
-
-def test_the_azure_workload_identity_component(kustomize, python_module, k8s_version,
-                                               tmp_path) -> None:
-    """The gateway's pods run as the annotated service account, labelled for the webhook,
-    and a config using the token file it mounts passes `config check`."""
-    validator = python_module("kubernetes_validate")
-    k8s = Path(os.path.relpath(ROOT / "k8s", tmp_path))
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": "llm",
-        "resources": [str(k8s / "overlays" / "gpu")],
-        "components": [str(k8s / "components" / "azure-workload-identity")],
-    }))
-    docs = kustomize(tmp_path)
-    account = find(docs, "ServiceAccount", "llm-gateway")
-    deployment = find(docs, "Deployment", "llm-gateway")
-    for doc in (account, deployment):
-        validator.validate(doc, k8s_version, strict=True)
-    assert account["metadata"]["namespace"] == "llm"
-    assert "azure.workload.identity/client-id" in account["metadata"]["annotations"]
-    pod = deployment["spec"]["template"]
-    assert pod["spec"]["serviceAccountName"] == "llm-gateway"
-    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
-    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "llm-gateway"  # kept
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "upstreams": {"azure": {"kind": "azure", "base_url": "https://r.openai.azure.com",
-                                "entra": {"tenant_id": "contoso.onmicrosoft.com",
-                                          "client_id": account["metadata"]["annotations"][
-                                              "azure.workload.identity/client-id"],
-                                          "federated_token_file": "/var/run/secrets/azure/"
-                                          "tokens/azure-identity-token"}}},
-        "models": [{"name": "gpt-4o", "backend": "azure"}]}))
-    out = subprocess.run([sys.executable, "-m", "llm_gateway", "config", "check", str(config)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stdout + out.stderr

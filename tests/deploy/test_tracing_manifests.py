@@ -4,17 +4,8 @@ exists and a port it has; the gpu overlay leaves the component out."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
-
-Doc = dict[str, Any]
-
-
-def _find(docs: list[Doc], kind: str, name: str) -> Doc:
-    """``name``, or a generated ``name-<hash>``."""
-    return next(d for d in docs if d["kind"] == kind and name in (
-        d["metadata"]["name"], d["metadata"]["name"].rsplit("-", 1)[0]))
+from manifest_support import Doc, find
 
 
 def _port(service: Doc, name: str) -> int:
@@ -23,30 +14,30 @@ def _port(service: Doc, name: str) -> int:
 
 def test_local_overlay_traces_to_jaeger_through_the_collector(rendered) -> None:
     docs = rendered("local")
-    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+    config = yaml.safe_load(find(docs, "ConfigMap", "llm-gateway-config")["data"][
         "config.yaml"])
     tracing = config["tracing"]
     assert tracing["enabled"] is True and tracing["protocol"] == "http"
     host_port = tracing["endpoint"].removeprefix("http://").split("/")[0]
-    collector_port = _port(_find(docs, "Service", "otel-collector"), "otlp-http")
+    collector_port = _port(find(docs, "Service", "otel-collector"), "otlp-http")
     assert host_port == f"otel-collector:{collector_port}"
-    collector_config = _find(docs, "ConfigMap", "otel-collector-config")
+    collector_config = find(docs, "ConfigMap", "otel-collector-config")
     pipeline_config = yaml.safe_load(collector_config["data"]["config.yaml"])
     pipeline = pipeline_config["service"]["pipelines"]["traces"]
     assert pipeline["receivers"] == ["otlp"]
     exporter = pipeline_config["exporters"][pipeline["exporters"][0]]
-    jaeger = _find(docs, "Service", "jaeger")
+    jaeger = find(docs, "Service", "jaeger")
     assert exporter["endpoint"] == f"jaeger:{_port(jaeger, 'otlp-grpc')}"
-    collector = _find(docs, "Deployment", "otel-collector")
+    collector = find(docs, "Deployment", "otel-collector")
     volumes = collector["spec"]["template"]["spec"]["volumes"]
     assert volumes[0]["configMap"]["name"] == collector_config["metadata"]["name"]
 
 
 def test_local_workers_export_their_spans_to_the_same_collector(rendered) -> None:
     docs = rendered("local")
-    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+    config = yaml.safe_load(find(docs, "ConfigMap", "llm-gateway-config")["data"][
         "config.yaml"])
-    worker = _find(docs, "StatefulSet", "llm-worker")
+    worker = find(docs, "StatefulSet", "llm-worker")
     (container,) = [c for c in worker["spec"]["template"]["spec"]["containers"]
                     if c["name"] == "worker"]
     args = dict(a.split("=", 1) for a in container["args"] if a.startswith("--otlp-"))
@@ -59,9 +50,9 @@ def test_local_workers_export_their_spans_to_the_same_collector(rendered) -> Non
 def test_the_gpu_overlay_leaves_tracing_out(rendered) -> None:
     docs = rendered("gpu")
     assert not [d for d in docs if d["metadata"]["name"] in ("otel-collector", "jaeger")]
-    config = yaml.safe_load(_find(docs, "ConfigMap", "llm-gateway-config")["data"][
+    config = yaml.safe_load(find(docs, "ConfigMap", "llm-gateway-config")["data"][
         "config.yaml"])
     assert not config.get("tracing", {}).get("enabled", False)
-    worker = _find(docs, "StatefulSet", "llm-worker")
+    worker = find(docs, "StatefulSet", "llm-worker")
     for container in worker["spec"]["template"]["spec"]["containers"]:
         assert not [a for a in container.get("args", []) if a.startswith("--otlp-")]

@@ -126,24 +126,23 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
     principal = call.principal
     if principal is not None and principal.credentials:
         call.credentials = principal.credentials_for(route.backend.name)
-    if not call.span.recording or isinstance(route.backend, DeploymentGroup):
-        try:
-            return await _complete(route.backend, call, record)  # a group traces each try
-        except GatewayError as exc:
-            if exc.backend is None:  # (a group names the deployment's backend that failed)
-                exc.backend = route.backend.name
-            raise
-    # A plain route's one backend call, in its attempt span.
-    parent, span = attempts.begin(call, route.backend.name)
+    backend = route.backend
     try:
-        result = await _complete(route.backend, call, record)
-    except BaseException as exc:
-        attempts.raised(call, parent, span, exc)
-        if isinstance(exc, GatewayError) and exc.backend is None:
-            exc.backend = route.backend.name
+        if not call.span.recording or isinstance(backend, DeploymentGroup):
+            return await _complete(backend, call, record)  # a group traces each try
+        # A plain route's one backend call, in its attempt span (inline: no coroutine more).
+        parent, span = attempts.begin(call, backend.name)
+        try:
+            result = await _complete(backend, call, record)
+        except BaseException as exc:
+            attempts.raised(call, parent, span, exc)
+            raise
+        attempts.answered(call, parent, span, result)
+        return result
+    except GatewayError as exc:
+        if exc.backend is None:  # (a group names the deployment's backend that failed)
+            exc.backend = backend.name
         raise
-    attempts.answered(call, parent, span, result)
-    return result
 
 
 async def model_call(request: Request, operation: str, endpoint: str) -> Result:

@@ -35,6 +35,7 @@ from llm_gateway.metrics.registry import (
     GatewayMetrics,
     Listing,
     ModelLabel,
+    backend_error_code,
     backend_error_status,
 )
 from llm_gateway.metrics.tally import Tally
@@ -123,8 +124,9 @@ class RequestRecord:
             result = await answer
         except GatewayError as exc:
             self.leave()
-            if exc.status >= 500 and not routed:
-                self.recorder.backend_error(backend, exc.code or str(exc.status))
+            code = None if routed else backend_error_code(exc)
+            if code is not None:
+                self.recorder.backend_error(backend, code)
             raise
         self.leave()
         if result.spilled_from is not None:  # its workers were full: a 429 of that backend

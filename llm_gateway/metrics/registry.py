@@ -13,6 +13,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llm_gateway.errors import GatewayError
 from llm_gateway.metrics.local_models import LocalModelMetrics
 
 NONE = "none"  # no such thing for this request: no model (passthrough), no team (no auth yet)
@@ -25,8 +26,6 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # The gateway's own time: tens of microseconds to a few milliseconds when healthy.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
-
-
 # Backend answers that are the backend's (or our key's) problem rather than the client's:
 # counted in llm_gateway_backend_errors_total, with every 5xx.
 ERROR_STATUSES = frozenset({401, 403, 429})
@@ -34,6 +33,13 @@ ERROR_STATUSES = frozenset({401, 403, 429})
 
 def backend_error_status(status: int) -> bool:
     return status >= 500 or status in ERROR_STATUSES
+
+
+def backend_error_code(error: GatewayError) -> str | None:
+    """A raised error's `code` label in llm_gateway_backend_errors_total; None: not the
+    backend's failure (a 4xx is the request's own)."""
+    return error.code or str(error.status) if error.status >= 500 else None
+
 
 class GatewayMetrics:
     """Every gateway metric, in a registry of its own (one per app: tests run several).

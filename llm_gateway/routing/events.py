@@ -7,7 +7,11 @@ model names) and the fixed reason and state sets."""
 from __future__ import annotations
 
 from llm_gateway.errors import GatewayError
-from llm_gateway.metrics.registry import GatewayMetrics, backend_error_status
+from llm_gateway.metrics.registry import (
+    GatewayMetrics,
+    backend_error_code,
+    backend_error_status,
+)
 from llm_gateway.routing.health import STATE_VALUES
 
 
@@ -50,5 +54,6 @@ class MetricsEvents(RoutingEvents):
             self._metrics.backend_errors.labels(backend, str(status)).inc()
 
     def raised(self, backend: str, error: GatewayError) -> None:
-        if error.status >= 500:
-            self._metrics.backend_errors.labels(backend, error.code or str(error.status)).inc()
+        code = backend_error_code(error)
+        if code is not None:
+            self._metrics.backend_errors.labels(backend, code).inc()

@@ -140,7 +140,8 @@ async def run_call(state: State, call: Call, record: RequestRecord | None = None
         attempts.answered(call, parent, span, result)
         return result
     except GatewayError as exc:
-        if exc.backend is None:  # (a group names the deployment's backend that failed)
+        # (A group, or a spill-over to one, names the backend that failed, if one did.)
+        if exc.backend is None and not backend.reports_attempts:
             exc.backend = backend.name
         raise
 

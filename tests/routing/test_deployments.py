@@ -10,6 +10,7 @@ from contextlib import ExitStack
 import httpx
 import openai
 import pytest
+from accounting.stream_usage_support import ledger_row
 
 from llm_gateway.config import parse_config
 from llm_gateway.testing.fake_upstream import FakeUpstream
@@ -272,3 +273,16 @@ def test_every_failed_attempt_is_a_backend_error_of_its_own_backend(start, fakes
         _chat(client)
     # Each once, under its own name: not the route's first backend, not twice for the last.
     assert _backend_errors(server) == {("a", "503"): 2.0, ("b", "500"): 1.0}
+
+
+def test_a_failed_calls_ledger_row_names_the_backend_only_when_one_was_called(
+        start, fakes, tmp_path) -> None:
+    server = start([{"name": "m", "deployments": [{"backend": "a"}]}])
+    client = _client(server)
+    fakes["a"].fail_next(503)
+    for request_id in ("tried", "cooling"):  # the second finds its one deployment cooling
+        with pytest.raises(openai.APIStatusError):
+            _chat(client, extra_headers={"x-request-id": request_id})
+    assert fakes["a"].calls[CHAT] == 1
+    assert ledger_row(tmp_path / "gateway.db", "tried")["backend"] == "a"
+    assert ledger_row(tmp_path / "gateway.db", "cooling")["backend"] == ""

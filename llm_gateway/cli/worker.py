@@ -69,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: sample inside the decode (llama.cpp's backend "
                              "sampling) where a request allows it: not with logprobs, n > 1 "
                              "or a grammar (default: off)")
+    parser.add_argument("--decode-overlap", choices=["auto", "on", "off"], default="auto",
+                        help="batching: make the last step's text and events while the next "
+                             "decode runs; auto: where the model is on a GPU, whose decode "
+                             "runs on after llama_decode returns (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     traces = parser.add_argument_group(
         "tracing (requests with a traceparent; grpc: the otel extra)")
@@ -93,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
         sample_threads=args.sample_threads, backend_sampling=args.backend_sampling,
+        decode_overlap=args.decode_overlap,
         tracing=_tracing(args),
     )
 

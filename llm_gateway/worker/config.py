@@ -32,6 +32,8 @@ class WorkerConfig:
     # batching: sampler chains run inside the decode (llama.cpp's backend sampling) where they
     # can: on a GPU, no logits cross to the host and no Python samples them
     backend_sampling: bool = False
+    # batching: the host work of a step while the next decode runs: auto (on a GPU), on, off
+    decode_overlap: str = "auto"
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"
     tracing: TracingConfig | None = None  # --otlp-*: spans for traced requests

@@ -39,7 +39,11 @@ class _EngineCollector(Collector):
                                         "Wall time of the decode steps.")
         decode_time = CounterMetricFamily(
             "llm_worker_decode_seconds",
-            "Time inside llama_decode; step minus decode is the Python overhead.")
+            "Time in llama_decode and waiting for it; step minus decode minus overlap is the "
+            "host work the decode waited for.")
+        overlap_time = CounterMetricFamily(
+            "llm_worker_overlap_seconds",
+            "Host work done while a decode ran (--decode-overlap: on a GPU).")
         split = CounterMetricFamily(
             "llm_worker_split_steps",
             "Steps decoded in more than one pass (running sequences on non-consecutive ids).")
@@ -62,11 +66,12 @@ class _EngineCollector(Collector):
             steps.add_metric([], stats.steps_total)
             step_time.add_metric([], stats.step_seconds_total)
             decode_time.add_metric([], stats.decode_seconds_total)
+            overlap_time.add_metric([], stats.overlap_seconds_total)
             split.add_metric([], stats.split_steps_total)
             compactions.add_metric([], stats.compactions_total)
             offloaded.add_metric([], stats.backend_sampled_total)
         yield from (queue, active, prompt, generated, kv, cached, rate, steps, step_time,
-                    decode_time, split, compactions, offloaded)
+                    decode_time, overlap_time, split, compactions, offloaded)
 
 
 class WorkerMetrics:

@@ -43,7 +43,8 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
                           max_queue=config.max_queue, seed=config.seed,
                           kv_unified=config.kv_unified, embeddings=config.embeddings,
                           sample_threads=config.sample_threads,
-                          backend_sampling=config.backend_sampling)
+                          backend_sampling=config.backend_sampling,
+                          overlap={"on": True, "off": False}.get(config.decode_overlap))
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}

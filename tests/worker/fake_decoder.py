@@ -11,6 +11,9 @@ Sampling is scripted: the token a sequence samples is `rule(the tokens its cells
 a sequence whose cells were set up wrong samples something else (`seeded(tokens, seed)`
 instead, when given: choices of one request then differ by their samplers' seeds). Every
 call is recorded in `calls` (sampler builds, decodes, copies, removes, clears, samples).
+
+With `overlaps`, a decode stays under way until `wait`, as on a GPU: meanwhile only `piece`
+and `is_eog` may be called (anything else asserts).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class FakeSampler(Sampler):
 
     def attach(self, seq_id: int) -> bool:
         assert not self.closed, "attaching a closed sampler"
+        self.decoder.idle("attaching a sampler")
         if not self.offload:
             return False
         attached = self.decoder.attached
@@ -61,6 +65,7 @@ class FakeSampler(Sampler):
 
     def sample(self, index: int) -> int:
         assert not self.closed, "sampling with a closed sampler"
+        self.decoder.idle("sampling")
         decoder = self.decoder
         assert index in decoder.logits, f"no logits at batch index {index}"
         seq_id = decoder.logits[index]
@@ -75,6 +80,7 @@ class FakeSampler(Sampler):
 
     def close(self) -> None:
         assert not self.closed, "a sampler closed twice"
+        self.decoder.idle("freeing a sampler")
         self.closed = True
         attached = self.decoder.attached
         for held in [k for k, v in attached.items() if v is self]:
@@ -85,8 +91,10 @@ class FakeDecoder(Decoder):
     def __init__(self, n_batch: int = 64, capacity: int = 1000,
                  rule: Callable[[list[int]], int] = counting,
                  seeded: Callable[[list[int], int], int] | None = None,
-                 backend_sampling: bool = False) -> None:
+                 backend_sampling: bool = False, overlaps: bool = False) -> None:
         self.n_batch = n_batch
+        self.overlaps = overlaps
+        self.in_flight = False  # a decode is under way (overlaps: until wait)
         self.backend_sampling = backend_sampling
         self.attached: dict[int, FakeSampler] = {}  # sequence id -> its offloaded chain
         self.capacity = capacity
@@ -122,7 +130,14 @@ class FakeDecoder(Decoder):
 
     # -- the Decoder ------------------------------------------------------------------------
 
+    def idle(self, what: str) -> None:
+        assert not self.in_flight, f"{what} while a decode is under way"
+
+    def wait(self) -> None:
+        self.in_flight = False
+
     def decode(self, spans: Sequence[Span]) -> bool:
+        self.idle("a decode")
         shape = [(s.seq_id, s.pos, len(s.tokens), s.logits) for s in spans]
         count = sum(len(s.tokens) for s in spans)
         assert 0 < count <= self.n_batch, f"a batch of {count} tokens"
@@ -138,6 +153,7 @@ class FakeDecoder(Decoder):
             self.calls.append(("decode", shape, "full"))
             return False
         self.calls.append(("decode", shape, "ok"))
+        self.in_flight = self.overlaps
         self.logits = {}
         index = 0
         for span in spans:
@@ -149,6 +165,7 @@ class FakeDecoder(Decoder):
         return True
 
     def copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        self.idle("a copy")
         self.calls.append(("copy", src, dst, p0, p1))
         for cell in self.cells:
             if self._within(cell, p0, p1):
@@ -157,6 +174,7 @@ class FakeDecoder(Decoder):
                     cell.seqs.add(dst)
 
     def remove(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:
+        self.idle("a remove")
         self.calls.append(("remove", seq_id, p0, p1))
         for cell in self.cells:
             if self._within(cell, p0, p1):
@@ -164,11 +182,13 @@ class FakeDecoder(Decoder):
         self.cells = [c for c in self.cells if c.seqs]
 
     def clear(self) -> None:
+        self.idle("a clear")
         self.calls.append(("clear",))
         self.cells = []
 
     def sampler(self, sampling: SamplingParams, grammar: str | None, seed: int,
                 offload: bool = False) -> Sampler:
+        self.idle("a sampler build")
         if grammar == "bad":
             raise ValueError("the grammar could not be parsed")
         self.calls.append(("sampler", seed))
@@ -183,6 +203,7 @@ class FakeDecoder(Decoder):
         return token == EOG
 
     def logprob(self, token: int, top: int, index: int) -> TokenLogprob:
+        self.idle("reading log-probabilities")
         text = self.piece(token)
         return TokenLogprob(text.decode(), text, -0.5)
 

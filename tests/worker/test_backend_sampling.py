@@ -8,12 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import orjson
 import pytest
 from test_worker_limits import _Stream
 
-from worker_support import WorkerProcess, user
+from worker_support import WorkerProcess, metric, serving, user
 
 PROMPTS = [f"Request {i}. Tell me about the history of {topic}." for i, topic in
            enumerate(("bread", "ships", "clocks", "paper"))]
@@ -22,28 +21,16 @@ COUNTER = "llm_worker_backend_sampled_sequences_total"
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[WorkerProcess]:
-    server = WorkerProcess("--engine", "batching", "--parallel", "4").start()
-    yield server
-    server.stop()
+    yield from serving("--engine", "batching", "--parallel", "4")
 
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[WorkerProcess]:
-    server = WorkerProcess("--engine", "batching", "--parallel", "4",
-                           "--backend-sampling").start()
-    yield server
-    server.stop()
-
-
-def _metric(server: WorkerProcess, name: str) -> float:
-    for line in httpx.get(server.url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name}")
+    yield from serving("--engine", "batching", "--parallel", "4", "--backend-sampling")
 
 
 def _offloaded(server: WorkerProcess) -> float:
-    return _metric(server, COUNTER)
+    return metric(server, COUNTER)
 
 
 def _answer(server: WorkerProcess, prompt: str, **extra) -> str:
@@ -113,7 +100,7 @@ def test_a_sequence_moved_by_compaction_keeps_its_chain(host, backend):
     url = backend.url + "/v1/chat/completions"
     long = {"model": "m", "messages": user(PROMPTS[2]), "max_tokens": 40, "temperature": 0,
             "seed": 3, "stream": True, "logit_bias": {"2": -100}}
-    moved_before = _metric(backend, "llm_worker_compactions_total")
+    moved_before = metric(backend, "llm_worker_compactions_total")
     opened = []
     try:
         for max_tokens in (40, 10, 40):
@@ -123,7 +110,7 @@ def test_a_sequence_moved_by_compaction_keeps_its_chain(host, backend):
     finally:
         for stream in opened:
             stream.close()
-    assert _metric(backend, "llm_worker_compactions_total") > moved_before
+    assert metric(backend, "llm_worker_compactions_total") > moved_before
     reference = host.client().chat.completions.create(
         model="m", messages=user(PROMPTS[2]), max_tokens=40, temperature=0, seed=3,
         logit_bias={"2": -100}).choices[0].message.content

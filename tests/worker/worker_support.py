@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -99,6 +100,21 @@ class WorkerProcess:
                 return time.monotonic() - started
             time.sleep(0.02)
         raise AssertionError(f"still busy after {within} s: {self.health()}")
+
+
+def serving(*args: str) -> Iterator[WorkerProcess]:
+    """A started worker for a fixture's life (`yield from serving(...)`)."""
+    server = WorkerProcess(*args).start()
+    yield server
+    server.stop()
+
+
+def metric(server: WorkerProcess, name: str) -> float:
+    """A metric's value in the worker's /metrics."""
+    for line in httpx.get(server.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name}")
 
 
 def user(text: str) -> list[dict]:

@@ -156,7 +156,8 @@ class EngineStats:
     tokens_per_second: float | None = None  # generated, over the last few seconds
     steps_total: int = 0  # decode steps (one llama_decode each)
     step_seconds_total: float = 0.0  # wall time of those steps
-    decode_seconds_total: float = 0.0  # the part of it spent inside llama_decode
+    decode_seconds_total: float = 0.0  # the part of it spent in llama_decode and waiting on it
+    overlap_seconds_total: float = 0.0  # the part of it doing host work while a decode ran
     split_steps_total: int = 0  # steps llama.cpp had to decode in more than one pass
     compactions_total: int = 0  # times running sequences were moved onto consecutive ids
     backend_sampled_total: int = 0  # sequences sampled inside the decode (--backend-sampling)

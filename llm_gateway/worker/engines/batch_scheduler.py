@@ -25,8 +25,10 @@ module decides what runs, those carry it out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from llm_gateway.worker.engines.base import Job
 from llm_gateway.worker.engines.batch_layout import Layout, SplitLayout, UnifiedLayout
 from llm_gateway.worker.engines.batch_prefix import PrefixCache
 from llm_gateway.worker.engines.batch_sampling import StepSampler
-from llm_gateway.worker.engines.batch_sequence import Choices, Out, Sequence
+from llm_gateway.worker.engines.batch_sequence import Choices, Out, Sequence, Taken
 from llm_gateway.worker.engines.decoder import Decoder, Sampler, Span
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,15 @@ class Scheduler:
         # Counters, read by stats() from the event loop's thread (plain numbers).
         self.steps = 0
         self.split_steps = 0  # split cache: steps whose sequences took more than one pass
-        self.decode_seconds = 0.0
+        self.decode_seconds = 0.0  # in the decoder's calls: decode, and waiting for it
+        self.overlap_seconds = 0.0  # host work done while a decode ran (decoder.overlaps)
         self.prompt_tokens = 0
         self.generated_tokens = 0
         self.offloaded = 0  # sequences whose tokens were picked inside the decode
+        # Events not yet in an `out`: tokens whose text is still to be made, ended sequences
+        # (their end events), in order. With an overlapping decoder they wait for the next
+        # decode to be under way.
+        self._pending: list[Taken | Sequence] = []
 
     @property
     def compactions(self) -> int:
@@ -125,22 +132,40 @@ class Scheduler:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def step(self, out: Out) -> bool:
-        """Cancel, batch, decode and sample once; False when there was nothing to decode."""
+    def step(self, out: Out, while_decoding: Callable[[], None] | None = None) -> bool:
+        """Cancel, batch, decode and sample once; False when there was nothing to decode.
+
+        Events go to `out`. With a decoder whose decode runs on after the call (`overlaps`),
+        the text of the last step's tokens is made while this step's decode runs, and
+        `while_decoding` is then called (to hand `out` on); this step's own text follows in
+        the next step, or in `flush`. Otherwise everything is in `out` when this returns.
+        """
         for seq in [s for s in self.running if s.work.cancelled]:
             if seq in self.running:  # (its leader's release may have ended it already)
-                self._release(seq, out, "cancelled")
+                self._release(seq, "cancelled")
+        if not self.decoder.overlaps:
+            self.flush(out)  # (their ends first, as they happened)
         self.layout.arrange(self.running)
         while True:
             spans, plan = self._fill()
             if not plan:
+                self.flush(out)
                 return False
             started = time.perf_counter()
             done = self.decoder.decode(spans)
             self.decode_seconds += time.perf_counter() - started
             if done:
                 break
-            self._make_room(out)
+            self._make_room()
+        if self.decoder.overlaps:
+            started = time.perf_counter()
+            self._show(out)  # the GPU decodes meanwhile
+            if while_decoding is not None:
+                while_decoding()
+            self.overlap_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        self.decoder.wait()
+        self.decode_seconds += time.perf_counter() - started
         self.steps += 1
         picks: list[tuple[Sequence, int]] = []
         ended: list[Sequence] = []
@@ -148,6 +173,9 @@ class Scheduler:
             seq.n_past += count
             if index < 0:
                 continue  # a prompt chunk that is not the last: nothing to sample yet
+            if seq.finish is not None:
+                ended.append(seq)  # a stop string in its last token, seen during the decode
+                continue
             for choice in [seq, *self._fork(seq)]:
                 choice.next_token = None
                 if choice.wants_token():
@@ -155,18 +183,49 @@ class Scheduler:
                 else:
                     ended.append(choice)
         if picks:
-            self.decoder.logits_ready()
+            decoder = self.decoder
+            decoder.logits_ready()
             tokens = self.sampling.sample([(choice.sampler, index) for choice, index in picks])
+            overlaps = decoder.overlaps
             for (choice, index), token in zip(picks, tokens, strict=True):
-                before = choice.generated
-                choice.accept(self.decoder, token, index, out)
-                self.generated_tokens += choice.generated - before
+                taken = choice.take(decoder, token, index)
+                if taken is not None:
+                    self.generated_tokens += 1
+                    if overlaps:
+                        self._pending.append(taken)  # its text: during the next decode
+                    else:
+                        choice.show(decoder, token, taken[2], out)
                 if choice.finish is not None:
                     ended.append(choice)
         for choice in ended:
             if choice in self.running:  # (a leader's release ends the choices waiting on it)
-                self._release(choice, out)
+                self._release(choice)
+        if not self.decoder.overlaps or not self.running:
+            self.flush(out)  # (with nothing left running, no next decode would carry it)
         return True
+
+    def flush(self, out: Out) -> None:
+        """Queue every event still held (the text of the last step's tokens, ends) in `out`,
+        and end what a stop string in that text ended. No decode may be under way."""
+        while self._pending:
+            for seq in self._show(out):
+                if seq in self.running:
+                    self._release(seq)
+
+    def _show(self, out: Out) -> list[Sequence]:
+        """Queue the held events in the order they happened (tokens' text, ends); the
+        sequences a stop string ended."""
+        pending, self._pending = self._pending, []
+        stopped: list[Sequence] = []
+        decoder = self.decoder
+        for item in pending:
+            if isinstance(item, tuple):
+                seq, token, logprob = item
+                if seq.show(decoder, token, logprob, out):
+                    stopped.append(seq)
+            else:
+                item.announce_end(out)
+        return stopped
 
     def _fork(self, leader: Sequence) -> list[Sequence]:
         """The choices waiting on `leader`, now given its evaluated prompt (none usually).
@@ -214,7 +273,7 @@ class Scheduler:
             plan.append((seq, len(span.tokens), i - 1 if span.logits else -1))
         return [span for _, span in spans], plan
 
-    def _make_room(self, out: Out) -> None:
+    def _make_room(self) -> None:
         """The cache is full: evict one cached prefix, else end the longest sequence."""
         if self.layout.evict_lru():
             return
@@ -223,28 +282,44 @@ class Scheduler:
                       key=lambda s: s.n_past)
         log.warning("KV cache full with %d sequences: ending the longest (%d tokens)",
                     len(self.running), longest.n_past)
-        self._release(longest, out, "length")
+        self._release(longest, "length")
 
     # -- ends -------------------------------------------------------------------------------
 
-    def _release(self, seq: Sequence, out: Out, reason: str | None = None) -> None:
-        """End a sequence; keep its KV cells as a cached prefix (or free them).
+    def _release(self, seq: Sequence, reason: str | None = None) -> None:
+        """End a sequence; keep its KV cells as a cached prefix (or free them). Its end
+        events follow its last text.
 
         Choices still waiting on it end with it: they will never get its prompt.
         """
         self.running.remove(seq)
         waiting = [s for s in self.running if s.waiting_on is seq] \
             if seq.group is not None else []
-        seq.end(out, reason)
+        seq.end(reason)
+        self._pending.append(seq)
         if seq.n_past > 0:
             self.cache.put(seq.seq_id, seq.cached_tokens())
         else:
             self.layout.free(seq.seq_id)
         for other in waiting:
-            self._release(other, out, seq.finish)
+            self._release(other, seq.finish)
+
+    def cancel_all(self, out: Out) -> None:
+        """End every sequence "cancelled" (the engine is closing), after the events held."""
+        with contextlib.suppress(Exception):
+            self.decoder.wait()
+        self.flush(out)
+        for seq in list(self.running):
+            if seq in self.running:
+                self._release(seq, "cancelled")
+        self.flush(out)
 
     def fail_all(self, error: BaseException, out: Out) -> None:
-        """A decode failed beyond repair: every running job gets the error (once)."""
+        """A decode failed beyond repair: every running job gets the error (once), after
+        the events it was owed."""
+        with contextlib.suppress(Exception):
+            self.decoder.wait()
+        self._show(out)
         told: list[object] = []
         for seq in self.running:
             seq.sampler.close()

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_gateway.worker.engines.base import ChoiceEnd, Finished, Job, Piece
+from llm_gateway.worker.engines.base import ChoiceEnd, Finished, Job, Piece, TokenLogprob
 from llm_gateway.worker.engines.decoder import Decoder, Sampler
 from llm_gateway.worker.engines.text import TextStream
+
+# A token a sequence took, its text still to be shown: (sequence, token, log-probability).
+# A plain tuple: one is made per generated token.
+Taken = tuple["Sequence", int, TokenLogprob | None]
 
 # Events of one step, as (work, event) pairs: the engine hands them to the event loop in one
 # call, so a step with 8 sequences wakes the loop once, not 8 times.
@@ -83,35 +87,53 @@ class Sequence:
             return False
         return True
 
-    def accept(self, decoder: Decoder, token: int, index: int, out: Out) -> None:
-        """Take the token sampled from the logits at batch position `index`; queue the events
-        in `out`."""
+    def take(self, decoder: Decoder, token: int, index: int) -> Taken | None:
+        """Take the token sampled from the logits at batch position `index`: what the next
+        decode needs (whether the sequence goes on, and with which token). Its text comes
+        later (`show` what this returns), maybe while that decode runs; None for an
+        end-of-generation token, which has none. A log-probability is read now: the next
+        decode overwrites the logits."""
         job = self.job
         if decoder.is_eog(token):
             self.finish = "stop"
-            return
+            return None
         logprob = decoder.logprob(token, job.top_logprobs, index) if job.logprobs else None
         self.generated += 1
-        text = self.text.push(decoder.piece(token))
-        out.append((self.work, Piece(text, token, logprob, self.index)))
-        if self.text.stopped:
-            self.finish = "stop"
-        elif len(self.prompt) + self.generated >= self.n_ctx:
+        if len(self.prompt) + self.generated >= self.n_ctx:
             self.finish = "length"  # prompt and completion together fill the context
         elif job.max_tokens is not None and self.generated >= job.max_tokens:
             self.finish = "length"  # no need to evaluate a token nothing will follow
         else:
             self.next_token = token
             self.tokens.append(token)
+        return self, token, logprob
 
-    def end(self, out: Out, reason: str | None = None) -> None:
-        """Queue the held-back text and the end events; free the sampler."""
-        finish = reason or self.finish or "stop"
-        self.finish = finish
+    def show(self, decoder: Decoder, token: int, logprob: TokenLogprob | None,
+             out: Out) -> bool:
+        """Queue a taken token's text; whether a stop string in it ended the sequence
+        ("stop", before "length"). If the token is already being decoded, that decode's
+        output goes unused."""
+        text = self.text.push(decoder.piece(token))
+        out.append((self.work, Piece(text, token, logprob, self.index)))
+        if self.text.stopped and self.finish in (None, "length"):
+            self.finish = "stop"
+            self.next_token = None
+            return True
+        return False
+
+    def end(self, reason: str | None = None) -> None:
+        """It runs no more: settle its finish reason, free its sampler (its events come
+        after its last text: `announce_end`)."""
+        self.finish = reason or self.finish or "stop"
+        self.next_token = None
+        self.sampler.close()
+
+    def announce_end(self, out: Out) -> None:
+        """Queue the held-back text and the end events."""
+        finish = self.finish or "stop"
         rest = self.text.flush()
         if rest and finish != "cancelled":
             out.append((self.work, Piece(rest, None, None, self.index)))
-        self.sampler.close()
         group = self.group
         if group is None:
             out.append((self.work, Finished(finish, len(self.prompt), self.generated,

@@ -36,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -101,7 +102,8 @@ class BatchingEngine(ThreadedEngine):
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, parallel: int = 8,
                  max_queue: int = 16, seed: int | None = None,
                  kv_unified: bool = False, embeddings: bool = False,
-                 sample_threads: int | None = None, backend_sampling: bool = False) -> None:
+                 sample_threads: int | None = None, backend_sampling: bool = False,
+                 overlap: bool | None = None) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
         super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
@@ -109,6 +111,7 @@ class BatchingEngine(ThreadedEngine):
         self.kv_unified = kv_unified
         self.sample_threads = sample_threads  # None: the decode's thread count
         self.backend_sampling = backend_sampling  # chains run inside the decode, where they can
+        self.overlap = overlap  # host work during the decode; None: where the model is on a GPU
         # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Work] = {}
@@ -129,7 +132,7 @@ class BatchingEngine(ThreadedEngine):
                     raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
                                      f"{max_sequences()} sequences")
                 decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified,
-                                                      self.backend_sampling)
+                                                      self.backend_sampling, self.overlap)
                 self._info = dataclasses.replace(self._model_info(llama, n_ctx), n_ctx=n_ctx)
             except BaseException:
                 self._close_embedder()
@@ -147,8 +150,7 @@ class BatchingEngine(ThreadedEngine):
             self._loop(llama, scheduler)
         finally:
             out: Out = []
-            for seq in list(scheduler.running):
-                seq.end(out, "cancelled")
+            scheduler.cancel_all(out)
             _deliver_all(out)
             with self._cond:
                 self._running.clear()
@@ -189,13 +191,13 @@ class BatchingEngine(ThreadedEngine):
             for work in admit:
                 self._admit(scheduler, work, out)
             try:
-                stepped = scheduler.step(out)
+                # (with a GPU, the last step's events go out while this step's decode runs)
+                stepped = scheduler.step(out, functools.partial(self._publish, out))
             except Exception as exc:
                 log.exception("a decode step failed")
                 scheduler.fail_all(exc, out)
                 stepped = True
-            _deliver_all(out)
-            self._forget_finished(out)
+            self._publish(out)
             if stepped:
                 self._step_seconds += time.perf_counter() - started
                 self._rate.mark(time.monotonic(), scheduler.generated_tokens)
@@ -214,9 +216,14 @@ class BatchingEngine(ThreadedEngine):
         except Exception as exc:
             out.append((work, exc))
 
-    def _forget_finished(self, out: Out) -> None:
-        """Drop the bookkeeping of works whose last event went out in this step."""
+    def _publish(self, out: Out) -> None:
+        """Hand the events in `out` on (emptying it); drop the bookkeeping of works whose
+        last event is among them."""
+        if not out:
+            return
+        _deliver_all(out)
         ended = [work.id for work, item in out if isinstance(item, Finished | BaseException)]
+        out.clear()
         if ended:
             with self._cond:
                 for work_id in ended:
@@ -310,6 +317,7 @@ class BatchingEngine(ThreadedEngine):
             steps_total=scheduler.steps,
             step_seconds_total=self._step_seconds,
             decode_seconds_total=scheduler.decode_seconds,
+            overlap_seconds_total=scheduler.overlap_seconds,
             split_steps_total=scheduler.split_steps,
             compactions_total=scheduler.compactions,
             backend_sampled_total=scheduler.offloaded,

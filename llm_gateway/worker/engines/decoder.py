@@ -46,14 +46,25 @@ class Sampler(ABC):
 
 
 class Decoder(ABC):
-    """A model context with `n_batch` tokens per decode and one KV cache of sequence ids."""
+    """A model context with `n_batch` tokens per decode and one KV cache of sequence ids.
+
+    A decode may go on after `decode` returns (on a GPU, llama.cpp only queues the work):
+    `wait` blocks until it is done. In between, the caller touches nothing of the decoder's
+    but `piece` and `is_eog` (no sampling, no cache edits): that is when it does the host work
+    a decode does not need. `overlaps` says whether doing so gains anything.
+    """
 
     n_batch: int
+    overlaps: bool = False  # the decode runs on after `decode` returns, until `wait`
 
     @abstractmethod
     def decode(self, spans: Sequence[Span]) -> bool:
-        """Evaluate one batch: True when done, False when the KV cache has no room for it
-        (the cache is then left as it was). Raises on any other failure."""
+        """Evaluate one batch: True when done (or under way: see `wait`), False when the KV
+        cache has no room for it (the cache is then left as it was). Raises on any other
+        failure."""
+
+    def wait(self) -> None:  # noqa: B027 (optional)
+        """Block until the last decode is done (at once where `decode` is synchronous)."""
 
     @abstractmethod
     def copy(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:

@@ -76,9 +76,10 @@ class LlamaDecoder(Decoder):
     (`batched`); one llama.cpp batch of `n_batch` tokens is kept and refilled every step."""
 
     def __init__(self, llama: llama_cpp.Llama, copy_occupied: bool = False,
-                 backend_sampling: bool = False) -> None:
+                 backend_sampling: bool = False, overlaps: bool = False) -> None:
         self.llama = llama
         self.backend_sampling = backend_sampling  # chains offered to run inside the decode
+        self.overlaps = overlaps
         # Split KV cache in host memory: copies between ids move the occupied cells only.
         self._copy_occupied = copy_occupied
         self._state = (ctypes.c_uint8 * 0)()  # reused buffer for those copies
@@ -93,12 +94,15 @@ class LlamaDecoder(Decoder):
 
     @classmethod
     def batched(cls, llama: llama_cpp.Llama, n_seq_max: int, unified: bool,
-                backend_sampling: bool = False) -> tuple[LlamaDecoder, int]:
+                backend_sampling: bool = False,
+                overlap: bool | None = None) -> tuple[LlamaDecoder, int]:
         """Replace the Llama's context by one with `n_seq_max` sequence ids; the decoder on it
         and the cells each sequence may fill (n_ctx per sequence).
 
         Same parameters otherwise. Unified: the Llama's n_ctx cells are shared by all
-        sequences; split: each sequence gets that many.
+        sequences; split: each sequence gets that many. `overlap`: whether the scheduler
+        does its host work while a decode runs; None: where the model is on a GPU (on the
+        CPU llama_decode returns when it is done, so there is nothing to overlap).
         """
         n_ctx = llama.n_ctx()
         n_seq_max = max(int(llama.context_params.n_seq_max), n_seq_max)
@@ -109,7 +113,8 @@ class LlamaDecoder(Decoder):
         on_host = (int(llama.model_params.n_gpu_layers) == 0
                    or not llama_cpp.llama_supports_gpu_offload())
         decoder = cls(llama, copy_occupied=not unified and on_host,
-                      backend_sampling=backend_sampling)
+                      backend_sampling=backend_sampling,
+                      overlaps=not on_host if overlap is None else overlap)
         return decoder, min(n_ctx, llama_cpp.llama_n_ctx_seq(llama._ctx.ctx))
 
     def decode(self, spans: Sequence[Span]) -> bool:
@@ -130,15 +135,18 @@ class LlamaDecoder(Decoder):
             if span.logits:
                 logits[i - 1] = True
         batch.n_tokens = i
+        # On a GPU this only queues the work (llama.cpp waits when an output is first read,
+        # or in `wait`); on the CPU it returns when the decode is done.
         rc = llama_cpp.llama_decode(self._ctx, batch)
-        # On a GPU the decode only queues the work; waiting here (sampling would wait
-        # anyway) keeps the GPU's time out of the Python share the counters report.
-        llama_cpp.llama_synchronize(self._ctx)
         if rc == 0:
             return True
+        llama_cpp.llama_synchronize(self._ctx)  # nothing may be under way when the cache changes
         if rc == _KV_FULL:
             return False
         raise RuntimeError(f"llama_decode returned {rc}")
+
+    def wait(self) -> None:
+        llama_cpp.llama_synchronize(self._ctx)
 
     def logits_ready(self) -> None:
         # llama.cpp reorders output rows lazily on the first read of the logits; reading

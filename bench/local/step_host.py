@@ -8,7 +8,9 @@ sampling hands out tokens picked inside the decode. Everything else is the engin
 building the batch, taking each token (its piece, the text stream with its stop strings, the
 event), ending sequences, compaction, and handing a step's events to the event loop. Printed:
 microseconds of host work per step and per token at 1, 8, 32 and 64 sequences, against an
-8B-class GPU step (~20 ms at 64 sequences on an H200, issue 17).
+8B-class GPU step (~20 ms at 64 sequences on an H200, issue 17); then the same with the
+decode overlapping the host work (`--decode-overlap`, on by default on a GPU): how much of
+it a decode under way would hide (text and events made meanwhile), and what stays exposed.
 
     python bench/local/step_host.py [--steps 400] [--sequences 1,8,32,64]
 """
@@ -52,6 +54,9 @@ class _Instant(Decoder):
 
     n_batch = 512
 
+    def __init__(self, overlaps: bool) -> None:
+        self.overlaps = overlaps
+
     def decode(self, spans: Sequence[Span]) -> bool:
         return True
 
@@ -93,10 +98,12 @@ def _drop(item: object) -> None:
     pass
 
 
-def measure(sequences: int, steps: int, loop: asyncio.AbstractEventLoop) -> tuple[float, float]:
-    """Median host microseconds per step, and per generated token, with `sequences` running
-    (each ends after 128 tokens and a new one takes its place, as under steady load)."""
-    scheduler = Scheduler(_Instant(), sequences + 4, 4096, unified=False)
+def measure(sequences: int, steps: int, loop: asyncio.AbstractEventLoop,
+            overlaps: bool = False) -> tuple[float, float, float]:
+    """Median host microseconds per step, per generated token, and per step outside the
+    decode's window (all of it without overlap), with `sequences` running (each ends after
+    128 tokens and a new one takes its place, as under steady load)."""
+    scheduler = Scheduler(_Instant(overlaps), sequences + 4, 4096, unified=False)
     prompt = list(range(1, 40))
     seed = itertools.count()
 
@@ -106,21 +113,28 @@ def measure(sequences: int, steps: int, loop: asyncio.AbstractEventLoop) -> tupl
 
     for _ in range(sequences):
         admit()
-    times, tokens = [], []
+    times, tokens, exposed = [], [], []
+    out: list = []
+
+    def hand_on() -> None:  # as the engine does, during the decode when it overlaps
+        _deliver_all(out)
+        out.clear()
+
     for _ in range(steps):
         started = time.perf_counter()
-        before = scheduler.generated_tokens
-        out: list = []
+        before, hidden = scheduler.generated_tokens, scheduler.overlap_seconds
         while len(scheduler.running) < sequences:
             admit()
-        scheduler.step(out)
-        _deliver_all(out)
-        times.append(time.perf_counter() - started)
+        scheduler.step(out, hand_on)
+        hand_on()
+        took = time.perf_counter() - started
+        times.append(took)
+        exposed.append(took - (scheduler.overlap_seconds - hidden))
         tokens.append(scheduler.generated_tokens - before)
     loop.run_until_complete(asyncio.sleep(0))  # (the handed-over events, dropped)
     step = statistics.median(times)
     per_token = sum(times) / max(1, sum(tokens))
-    return step * 1e6, per_token * 1e6
+    return step * 1e6, per_token * 1e6, statistics.median(exposed) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,11 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequences", default="1,8,32,64")
     args = p.parse_args(argv)
     loop = asyncio.new_event_loop()
+    counts = [int(s) for s in args.sequences.split(",")]
     print(f"{'sequences':>9} {'host us/step':>13} {'us/token':>9} {'% of a 20 ms step':>18}")
-    for n in (int(s) for s in args.sequences.split(",")):
+    for n in counts:
         measure(n, 50, loop)  # warm-up
-        step, per_token = measure(n, args.steps, loop)
+        step, per_token, _ = measure(n, args.steps, loop)
         print(f"{n:>9} {step:>13.0f} {per_token:>9.1f} {step / 200:>17.1f}%")
+    print(f"\nwith the decode overlapping the host work:\n"
+          f"{'sequences':>9} {'host us/step':>13} {'exposed us':>11} {'hidden':>7} "
+          f"{'exposed % of 20 ms':>19}")
+    for n in counts:
+        measure(n, 50, loop, overlaps=True)
+        step, _, exposed = measure(n, args.steps, loop, overlaps=True)
+        print(f"{n:>9} {step:>13.0f} {exposed:>11.0f} {1 - exposed / step:>7.0%} "
+              f"{exposed / 200:>18.1f}%")
     loop.close()
     return 0
 

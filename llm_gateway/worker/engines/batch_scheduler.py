@@ -140,9 +140,7 @@ class Scheduler:
         `while_decoding` is then called (to hand `out` on); this step's own text follows in
         the next step, or in `flush`. Otherwise everything is in `out` when this returns.
         """
-        for seq in [s for s in self.running if s.work.cancelled]:
-            if seq in self.running:  # (its leader's release may have ended it already)
-                self._release(seq, "cancelled")
+        self._release_each([s for s in self.running if s.work.cancelled], "cancelled")
         if not self.decoder.overlaps:
             self.flush(out)  # (their ends first, as they happened)
         self.layout.arrange(self.running)
@@ -197,9 +195,7 @@ class Scheduler:
                         choice.show(decoder, token, taken[2], out)
                 if choice.finish is not None:
                     ended.append(choice)
-        for choice in ended:
-            if choice in self.running:  # (a leader's release ends the choices waiting on it)
-                self._release(choice)
+        self._release_each(ended)
         if not self.decoder.overlaps or not self.running:
             self.flush(out)  # (with nothing left running, no next decode would carry it)
         return True
@@ -208,9 +204,7 @@ class Scheduler:
         """Queue every event still held (the text of the last step's tokens, ends) in `out`,
         and end what a stop string in that text ended. No decode may be under way."""
         while self._pending:
-            for seq in self._show(out):
-                if seq in self.running:
-                    self._release(seq)
+            self._release_each(self._show(out))
 
     def _show(self, out: Out) -> list[Sequence]:
         """Queue the held events in the order they happened (tokens' text, ends); the
@@ -304,14 +298,19 @@ class Scheduler:
         for other in waiting:
             self._release(other, seq.finish)
 
+    def _release_each(self, seqs: list[Sequence], reason: str | None = None) -> None:
+        """Release those of `seqs` still running (a leader's release ends the choices waiting
+        on it, which may be among them)."""
+        for seq in seqs:
+            if seq in self.running:
+                self._release(seq, reason)
+
     def cancel_all(self, out: Out) -> None:
         """End every sequence "cancelled" (the engine is closing), after the events held."""
         with contextlib.suppress(Exception):
             self.decoder.wait()
         self.flush(out)
-        for seq in list(self.running):
-            if seq in self.running:
-                self._release(seq, "cancelled")
+        self._release_each(list(self.running), "cancelled")
         self.flush(out)
 
     def fail_all(self, error: BaseException, out: Out) -> None:

@@ -125,7 +125,6 @@ class Sequence:
         """It runs no more: settle its finish reason, free its sampler (its events come
         after its last text: `announce_end`)."""
         self.finish = reason or self.finish or "stop"
-        self.next_token = None
         self.sampler.close()
 
     def announce_end(self, out: Out) -> None:

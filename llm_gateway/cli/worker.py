@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: make the last step's text and events while the next "
                              "decode runs; auto: where the model is on a GPU, whose decode "
                              "runs on after llama_decode returns (default: %(default)s)")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the short decode at load that spares the first request "
+                             "the first decode's cost (mapping weights in, loading kernels)")
     parser.add_argument("--seed", type=int, help="seed for requests that bring none")
     traces = parser.add_argument_group(
         "tracing (requests with a traceparent; grpc: the otel extra)")
@@ -97,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
         sample_threads=args.sample_threads, backend_sampling=args.backend_sampling,
-        decode_overlap=args.decode_overlap,
+        decode_overlap=args.decode_overlap, warmup=args.warmup,
         tracing=_tracing(args),
     )
 

@@ -239,6 +239,8 @@ class LocalConfig:
     parallel: int = field(default=8, metadata={"ge": 1})  # sequences decoded together
     # batching: sampler chains run inside the decode (worker --backend-sampling)
     backend_sampling: bool = False
+    # a short decode at load, before the worker reports ready (worker --no-warmup when off)
+    warmup: bool = True
     affinity: bool = True  # send requests sharing a conversation prefix to the same worker
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     # resident: workers start with the gateway and stay. on_demand: they start at the first

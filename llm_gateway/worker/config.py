@@ -34,6 +34,7 @@ class WorkerConfig:
     backend_sampling: bool = False
     # batching: the host work of a step while the next decode runs: auto (on a GPU), on, off
     decode_overlap: str = "auto"
+    warmup: bool = True  # a short decode at load, so the first request does not pay for it
     seed: int | None = None  # for requests that bring none; None: random per request
     log_level: str = "info"
     tracing: TracingConfig | None = None  # --otlp-*: spans for traced requests

@@ -34,6 +34,9 @@ class _EngineCollector(Collector):
                                    "Finished sequences kept in the KV cache for prefix reuse.")
         rate = GaugeMetricFamily("llm_worker_tokens_per_second",
                                  "Tokens generated per second over the last few seconds.")
+        warmup = GaugeMetricFamily(
+            "llm_worker_warmup_seconds",
+            "The decode done at load so the first request does not pay it (0: --no-warmup).")
         steps = CounterMetricFamily("llm_worker_steps", "Batched decode steps.")
         step_time = CounterMetricFamily("llm_worker_step_seconds",
                                         "Wall time of the decode steps.")
@@ -63,6 +66,7 @@ class _EngineCollector(Collector):
             cached.add_metric([], stats.cached_sequences)
             if stats.tokens_per_second is not None:
                 rate.add_metric([], stats.tokens_per_second)
+            warmup.add_metric([], stats.warmup_seconds)
             steps.add_metric([], stats.steps_total)
             step_time.add_metric([], stats.step_seconds_total)
             decode_time.add_metric([], stats.decode_seconds_total)
@@ -70,7 +74,7 @@ class _EngineCollector(Collector):
             split.add_metric([], stats.split_steps_total)
             compactions.add_metric([], stats.compactions_total)
             offloaded.add_metric([], stats.backend_sampled_total)
-        yield from (queue, active, prompt, generated, kv, cached, rate, steps, step_time,
+        yield from (queue, active, prompt, generated, kv, cached, rate, warmup, steps, step_time,
                     decode_time, overlap_time, split, compactions, offloaded)
 
 

@@ -33,7 +33,7 @@ def simple_engine(config: WorkerConfig, path: Path) -> Engine:
     from llm_gateway.worker.engines.simple import SimpleEngine
 
     return SimpleEngine(lambda: load_llama(path, config), max_queue=config.max_queue,
-                        seed=config.seed, embeddings=config.embeddings)
+                        seed=config.seed, embeddings=config.embeddings, warmup=config.warmup)
 
 
 def batching_engine(config: WorkerConfig, path: Path) -> Engine:
@@ -44,7 +44,8 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
                           kv_unified=config.kv_unified, embeddings=config.embeddings,
                           sample_threads=config.sample_threads,
                           backend_sampling=config.backend_sampling,
-                          overlap={"on": True, "off": False}.get(config.decode_overlap))
+                          overlap={"on": True, "off": False}.get(config.decode_overlap),
+                          warmup=config.warmup)
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}

@@ -69,6 +69,15 @@ def test_flash_attn_reaches_the_worker_command(value: object, flag: str) -> None
     assert cmd[cmd.index("--flash-attn") + 1] == flag
 
 
+def test_warmup_off_reaches_the_worker_command() -> None:
+    from llm_gateway.backends.worker_process import worker_command
+
+    on = parse_config(with_local({"smol": {"model": "m"}}), {}).local["smol"]
+    off = parse_config(with_local({"smol": {"model": "m", "warmup": False}}), {}).local["smol"]
+    assert on.warmup and "--no-warmup" not in worker_command(on, 9000)
+    assert "--no-warmup" in worker_command(off, 9000)
+
+
 def test_tool_format_reaches_the_worker_command_and_is_checked() -> None:
     from llm_gateway.backends.worker_process import worker_command
 
@@ -185,7 +194,8 @@ def test_env_overrides_reach_local_backends() -> None:
              "flash_attn, chat_format, chat_template, tool_format, "
              "lora, embeddings, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
-             "engine, parallel, backend_sampling, affinity, timeouts, load, idle_unload_seconds, "
+             "engine, parallel, backend_sampling, warmup, affinity, timeouts, load, "
+             "idle_unload_seconds, "
              "load_timeout_seconds, max_waiting, pinned, memory_mib); did you mean 'model'?"],
         ),
     ],

@@ -150,6 +150,7 @@ class EngineStats:
     prompt_tokens_total: int
     generated_tokens_total: int
     kv_cache_usage: float | None  # fraction of the KV cache in use, when known
+    warmup_seconds: float = 0.0  # the decode done at load, before the first request
     # Batching engines only (the defaults fit a one-at-a-time engine):
     parallel: int = 1  # sequences that can be decoded together
     cached_sequences: int = 0  # finished sequences kept for prefix reuse

@@ -103,10 +103,11 @@ class BatchingEngine(ThreadedEngine):
                  max_queue: int = 16, seed: int | None = None,
                  kv_unified: bool = False, embeddings: bool = False,
                  sample_threads: int | None = None, backend_sampling: bool = False,
-                 overlap: bool | None = None) -> None:
+                 overlap: bool | None = None, warmup: bool = True) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
-        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
+        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings,
+                         warmup=warmup)
         self.parallel = parallel
         self.kv_unified = kv_unified
         self.sample_threads = sample_threads  # None: the decode's thread count
@@ -134,6 +135,7 @@ class BatchingEngine(ThreadedEngine):
                 decoder, n_ctx = LlamaDecoder.batched(llama, n_seq_max, self.kv_unified,
                                                       self.backend_sampling, self.overlap)
                 self._info = dataclasses.replace(self._model_info(llama, n_ctx), n_ctx=n_ctx)
+                self._warm_up(llama)
             except BaseException:
                 self._close_embedder()
                 llama.close()
@@ -302,7 +304,7 @@ class BatchingEngine(ThreadedEngine):
         scheduler = self._scheduler
         if scheduler is None:
             return EngineStats(len(self._waiting), 0, self.max_queue, 0, 0, None,
-                               parallel=self.parallel)
+                               parallel=self.parallel, warmup_seconds=self.warmup_seconds)
         return EngineStats(
             queue_depth=len(self._waiting),
             active=len(self._running),
@@ -321,6 +323,7 @@ class BatchingEngine(ThreadedEngine):
             split_steps_total=scheduler.split_steps,
             compactions_total=scheduler.compactions,
             backend_sampled_total=scheduler.offloaded,
+            warmup_seconds=self.warmup_seconds,
         )
 
     async def close(self) -> None:

@@ -9,6 +9,8 @@ its KV-cache prefix reuse and its own chat handlers keep working on the same con
 from __future__ import annotations
 
 import ctypes
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 import llama_cpp
@@ -25,6 +27,8 @@ from llm_gateway.worker.engines.base import (
     TopLogprob,
 )
 from llm_gateway.worker.engines.text import TextStream
+
+log = logging.getLogger("llm_gateway.worker")
 
 FLASH_ATTN_TYPES = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
                     "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -57,6 +61,41 @@ def apply_lora(llama: llama_cpp.Llama, ctx: _internals.LlamaContext) -> None:
         scales = (ctypes.c_float * 1)(llama.lora_scale)
         if llama_cpp.llama_set_adapters_lora(ctx.ctx, adapters, 1, scales):
             raise RuntimeError("could not apply the LoRA adapter to the new context")
+
+
+WARM_UP_TOKENS = 16  # a prompt-sized batch: on a GPU, the kernels of prompts (not only of
+# single tokens) are loaded then too
+
+
+def warm_up(llama: llama_cpp.Llama) -> float:
+    """Decode a short prompt and one token in sequence 0, then empty the cache; the seconds it
+    took. The first decode on a context costs far more than the next (the weights paged in
+    from the mapped file, buffers touched, GPU kernels loaded): about 1 s for the default
+    model here. Done before the worker says it is ready, its first request does not pay it.
+    A model that cannot decode this way (an encoder) is left as it is."""
+    started = time.perf_counter()
+    ctx = llama._ctx.ctx
+    n = max(1, min(WARM_UP_TOKENS, llama.n_batch, llama.n_ctx() - 1))
+    token = llama.token_bos() if llama.token_bos() >= 0 else 0
+    batch = llama_cpp.llama_batch_init(n, 0, 1)
+    try:
+        for size, first in ((n, 0), (1, n)):
+            for i in range(size):
+                batch.token[i], batch.pos[i] = token, first + i
+                batch.n_seq_id[i], batch.seq_id[i][0] = 1, 0
+                batch.logits[i] = i == size - 1
+            batch.n_tokens = size
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                log.warning("the warm-up decode failed; the first request will be slower")
+                break
+        llama_cpp.llama_synchronize(ctx)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), False)  # (cells only)
+        llama.reset()
+    seconds = time.perf_counter() - started
+    log.info("warmed up in %.2f s", seconds)
+    return seconds
 
 
 def model_info(llama: llama_cpp.Llama, embedding_tokens: int = 0) -> ModelInfo:

@@ -39,8 +39,9 @@ class SimpleEngine(ThreadedEngine):
     thread_name = "llama-engine"
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, max_queue: int = 16,
-                 seed: int | None = None, embeddings: bool = False) -> None:
-        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings)
+                 seed: int | None = None, embeddings: bool = False, warmup: bool = True) -> None:
+        super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings,
+                         warmup=warmup)
         self._active: Work | None = None
         self._llama: llama_cpp.Llama | None = None
         self._vocab: llama_run.Vocab | None = None
@@ -54,6 +55,7 @@ class SimpleEngine(ThreadedEngine):
             llama = self._load()
             try:
                 self._info = self._model_info(llama, llama.n_ctx())
+                self._warm_up(llama)
             except BaseException:
                 self._close_embedder()
                 llama.close()
@@ -151,6 +153,7 @@ class SimpleEngine(ThreadedEngine):
             prompt_tokens_total=self._prompt_tokens + self._embedded_tokens(),
             generated_tokens_total=self._generated_tokens,
             kv_cache_usage=usage,
+            warmup_seconds=self.warmup_seconds,
         )
 
     async def close(self) -> None:

@@ -39,8 +39,10 @@ class ThreadedEngine(Engine):
     thread_name = "llama-engine"
 
     def __init__(self, load: Callable[[], llama_cpp.Llama], *, max_queue: int,
-                 seed: int | None, embeddings: bool = False) -> None:
+                 seed: int | None, embeddings: bool = False, warmup: bool = True) -> None:
         self._load = load
+        self.warmup = warmup  # a decode before the engine reports ready (llama_run.warm_up)
+        self.warmup_seconds = 0.0
         self.embeddings = embeddings  # whether to open an embedding context at load
         self.max_queue = max_queue
         self._seed = seed  # for requests without one; None: random per request
@@ -73,6 +75,11 @@ class ThreadedEngine(Engine):
                                         name=self.thread_name, daemon=True)
         self._thread.start()
         await ready
+
+    def _warm_up(self, llama: llama_cpp.Llama) -> None:
+        """On the engine thread, on the context jobs will use, before reporting ready."""
+        if self.warmup:
+            self.warmup_seconds = llama_run.warm_up(llama)
 
     def _model_info(self, llama: llama_cpp.Llama, n_ctx: int) -> ModelInfo:
         """On the engine thread, once loaded: open the embedding context (when asked for) and

@@ -10,7 +10,10 @@
 #
 # Env: STREAMS (1,8,32,64), MAX_TOKENS (128), PER_STREAM (2), MODELS ("default 8b"),
 # SHAPE_8B (8b; "tiny" to check this script on a CPU), N_GPU_LAYERS (-1), MODEL_DIR (where
-# the synthetic GGUF goes, default /tmp: keep it out of anything copied back).
+# the synthetic GGUF goes, default /tmp: keep it out of anything copied back), DEFAULT_GGUF
+# (the file "default" runs; default: the bundled SmolLM2), DONOR (the synthetic model's
+# tokenizer; default: the bundled SmolLM2), SKIP (servers engines.py leaves out, default
+# llama_cpp.server,simple).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-${OUT:-/tmp/gpu-run}}
@@ -33,12 +36,15 @@ for model in $models; do
     args=()
     if [ "$model" != default ]; then
         gguf="$model_dir/llama-${SHAPE_8B:-8b}-random.gguf"
-        [ -s "$gguf" ] || "$py" "$here/synth_gguf.py" "$gguf" --shape "${SHAPE_8B:-8b}"
+        [ -s "$gguf" ] || "$py" "$here/synth_gguf.py" "$gguf" --shape "${SHAPE_8B:-8b}" \
+            ${DONOR:+--donor "$DONOR"}
         args=(--model "$gguf")
+    elif [ -n "${DEFAULT_GGUF:-}" ]; then
+        args=(--model "$DEFAULT_GGUF")
     fi
     echo "=== $model: $(date -u +%H:%M:%S) ===" | tee -a "$out/engines.txt"
     "$py" "$here/engines.py" "${args[@]}" --n-gpu-layers "${N_GPU_LAYERS:--1}" \
         --streams "$streams" --max-tokens "${MAX_TOKENS:-128}" \
-        --per-stream "${PER_STREAM:-2}" --skip llama_cpp.server,simple --paired-rounds 0 \
+        --per-stream "${PER_STREAM:-2}" --skip "${SKIP:-llama_cpp.server,simple}" --paired-rounds 0 \
         --gpu-memory 2>&1 | tee -a "$out/engines.txt"
 done

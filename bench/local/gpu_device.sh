@@ -33,8 +33,9 @@ libs=/usr/local/cuda/lib64
 for lib in libcublas.so.13 libcudart.so.13; do
     if ! { ldconfig -p 2>/dev/null || true; } | grep -q "$lib" \
             && [ ! -e "/usr/local/cuda/lib64/$lib" ]; then
-        found=$(find / -xdev -name "$lib" -not -path '/proc/*' 2>/dev/null | head -1)
-        [ -n "$found" ] && libs="$libs:$(dirname "$found")"
+        found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -1)
+        [ -n "$found" ] || found=$(find / -xdev -name "$lib" 2>/dev/null | head -1)
+        if [ -n "$found" ]; then libs="$libs:$(dirname "$found")"; fi
     fi
 done
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"

@@ -7,10 +7,10 @@ From the GGUF header (gguf.py) and the entry's settings:
   token embeddings always stay in host memory. The rest is host memory.
 - **KV cache**: cells x layers x (K + V width) x bytes per element, where a layer's widths
   are ``head_count_kv`` x ``key_length`` / ``value_length`` (default: embedding_length /
-  head_count). Cells: the batching engine gives each of its ``parallel`` sequences, and half
-  as many kept for cached prefixes, ``n_ctx`` cells each (see worker/engines/batching.py,
-  ``cache_slots``); the simple engine has one context of ``n_ctx``. It sits with the layers:
-  on the GPU for offloaded layers.
+  head_count). Cells: the batching engine gives each of its ``parallel`` sequences, and the
+  ``cache_slots`` kept for cached prefixes (none by default), ``n_ctx`` cells each (see
+  worker/engines/batching.py, ``cache_slots``); the simple engine has one context of
+  ``n_ctx``. It sits with the layers: on the GPU for offloaded layers.
 - **compute buffers**: activations (``n_batch`` x (embedding + feed-forward length) x 4
   bytes x a small factor) and the logits of one row per sequence; on a GPU, llama.cpp's
   worst-case reservation holds logits for a whole batch (``n_batch`` x vocabulary x 4 bytes),
@@ -19,7 +19,8 @@ From the GGUF header (gguf.py) and the entry's settings:
   ``PROCESS_MIB``.
 
 Measured here with the default model (SmolLM2-135M Q4_1, CPU): 212 MiB resident at
-``n_ctx: 512, parallel: 1`` (estimate 228), 471 MiB at ``n_ctx: 1024`` (estimate 477).
+``n_ctx: 512, parallel: 1`` (estimate 217), 390 MiB at ``n_ctx: 1024`` (estimate 387), 922 MiB
+at ``n_ctx: 4096`` (estimate 927).
 
 It is an estimate: llama.cpp's own buffers vary with the build and the device. The gateway
 compares it with what the running worker uses (residency.py) and books the larger, and an
@@ -99,7 +100,7 @@ def kv_cells(cfg: LocalConfig, model_context: int) -> int:
     n_ctx = cfg.n_ctx or model_context
     if cfg.engine != "batching":
         return n_ctx
-    sequences = cfg.parallel + max(1, (cfg.parallel + 1) // 2)
+    sequences = cfg.parallel + (cfg.cache_slots or 0)  # (spawned workers' streams are split)
     return n_ctx * sequences
 
 

@@ -51,6 +51,8 @@ def worker_command(cfg: LocalConfig, port: int, python: str = sys.executable) ->
         cmd += ["--lora", cfg.lora]
     if cfg.backend_sampling:
         cmd.append("--backend-sampling")
+    if cfg.cache_slots is not None:
+        cmd += ["--cache-slots", str(cfg.cache_slots)]
     if not cfg.warmup:
         cmd.append("--no-warmup")
     if not cfg.embeddings:

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batching: one KV cache of --n-ctx cells shared by all sequences "
                              "(less memory; answers may drift from those given alone) instead "
                              "of --n-ctx cells for each")
+    parser.add_argument("--cache-slots", type=int,
+                        help="batching: sequence ids that keep finished sequences' prefixes "
+                             "besides the running ones (default: as many as --parallel with "
+                             "--kv-unified, where they cost no memory; else 0: each would take "
+                             "--n-ctx cells of its own, and finished sequences stay cached on "
+                             "idle running ids, as llama-server's slots)")
     parser.add_argument("--sample-threads", type=int,
                         help="batching: threads that sample a step's sequences in parallel; 1: "
                              "on the engine thread (default: up to 4 from 4 threads, else 1)")
@@ -99,7 +105,8 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         embeddings=args.embeddings,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
-        sample_threads=args.sample_threads, backend_sampling=args.backend_sampling,
+        sample_threads=args.sample_threads, cache_slots=args.cache_slots,
+        backend_sampling=args.backend_sampling,
         decode_overlap=args.decode_overlap, warmup=args.warmup,
         tracing=_tracing(args),
     )
@@ -130,6 +137,8 @@ def _precheck(config: WorkerConfig) -> str | None:
         return "--parallel must be 1 or more"
     if config.sample_threads is not None and config.sample_threads < 1:
         return "--sample-threads must be 1 or more"
+    if config.cache_slots is not None and config.cache_slots < 0:
+        return "--cache-slots must be 0 or more"
     if config.n_ctx < 0 or config.n_batch < 1:
         return "--n-ctx must be 0 or more and --n-batch 1 or more"
     try:

@@ -237,6 +237,9 @@ class LocalConfig:
     # batching: many sequences decoded together (`parallel` of them); simple: one at a time.
     engine: Literal["batching", "simple"] = "batching"
     parallel: int = field(default=8, metadata={"ge": 1})  # sequences decoded together
+    # batching: ids keeping finished sequences' prefixes besides the running ones, n_ctx cells
+    # each (worker --cache-slots); None: 0 (finished ones stay cached on idle running ids)
+    cache_slots: int | None = field(default=None, metadata={"ge": 0})
     # batching: sampler chains run inside the decode (worker --backend-sampling)
     backend_sampling: bool = False
     # a short decode at load, before the worker reports ready (worker --no-warmup when off)

@@ -29,6 +29,9 @@ class WorkerConfig:
     kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)
     # batching: threads sampling a step's sequences; None: up to 4 from 4 decode threads, else 1
     sample_threads: int | None = None
+    # batching: sequence ids kept for cached prefixes besides the running ones; None: as many
+    # as run with a unified cache (free), none with split streams (each costs n_ctx cells)
+    cache_slots: int | None = None
     # batching: sampler chains run inside the decode (llama.cpp's backend sampling) where they
     # can: on a GPU, no logits cross to the host and no Python samples them
     backend_sampling: bool = False

@@ -45,7 +45,7 @@ def batching_engine(config: WorkerConfig, path: Path) -> Engine:
                           sample_threads=config.sample_threads,
                           backend_sampling=config.backend_sampling,
                           overlap={"on": True, "off": False}.get(config.decode_overlap),
-                          warmup=config.warmup)
+                          warmup=config.warmup, cache_slots=config.cache_slots)
 
 
 ENGINES: dict[str, EngineFactory] = {"simple": simple_engine, "batching": batching_engine}

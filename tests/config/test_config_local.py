@@ -78,6 +78,18 @@ def test_warmup_off_reaches_the_worker_command() -> None:
     assert "--no-warmup" in worker_command(off, 9000)
 
 
+def test_cache_slots_reach_the_worker_command() -> None:
+    from llm_gateway.backends.worker_process import worker_command
+
+    default = parse_config(with_local({"smol": {"model": "m"}}), {}).local["smol"]
+    assert default.cache_slots is None and "--cache-slots" not in worker_command(default, 9000)
+    four = parse_config(with_local({"smol": {"model": "m", "cache_slots": 4}}), {})
+    cmd = worker_command(four.local["smol"], 9000)
+    assert cmd[cmd.index("--cache-slots") + 1] == "4"
+    with pytest.raises(ConfigError, match="cache_slots"):
+        parse_config(with_local({"smol": {"model": "m", "cache_slots": -1}}), {})
+
+
 def test_tool_format_reaches_the_worker_command_and_is_checked() -> None:
     from llm_gateway.backends.worker_process import worker_command
 
@@ -194,7 +206,8 @@ def test_env_overrides_reach_local_backends() -> None:
              "flash_attn, chat_format, chat_template, tool_format, "
              "lora, embeddings, max_queue, host, base_port, fallback, health_interval_seconds, "
              "restart_backoff_seconds, max_restart_backoff_seconds, startup_timeout_seconds, "
-             "engine, parallel, backend_sampling, warmup, affinity, timeouts, load, "
+             "engine, parallel, cache_slots, backend_sampling, warmup, affinity, timeouts, "
+             "load, "
              "idle_unload_seconds, "
              "load_timeout_seconds, max_waiting, pinned, memory_mib); did you mean 'model'?"],
         ),

@@ -26,7 +26,10 @@ def host() -> Iterator[WorkerProcess]:
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[WorkerProcess]:
-    yield from serving("--engine", "batching", "--parallel", "4", "--backend-sampling")
+    # Two spare ids: finished sequences are cached there, so the next ones start on free ids
+    # in order (the compaction test below needs its three streams on ids 0, 1, 2).
+    yield from serving("--engine", "batching", "--parallel", "4", "--cache-slots", "2",
+                       "--backend-sampling")
 
 
 def _offloaded(server: WorkerProcess) -> float:

@@ -195,3 +195,31 @@ def test_health_and_metrics_report_the_batching_figures(batching):
     # leave cached prefixes between the ids).
     assert values["llm_worker_split_steps_total"] == 0
     assert values["llm_worker_compactions_total"] >= 0
+
+
+@pytest.mark.parametrize(("cache_slots", "kept"), [(None, False), (1, True)])
+def test_a_full_house_evicts_idle_prefixes_unless_cache_slots_keep_them(cache_slots, kept):
+    """By default the ids are the running ones (the KV memory of llama-server's slots): a
+    finished conversation stays cached on its idle id, and gives it up when every id is
+    needed; `--cache-slots 1` keeps one id more for it."""
+    flags = ("--cache-slots", str(cache_slots)) if cache_slots is not None else ()
+    server = WorkerProcess("--engine", "batching", "--parallel", "2", *flags).start()
+    try:
+        client = server.client()
+
+        def ask(messages: list[dict], max_tokens: int = 8):
+            return client.chat.completions.create(model="m", messages=messages,
+                                                  max_tokens=max_tokens, temperature=0)
+
+        first = ask([SYSTEM, *user("What is the sky's colour?")])
+        turn = [SYSTEM, *user("What is the sky's colour?"),
+                {"role": "assistant", "content": first.choices[0].message.content},
+                *user("And at night?")]
+        # Both ids busy at once, with prompts sharing nothing with the conversation past
+        # the chat template's first tokens.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda q: ask(user(q), 24), ["Count to ten.", "Name some fish."]))
+        cached = ask(turn).usage.prompt_tokens_details.cached_tokens
+        assert (cached >= first.usage.prompt_tokens) is kept, cached
+    finally:
+        server.stop()

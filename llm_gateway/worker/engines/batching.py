@@ -66,12 +66,14 @@ RATE_WINDOW_SECONDS = 10.0  # tokens/s in stats is measured over this much recen
 
 
 def cache_slots(parallel: int, unified: bool) -> int:
-    """Sequence ids kept for cached prefixes besides the running ones.
+    """Sequence ids kept for cached prefixes besides the running ones, by default.
 
-    Unified: as many as run (an idle id costs no memory, its cells are bounded by n_ctx);
-    split: half as many, since each holds a whole stream of n_ctx cells.
+    Unified: as many as run (an idle id costs no memory, its cells are bounded by n_ctx).
+    Split: none, since each would hold a whole stream of n_ctx cells: finished sequences stay
+    cached on the ids that run them until a new sequence needs the id, as llama-server's slots
+    do, and the worker holds the same KV memory as llama-server for the same context.
     """
-    return parallel if unified else max(1, (parallel + 1) // 2)
+    return parallel if unified else 0
 
 
 class _Rate:
@@ -103,7 +105,8 @@ class BatchingEngine(ThreadedEngine):
                  max_queue: int = 16, seed: int | None = None,
                  kv_unified: bool = False, embeddings: bool = False,
                  sample_threads: int | None = None, backend_sampling: bool = False,
-                 overlap: bool | None = None, warmup: bool = True) -> None:
+                 overlap: bool | None = None, warmup: bool = True,
+                 cache_slots: int | None = None) -> None:
         if parallel < 1:
             raise ValueError("parallel must be 1 or more")
         super().__init__(load, max_queue=max_queue, seed=seed, embeddings=embeddings,
@@ -113,6 +116,7 @@ class BatchingEngine(ThreadedEngine):
         self.sample_threads = sample_threads  # None: the decode's thread count
         self.backend_sampling = backend_sampling  # chains run inside the decode, where they can
         self.overlap = overlap  # host work during the decode; None: where the model is on a GPU
+        self.cache_slots = cache_slots  # extra ids for cached prefixes; None: cache_slots()
         # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Work] = {}
@@ -128,7 +132,10 @@ class BatchingEngine(ThreadedEngine):
         try:
             llama = self._load()
             try:
-                n_seq_max = self.parallel + cache_slots(self.parallel, self.kv_unified)
+                extra = self.cache_slots
+                if extra is None:
+                    extra = cache_slots(self.parallel, self.kv_unified)
+                n_seq_max = self.parallel + extra
                 if n_seq_max > max_sequences():
                     raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "
                                      f"{max_sequences()} sequences")

@@ -69,10 +69,11 @@ WARM_UP_TOKENS = 16  # a prompt-sized batch: on a GPU, the kernels of prompts (n
 
 def warm_up(llama: llama_cpp.Llama) -> float:
     """Decode a short prompt and one token in sequence 0, then empty the cache; the seconds it
-    took. The first decode on a context costs far more than the next (the weights paged in
-    from the mapped file, buffers touched, GPU kernels loaded): about 1 s for the default
-    model here. Done before the worker says it is ready, its first request does not pay it.
-    A model that cannot decode this way (an encoder) is left as it is."""
+    took. A context's first decode can cost far more than the next: on a GPU its kernels are
+    loaded then, and weights not yet read from a cold disk are paged in from the mapped file
+    (on this CPU, with the file cached, it costs nothing to speak of). Done before the worker
+    says it is ready, its first request does not pay it. A model that cannot decode this way
+    (an encoder) is left as it is."""
     started = time.perf_counter()
     ctx = llama._ctx.ctx
     n = max(1, min(WARM_UP_TOKENS, llama.n_batch, llama.n_ctx() - 1))

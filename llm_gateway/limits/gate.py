@@ -98,12 +98,17 @@ class Gate:
                 log.warning("limits: Redis at storage.redis_url does not answer; limits are "
                             "counted per replica until it does")
 
+    def applies(self, principal: Principal) -> bool:
+        """Whether any limit or budget may bear on this principal's calls."""
+        return not (principal.key_limits is None and self._key_default is None
+                    and principal.team_limits is None and self._models is None
+                    and principal.key_budget is None and principal.team_budget is None)
+
     async def admit(self, principal: Principal, call: Call) -> Admission:
         """Reserve the call's maximum; raises RateLimited / QuotaExceeded (429)."""
-        key_limits = principal.key_limits or self._key_default
-        if (key_limits is None and principal.team_limits is None and self._models is None
-                and principal.key_budget is None and principal.team_budget is None):
+        if not self.applies(principal):
             return NO_LIMITS  # the common case without limits: no allocation, no store
+        key_limits = principal.key_limits or self._key_default
         team = principal.team
         model_limits = self._models.get(call.model) if self._models is not None else None
         key_budget = _budget(principal.key_budget)

@@ -9,6 +9,7 @@ import openai
 from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.otlp_receiver import OtlpReceiver
 
+from auth_support import keys_gateways, new_key
 from gateway_support import UPSTREAM_KEY, gateway_config
 from tracing_support import (
     CLIENT_SPAN,
@@ -45,8 +46,9 @@ def test_a_chat_call_is_one_trace_from_the_client_to_the_upstream(make_gateway, 
     # The client's trace goes on: the request span is its span's child.
     assert (root.trace_id, root.parent_id, root.kind) == (CLIENT_TRACE, CLIENT_SPAN, "server")
     below = {s.name: s for s in children(spans, root)}
-    # Not deterministic (temperature 0.3): grouping let it straight through, and says nothing.
-    assert set(below) == {"gateway.auth", "gateway.limits", "attempt openai"}
+    # Not deterministic (temperature 0.3): grouping let it straight through, and says nothing;
+    # auth.mode none looks no key up and no limits apply: no spans for them either.
+    assert set(below) == {"attempt openai"}
     attempt = below["attempt openai"]
     assert attempt.kind == "client"
     assert attempt.attributes["llm_gateway.backend"] == "openai"
@@ -94,7 +96,7 @@ def test_grouping_has_a_span_when_it_takes_part(make_gateway, fake, receiver):
     assert first.start_ns <= grouping.start_ns <= grouping.end_ns <= attempt.start_ns
     assert first.attributes["llm_gateway.cache"] == "miss"
     below = {s.name: s for s in children(spans, second)}
-    assert set(below) == {"gateway.auth", "gateway.limits", "gateway.grouping"}
+    assert set(below) == {"gateway.grouping"}
     assert below["gateway.grouping"].attributes["llm_gateway.grouping"] == "hit"
     assert second.attributes["llm_gateway.cache"] == "hit"
     assert len(fake.requests) == 1
@@ -236,3 +238,25 @@ def test_a_passthrough_request_has_its_attempt_span(make_gateway, fake, receiver
     assert root.start_ns <= attempt.start_ns <= attempt.end_ns <= root.end_ns
     sent = fake.requests[-1].headers["traceparent"]
     assert sent == f"00-{CLIENT_TRACE}-{attempt.span_id}-01"
+
+
+def test_auth_and_limits_have_spans_where_they_do_something(fake, receiver, tmp_path):
+    """Keys mode: every call's key is looked up (gateway.auth); a key of team "research"
+    (rpm 60) is checked against its limits (gateway.limits), a key with none is not."""
+    started = keys_gateways(fake, tmp_path, tracing=tracing(receiver))
+    gateway = next(started)(tracing=tracing(receiver))
+    try:
+        _, limited = new_key(gateway, team="research")
+        _, free = new_key(gateway)
+        for key, model in ((limited, "gpt-4o-mini"), (free, "gpt-4o")):
+            openai.OpenAI(base_url=gateway.url, api_key=key, max_retries=0)\
+                .chat.completions.create(model=model, temperature=0.5,
+                                         messages=[{"role": "user", "content": PROMPT}])
+        spans = spans_until(gateway, receiver,
+                            lambda got: _has("chat gpt-4o-mini")(got) and _has("chat gpt-4o")(got))
+        below = {name: {s.name for s in children(spans, named(spans, name))}
+                 for name in ("chat gpt-4o-mini", "chat gpt-4o")}
+        assert below["chat gpt-4o-mini"] == {"gateway.auth", "gateway.limits", "attempt openai"}
+        assert below["chat gpt-4o"] == {"gateway.auth", "attempt openai"}
+    finally:
+        next(started, None)

@@ -130,10 +130,16 @@ def console_script(name: str, module: str) -> list[str]:
     return [found] if found else [sys.executable, "-m", module]
 
 
-def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` with stdout and stderr to ``log``, in its own process group."""
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` with stdout and stderr to ``log``, in its own process group.
+
+    ``cwd``: where it runs. A gateway started from a source tree (``PYTHONPATH``) must not run
+    in this checkout: it spawns its workers with ``python -m``, which imports the package in
+    the working directory before anything on ``PYTHONPATH``.
+    """
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)
 
 

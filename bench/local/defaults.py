@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 base = f"http://127.0.0.1:{port}"
                 cmd, env = _gateway(tmp / name, port, pythonpath)
                 log = tmp / f"gateway-{name}.log"
-                procs.append(proc := common.start(cmd, log, env))
+                procs.append(proc := common.start(cmd, log, env, cwd=tmp / name))
                 common.wait_for(lambda b=base: _chat_ok(b), proc, f"gateway ({name})", 240, log,
                                 interval=0.5)
                 urls[name] = f"{base}/v1/chat/completions"

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         log = tmp / "gateway.log"
         cmd = [*common.console_script("llm-gateway", "llm_gateway"), "serve", "--config",
                str(path)]
-        proc = common.start(cmd, log, env=env)
+        proc = common.start(cmd, log, env=env, cwd=tmp)
         base = f"http://127.0.0.1:{port}"
         try:
             common.wait_for(lambda: common.http_status(base + "/healthz") == 200, proc,

@@ -79,12 +79,13 @@ def check_kind(path: str, cfg: UpstreamConfig, b: Builder) -> None:
 def check_azure(path: str, cfg: UpstreamConfig, b: Builder) -> None:
     """One credential; the resource's endpoint, not a path in it; deployment names that stay
     one URL path segment (backends/azure.py puts them in the path as they are)."""
-    if cfg.api_key_env and cfg.auth_token_env:
-        b.fail(f"{path}.auth_token_env", "set api_key_env or auth_token_env, not both")
     entra = cfg.entra
+    given = [key for key, value in (("api_key_env", cfg.api_key_env),
+                                    ("auth_token_env", cfg.auth_token_env), ("entra", entra))
+             if value]
+    if len(given) > 1:  # (named at the last one given)
+        b.fail(f"{path}.{given[-1]}", "set one of api_key_env, auth_token_env and entra")
     if entra is not None:
-        if cfg.api_key_env or cfg.auth_token_env:
-            b.fail(f"{path}.entra", "set one of api_key_env, auth_token_env and entra")
         proofs = [entra.client_secret_env is not None, entra.federated_token_file is not None,
                   entra.managed_identity]
         if sum(proofs) != 1:

@@ -41,8 +41,14 @@ def test_openai_headers_and_two_credentials_are_refused() -> None:
                      auth_token_env="TOKEN") == [
         "upstreams.az.organization: only for kind: openai (this upstream is kind: azure)",
         "upstreams.az.project: only for kind: openai (this upstream is kind: azure)",
-        "upstreams.az.auth_token_env: set api_key_env or auth_token_env, not both",
+        "upstreams.az.auth_token_env: set one of api_key_env, auth_token_env and entra",
     ]
+
+
+def test_three_credentials_are_one_problem() -> None:
+    entra = {"tenant_id": "t", "client_id": "c", "client_secret_env": "S"}
+    assert _problems(api_key_env="KEY", auth_token_env="TOKEN", entra=entra) == [
+        "upstreams.az.entra: set one of api_key_env, auth_token_env and entra"]
 
 
 def test_a_good_azure_upstream_loads() -> None:

@@ -247,8 +247,9 @@ def write_like(path: Path, model: Path, seed: int = 0, header_only: bool = False
     """Write `model`'s metadata and tensor layout with random values (or the header alone);
     `donor` replaces its tokenizer entries. Returns the parameter count."""
     header = read_header(model)
-    meta = [raw for _, raw in header.entries]
-    if donor is not None:
+    if donor is None:
+        meta = [raw for _, raw in header.entries]
+    else:
         meta = [raw for key, raw in header.entries if not key.startswith("tokenizer.")]
         meta += donor_entries(donor)
     _write(path, meta, header.layout, None if header_only else np.random.default_rng(seed))

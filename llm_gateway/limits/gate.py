@@ -100,7 +100,7 @@ class Gate:
 
     def applies(self, principal: Principal) -> bool:
         """Whether any limit or budget may bear on this principal's calls."""
-        return not (principal.key_limits is None and self._key_default is None
+        return not ((principal.key_limits or self._key_default) is None
                     and principal.team_limits is None and self._models is None
                     and principal.key_budget is None and principal.team_budget is None)
 

@@ -77,7 +77,7 @@ def warm_up(llama: llama_cpp.Llama) -> float:
     started = time.perf_counter()
     ctx = llama._ctx.ctx
     n = max(1, min(WARM_UP_TOKENS, llama.n_batch, llama.n_ctx() - 1))
-    token = llama.token_bos() if llama.token_bos() >= 0 else 0
+    token = max(llama.token_bos(), 0)  # (no BOS: -1)
     batch = llama_cpp.llama_batch_init(n, 0, 1)
     try:
         for size, first in ((n, 0), (1, n)):

@@ -9,7 +9,7 @@ From the GGUF header (gguf.py) and the entry's settings:
   are ``head_count_kv`` x ``key_length`` / ``value_length`` (default: embedding_length /
   head_count). Cells: the batching engine gives each of its ``parallel`` sequences, and the
   ``cache_slots`` kept for cached prefixes (none by default), ``n_ctx`` cells each (see
-  worker/engines/batching.py, ``cache_slots``); the simple engine has one context of
+  worker/engines/batching.py, ``default_cache_slots``); the simple engine has one context of
   ``n_ctx``. It sits with the layers: on the GPU for offloaded layers.
 - **compute buffers**: activations (``n_batch`` x (embedding + feed-forward length) x 4
   bytes x a small factor) and the logits of one row per sequence; on a GPU, llama.cpp's

@@ -148,17 +148,38 @@ def test_when_nothing_is_left_running_the_last_events_are_not_held():
     assert scheduler.running == []
 
 
-def test_a_failed_decode_gives_the_events_held_before_the_error():
-    scheduler, decoder = make(True)
-    work = admit(scheduler, "a", [10, 11])
+def fail_second_decode(scheduler: Scheduler, decoder: FakeDecoder) -> tuple[Out, Exception]:
+    """One step, then a second whose decode fails; what the engine then hands on."""
     out: Out = []
     scheduler.step(out)
     decoder.fail = "device lost"
     with pytest.raises(RuntimeError) as failed:
         scheduler.step(out)
     scheduler.fail_all(failed.value, out)
-    assert [item for _, item in out] == [Piece("t102 ", 102, None, 0), failed.value]
+    return out, failed.value
+
+
+def test_a_failed_decode_gives_the_events_held_before_the_error():
+    scheduler, decoder = make(True)
+    work = admit(scheduler, "a", [10, 11])
+    out, error = fail_second_decode(scheduler, decoder)
+    assert [item for _, item in out] == [Piece("t102 ", 102, None, 0), error]
     assert out[0][0] is work and scheduler.running == []
+
+
+def test_a_stop_string_in_the_text_held_at_a_failed_decode_ends_its_sequence_cleanly():
+    # "a" is owed the text of token 102, which its stop string ends; the decode under way
+    # when that text is made fails. Its client has the whole answer: it gets a finish, and
+    # only "b", cut short, gets the error.
+    scheduler, decoder = make(True)
+    a = admit(scheduler, "a", [10, 11], stop=["t102"])
+    b = admit(scheduler, "b", [20, 21])
+    out, error = fail_second_decode(scheduler, decoder)
+    of_a = [item for work, item in out if work is a]
+    of_b = [item for work, item in out if work is b]
+    assert of_a == [Piece("", 102, None, 0), Finished("stop", 2, 1, 0)]
+    assert of_b == [Piece("t102 ", 102, None, 0), error]
+    assert scheduler.running == [] and scheduler.cache.cells() == 0
 
 
 def test_closing_cancels_after_the_events_held():

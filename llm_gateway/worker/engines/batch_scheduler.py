@@ -315,10 +315,11 @@ class Scheduler:
 
     def fail_all(self, error: BaseException, out: Out) -> None:
         """A decode failed beyond repair: every running job gets the error (once), after
-        the events it was owed."""
+        the events it was owed. A sequence whose held text holds its stop string ended
+        before the failure: it finishes as it would have."""
         with contextlib.suppress(Exception):
             self.decoder.wait()
-        self._show(out)
+        self.flush(out)
         told: list[object] = []
         for seq in self.running:
             seq.sampler.close()

@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 RATE_WINDOW_SECONDS = 10.0  # tokens/s in stats is measured over this much recent time
 
 
-def cache_slots(parallel: int, unified: bool) -> int:
+def default_cache_slots(parallel: int, unified: bool) -> int:
     """Sequence ids kept for cached prefixes besides the running ones, by default.
 
     Unified: as many as run (an idle id costs no memory, its cells are bounded by n_ctx).
@@ -116,7 +116,7 @@ class BatchingEngine(ThreadedEngine):
         self.sample_threads = sample_threads  # None: the decode's thread count
         self.backend_sampling = backend_sampling  # chains run inside the decode, where they can
         self.overlap = overlap  # host work during the decode; None: where the model is on a GPU
-        self.cache_slots = cache_slots  # extra ids for cached prefixes; None: cache_slots()
+        self.cache_slots = cache_slots  # extra ids for cached prefixes (None: the default)
         # self._waiting holds jobs (run is None) and exclusive calls
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Work] = {}
@@ -134,7 +134,7 @@ class BatchingEngine(ThreadedEngine):
             try:
                 extra = self.cache_slots
                 if extra is None:
-                    extra = cache_slots(self.parallel, self.kv_unified)
+                    extra = default_cache_slots(self.parallel, self.kv_unified)
                 n_seq_max = self.parallel + extra
                 if n_seq_max > max_sequences():
                     raise ValueError(f"parallel {self.parallel} is too many: llama.cpp takes "

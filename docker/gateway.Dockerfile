@@ -19,14 +19,20 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# The extras the image carries besides the core: what a deployment of several replicas needs
+# (k8s/base: the ledger, keys and teams in PostgreSQL, limits and the response cache in
+# Redis) and tracing over gRPC (docs/tracing.md). tests/deploy checks this list against what
+# the manifests configure.
+ARG GATEWAY_EXTRAS="postgres redis otel"
+
 # Wheels of the dependencies first, from pyproject.toml alone, so that editing the sources
-# does not download them again. All of them ship binary wheels: no compiler is needed. The
-# `otel` extra comes too: `tracing.enabled` works in the image (docs/tracing.md).
+# does not download them again. All of them ship binary wheels: no compiler is needed.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; \
+RUN python -c "import sys, tomllib; \
 project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-deps = project['dependencies'] + project['optional-dependencies']['otel']; \
-open('/tmp/requirements.txt', 'w').writelines(d + '\n' for d in deps)" \
+deps = project['dependencies'] + [d for extra in sys.argv[1:] \
+    for d in project['optional-dependencies'][extra]]; \
+open('/tmp/requirements.txt', 'w').writelines(d + '\n' for d in deps)" $GATEWAY_EXTRAS \
     && cat /tmp/requirements.txt \
     && pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /dist -r /tmp/requirements.txt
 

@@ -6,9 +6,11 @@ gateway's health endpoints, chatbot-ui points at the gateway, Prometheus scrapes
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,47 @@ def test_gateway_deployment(overlay, rendered) -> None:
     # Streams in flight get to finish: the pod's grace covers the gateway's own.
     grace = pod_spec(deployment)["terminationGracePeriodSeconds"]
     assert grace > config["server"]["shutdown_grace_seconds"] + 5
+
+
+def image_requirements(tmp_path: Path) -> list[str]:
+    """What docker/gateway.Dockerfile's builder stage installs: its own snippet, run here on
+    pyproject.toml with the extras its ARG names."""
+    text = (ROOT / "docker" / "gateway.Dockerfile").read_text().replace("\\\n", " ")
+    extras = re.search(r'^ARG GATEWAY_EXTRAS="([^"]*)"', text, re.M)
+    snippet = re.search(r'RUN python -c "(.*?)" \$GATEWAY_EXTRAS', text, re.S)
+    assert extras and snippet, "the builder stage no longer has the shape this test reads"
+    out = tmp_path / "requirements.txt"
+    code = snippet.group(1).replace("/tmp/requirements.txt", str(out))
+    subprocess.run([sys.executable, "-c", code, *extras.group(1).split()], cwd=ROOT,
+                   check=True, timeout=60)
+    return out.read_text().split()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_image_has_what_the_deployment_configures(overlay, rendered,
+                                                              tmp_path) -> None:
+    """The storage and tracing the manifests set up need optional packages: an image without
+    them would crash at start in the cluster (it did: the image had no asyncpg or redis)."""
+    docs = rendered(overlay)
+    variables = env(container(find(docs, "Deployment", "llm-gateway"), "gateway"))
+    config = gateway_config(docs)
+    storage = config.get("storage", {})
+    needs = set()
+    if str(variables.get("LLM_GATEWAY__STORAGE__URL", storage.get("url", ""))).startswith(
+            "postgres"):
+        needs.add("postgres")
+    if variables.get("LLM_GATEWAY__STORAGE__REDIS_URL", storage.get("redis_url")):
+        needs.add("redis")
+    tracing = config.get("tracing", {})
+    if tracing.get("enabled") and tracing.get("protocol") == "grpc":
+        needs.add("otel")
+    assert {"postgres", "redis"} <= needs  # what the base sets up today
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    installed = image_requirements(tmp_path)
+    for extra in needs:
+        for requirement in extras[extra]:
+            assert requirement in installed, (extra, requirement)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -28,11 +28,14 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     spec = load_spec("openai.yaml")
     ops = load_spec("gateway.yaml")  # /healthz, /readyz, /metrics
     state = State.build(config, spec, env)
+    console: Console | None = None  # made below, once the edge it sends sub-requests to is
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         try:
             await state.start()
+            if console is not None:
+                await console.start()  # its sessions go where the state's database is
             log.info("llm-gateway ready: %d upstreams, %d local backends, %d model routes",
                      len(config.upstreams), len(config.local), len(config.models))
             yield
@@ -43,7 +46,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     operations = {op_id: Operation(fn, op_id) for op_id, fn in HANDLERS.items()}
     edge = Edge(inner, state, PathTable(spec, ops), operations)
     if config.console.enabled:
-        edge.console = Console(state, edge)  # its actions are sub-requests to the edge
+        edge.console = console = Console(state, edge)
     return edge
 
 

@@ -63,6 +63,11 @@ class KeyHasher:
         """The key id usage is attributed to in passthrough mode (stable, not reversible)."""
         return "pt_" + self.hash("passthrough:" + client_key)[:16]
 
+    def derive(self, purpose: str) -> bytes:
+        """A secret of its own for `purpose`, the same wherever this secret is (every replica).
+        The NUL keeps it apart from every key's hash: no bearer token holds one."""
+        return hmac.new(self._secret, b"\0derive:" + purpose.encode(), hashlib.sha256).digest()
+
 
 class LazyHasher:
     """A KeyHasher loaded on first use: a gateway that never sees a key makes no secret file."""
@@ -84,6 +89,9 @@ class LazyHasher:
 
     def passthrough_id(self, client_key: str) -> str:
         return self.load().passthrough_id(client_key)
+
+    def derive(self, purpose: str) -> bytes:
+        return self.load().derive(purpose)
 
 
 def load_hasher(config: Config, env: Mapping[str, str]) -> KeyHasher:

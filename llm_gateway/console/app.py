@@ -35,19 +35,19 @@ from llm_gateway.console.guard import (
     session_of,
 )
 from llm_gateway.console.render import Renderer, redirect
+from llm_gateway.console.session import Session
 from llm_gateway.console.sessions import (
     COOKIE,
     LOGIN_COOKIE,
     LOGIN_TOKEN_SECONDS,
-    Session,
     SessionStore,
     console_secret,
 )
 from llm_gateway.console.signin import (
     chat_credential,
-    close_session,
     key_principal,
     open_session,
+    revoke_chat_key,
 )
 from llm_gateway.console.subrequest import forward
 from llm_gateway.echo import clip
@@ -76,12 +76,9 @@ class Console:
         self.state = state
         self.app = app  # the whole gateway (the edge): where sub-requests go
         lifetime = state.config.console.session_hours * 3600
-        self.sessions = SessionStore(console_secret(state.config, state.auth.env), lifetime)
+        self.sessions = SessionStore(console_secret(state.config, state.auth.env, None),
+                                     lifetime)
         self.render = Renderer()
-        if state.config.server.workers > 1:
-            log.warning("console: sessions live in the process that signed in; with "
-                        "server.workers > 1 a browser may be asked to sign in again (see "
-                        "docs/console.md)")
         self.readers: dict[str, Reader] = {
             "usage": lambda r, s: data.usage_json(r, state, s),
             "keys": lambda r, s: _listed(data.keys_json(state, s)),
@@ -91,6 +88,18 @@ class Console:
             "price": lambda r, s: _done(data.price(r, state)),
             "me": lambda r, s: _done(self._me(s)),
         }
+
+    async def start(self) -> None:
+        """Keep sessions in the database, where every process and replica finds them (once
+        the state has started: it opens the database)."""
+        state = self.state
+        if state.db is not None:
+            secret = console_secret(state.config, state.auth.env, state.auth.hasher)
+            await self.sessions.start(state.db, secret)
+        elif state.config.server.workers > 1:
+            log.warning("console: with no database (storage.url) sessions live in the "
+                        "process that signed in; with server.workers > 1 a browser may be "
+                        "asked to sign in again (see docs/console.md)")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -115,12 +124,12 @@ class Console:
             return await self._logout(request, session)
         if rest in PAGES:
             _only(method, "GET", "HEAD")
-            return self._page(request, rest, session)
+            return await self._page(request, rest, session)
         if rest.startswith("api/"):
             _only(method, "GET", "HEAD")
             return await self._read(request, rest[len("api/"):], session)
         if rest in ("v1/models", "v1/chat/completions"):
-            await self._chat(request, send, "/" + rest, self._local(request, session))
+            await self._chat(request, send, "/" + rest, await self._local(request, session))
             return None
         if rest.startswith("admin/"):
             await self._admin(request, send, "/" + rest, session)
@@ -132,18 +141,18 @@ class Console:
     async def _session(self, request: Request) -> Session | None:
         """The request's session; a gateway key's only while that key still works (revoked,
         disabled or expired: signed out, as its calls to /v1 would be refused)."""
-        session = session_of(request, self.sessions)
+        session = await session_of(request, self.sessions)
         if session is None or session.kind != "key" or session.key is None:
             return session
         try:
             await key_principal(self.state, session.key)
         except AuthenticationFailed:
-            self.sessions.drop(request.cookies.get(COOKIE))
+            await self.sessions.drop(request.cookies.get(COOKIE))
             return None
         return session
 
-    def _local(self, request: Request, session: Session | None, keep: bool = False
-               ) -> Session | None:
+    async def _local(self, request: Request, session: Session | None, keep: bool = False
+                     ) -> Session | None:
         """The session, or a local one (auth.mode none, a browser on this machine): kept and
         set as a cookie for a page, made for this request alone otherwise (it has no CSRF
         token the browser knows, so it can only read)."""
@@ -151,7 +160,7 @@ class Console:
             return session
         if not keep:
             return Session("local", self.sessions.clock() + 60)
-        cookie, session = self.sessions.create("local")
+        cookie, session = await self.sessions.create("local")
         request.scope["console_cookie"] = cookie
         return session
 
@@ -195,13 +204,13 @@ class Console:
     async def _logout(self, request: Request, session: Session | None) -> BytesResponse:
         if session is not None:
             check_csrf(request, session, (await self._form(request)).get("csrf", ""))
-            self.sessions.drop(request.cookies.get(COOKIE))
-            await close_session(self.app, request, self.state, session)
+            await self.sessions.drop(request.cookies.get(COOKIE))
+            await revoke_chat_key(self.app, request, self.state, session.chat_key_id)
         return redirect("/ui/login", [cookie_header(COOKIE, "", request, 0)])
 
     async def _sweep(self, request: Request) -> None:
-        for gone in self.sessions.expired():
-            await close_session(self.app, request, self.state, gone)
+        for key_id in await self.sessions.expired():
+            await revoke_chat_key(self.app, request, self.state, key_id)
 
     async def _form(self, request: Request) -> dict[str, str]:
         raw = await read_body(request.scope, request.receive, FORM_LIMIT)
@@ -209,9 +218,10 @@ class Console:
 
     # --- pages and reads ---
 
-    def _page(self, request: Request, name: str, session: Session | None) -> BytesResponse:
+    async def _page(self, request: Request, name: str, session: Session | None
+                    ) -> BytesResponse:
         if name in OPEN_PAGES:
-            session = self._local(request, session, keep=True)
+            session = await self._local(request, session, keep=True)
         if session is None or (session.kind == "local" and name not in OPEN_PAGES):
             return redirect("/ui/login")
         pages = {k: v for k, v in PAGES.items()
@@ -224,7 +234,7 @@ class Console:
     async def _read(self, request: Request, name: str, session: Session | None
                     ) -> BytesResponse:
         if name == "usage.csv":
-            found = require(self._local(request, session))
+            found = require(await self._local(request, session))
             text = await data.usage_csv(request, self.state, found)
             return BytesResponse(200, text.encode(), [
                 (b"content-type", b"text/csv; charset=utf-8"), (b"cache-control", b"no-store"),
@@ -232,8 +242,8 @@ class Console:
         reader = self.readers.get(name)
         if reader is None:
             raise NotFound(f"Unknown console data: {clip(name)}.")
-        found = require(self._local(request, session) if name in ("usage", "price", "me")
-                        else session)
+        found = require(await self._local(request, session)
+                        if name in ("usage", "price", "me") else session)
         body = orjson.dumps(await reader(request, found))
         return BytesResponse(200, body, [*_JSON])
 
@@ -257,7 +267,8 @@ class Console:
             check_csrf(request, found)
         else:
             _only(request.method, "GET", "HEAD")
-        credential = await chat_credential(self.app, request, self.state, found)
+        credential = await chat_credential(self.app, request, self.state, self.sessions,
+                                           found)
         await forward(self.app, request.scope, request.receive, send, path,
                       credential)
 

@@ -18,7 +18,7 @@ from llm_gateway.accounting.report_csv import write_csv
 from llm_gateway.api.admin_usage import usage_query
 from llm_gateway.api.state import State
 from llm_gateway.config.access import BudgetConfig
-from llm_gateway.console.sessions import Session
+from llm_gateway.console.session import Session
 from llm_gateway.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
 from llm_gateway.limits.budgets import period_bounds
 from llm_gateway.usage import Usage

@@ -15,7 +15,8 @@ from http.cookies import SimpleCookie
 
 from starlette.requests import Request
 
-from llm_gateway.console.sessions import COOKIE, COOKIE_PATH, Session, SessionStore
+from llm_gateway.console.session import Session
+from llm_gateway.console.sessions import COOKIE, COOKIE_PATH, SessionStore
 from llm_gateway.errors import AuthenticationFailed, PermissionDenied
 
 CSRF_HEADER = "x-csrf-token"
@@ -47,8 +48,8 @@ def cookie_header(name: str, value: str, request: Request, max_age: int,
     return "set-cookie", morsel.OutputString()
 
 
-def session_of(request: Request, sessions: SessionStore) -> Session | None:
-    return sessions.get(request.cookies.get(COOKIE))
+async def session_of(request: Request, sessions: SessionStore) -> Session | None:
+    return await sessions.get(request.cookies.get(COOKIE))
 
 
 def local_allowed(request: Request, mode: str) -> bool:

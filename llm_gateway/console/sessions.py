@@ -1,10 +1,15 @@
-"""Console sessions: held in this process's memory, named by a signed cookie.
+"""Console sessions, named by a signed cookie, kept where every replica finds them.
 
-The cookie carries only a random session id and its HMAC (never a key): the credential a
-session acts with stays here, so a stolen database or log holds nothing that signs anyone in.
-Sessions expire after `console.session_hours`; logout forgets one at once. Several processes
-(replicas, `server.workers` > 1) each hold their own: a cookie made by one is unknown to the
-others, so put sticky sessions in front of the console, or expect to sign in again.
+The cookie carries only a random session id and its HMAC (never a key). The session itself
+is a row in the gateway's database once `start` gives it one (session_rows.py: sealed under a
+key only the cookie holds), so any process or replica serves any browser and a sign-out holds
+everywhere at once; without a database it lives in this process's memory. Sessions expire
+after `console.session_hours`; logout forgets one at once.
+
+The HMAC's secret must be the same in every process: `console.secret_env` when set, else one
+derived from the key-hash secret (`auth.hash_secret_env` or its file), which every replica
+shares already. Without a database a random one per process does (nothing else could read
+its sessions anyway).
 
 Sign-in itself is protected by a stateless token (a nonce, a time and their HMAC) set both as
 a cookie and in the form, so that a page elsewhere cannot sign a browser in as someone else.
@@ -17,54 +22,34 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
+from llm_gateway.auth.secret import LazyHasher
 from llm_gateway.config import Config
+from llm_gateway.console.session import Kind, Session
+from llm_gateway.console.session_rows import CONSOLE_STEPS, DatabaseSessionRows, SessionRows
 
 COOKIE = "lgw_console"
 LOGIN_COOKIE = "lgw_console_login"
 COOKIE_PATH = "/ui"
 LOGIN_TOKEN_SECONDS = 3600
 MAX_SESSIONS = 10_000  # beyond this, the oldest sign-ins are forgotten first
-
-Kind = Literal["admin", "key", "local"]
-
-
-@dataclass(eq=False)
-class Session:
-    kind: Kind  # admin: the admin key; key: a gateway key (its team); local: auth.mode none
-    expires_at: float
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    key: str | None = None  # the gateway key a "key" session chats with (memory only)
-    key_id: str | None = None
-    team: str | None = None
-    # An admin session's playground key (made through POST /admin/keys, revoked at logout).
-    chat_key: str | None = None
-    chat_key_id: str | None = None
-
-    @property
-    def admin(self) -> bool:
-        return self.kind == "admin"
-
-    def who(self) -> str:
-        if self.kind == "admin":
-            return "admin"
-        if self.kind == "local":
-            return "local (auth.mode none)"
-        return f"key {self.key_id}" + (f", team {self.team}" if self.team else "")
+COOKIE_PURPOSE = "console-cookies"
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def console_secret(config: Config, env: Mapping[str, str]) -> bytes:
-    """The configured secret, else 32 random bytes for this process (see the docstring)."""
+def console_secret(config: Config, env: Mapping[str, str], hasher: LazyHasher | None
+                   ) -> bytes:
+    """The configured secret; else one derived from the key-hash secret (`hasher`, given when
+    sessions are shared); else 32 random bytes for this process."""
     given = env.get(config.console.secret_env)
-    return given.encode() if given else secrets.token_bytes(32)
+    if given:
+        return given.encode()
+    return hasher.derive(COOKIE_PURPOSE) if hasher is not None else secrets.token_bytes(32)
 
 
 class SessionStore:
@@ -73,46 +58,57 @@ class SessionStore:
         self._secret = secret
         self.lifetime = lifetime
         self.clock = clock
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self.rows = SessionRows()
+        self.shared = False
+
+    async def start(self, db: Any, secret: bytes) -> None:
+        """Keep sessions in `db` (a storage.Database), signed with `secret`, from now on."""
+        await db.migrate("console", CONSOLE_STEPS)
+        self.rows = DatabaseSessionRows(db)
+        self._secret = secret
+        self.shared = True
 
     def _sign(self, text: str) -> str:
         return _b64(hmac.new(self._secret, text.encode(), hashlib.sha256).digest())
 
-    def create(self, kind: Kind, **fields: str | None) -> tuple[str, Session]:
+    async def create(self, kind: Kind, **fields: str | None) -> tuple[str, Session]:
         """A new session and its cookie value."""
-        self._sweep()
-        while len(self._sessions) >= MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        now = self.clock()
+        await self.rows.trim(MAX_SESSIONS)
         sid = secrets.token_urlsafe(32)
-        session = Session(kind, self.clock() + self.lifetime, **fields)  # type: ignore[arg-type]
-        self._sessions[sid] = session
+        session = Session(kind, now + self.lifetime, sid=sid, **fields)  # type: ignore[arg-type]
+        await self.rows.put(sid, session, now)
         return f"{sid}.{self._sign(sid)}", session
 
-    def get(self, cookie: str | None) -> Session | None:
+    async def save(self, session: Session) -> None:
+        """Store a change to `session` (its playground key)."""
+        await self.rows.put(session.sid, session, self.clock())
+
+    async def get(self, cookie: str | None) -> Session | None:
         sid = self._verified(cookie)
-        session = self._sessions.get(sid) if sid is not None else None
+        if sid is None:
+            return None
+        session = await self.rows.get(sid)
         if session is None or self.clock() >= session.expires_at:
             return None
+        session.sid = sid
         return session
 
-    def drop(self, cookie: str | None) -> Session | None:
+    async def drop(self, cookie: str | None) -> None:
         sid = self._verified(cookie)
-        return self._sessions.pop(sid, None) if sid is not None else None
+        if sid is not None:
+            await self.rows.delete(sid)
 
-    def expired(self) -> list[Session]:
-        """Remove and return the sessions past their time (their chat keys get revoked)."""
-        return self._sweep()
+    async def expired(self) -> list[str]:
+        """Remove the sessions past their time; the ids of their playground keys (to revoke).
+        """
+        return await self.rows.sweep(self.clock())
 
     def _verified(self, cookie: str | None) -> str | None:
         if not cookie or "." not in cookie:
             return None
         sid, _, sig = cookie.partition(".")
         return sid if hmac.compare_digest(sig, self._sign(sid)) else None
-
-    def _sweep(self) -> list[Session]:
-        now = self.clock()
-        gone = [sid for sid, s in self._sessions.items() if now >= s.expires_at]
-        return [self._sessions.pop(sid) for sid in gone]
 
     # --- sign-in form tokens (stateless) ---
 

@@ -6,8 +6,10 @@ revoked key is refused as it would be at /v1). Any other key is refused without 
 
 An admin key is not a gateway key, so an admin's playground chats with a key of its own: made
 at the first chat through POST /admin/keys (named `console-admin`, no team, expiring with the
-session), kept only in this process's memory, revoked through DELETE /admin/keys/{id} at
-logout or once the session expires. Its requests are in the ledger like any key's.
+session), kept in the session (sealed, see session_rows.py), revoked through DELETE
+/admin/keys/{id} at logout or once the session expires. Two replicas that make one for the
+same session at once both succeed; the key stored last is used and the other expires unused
+with the session. Its requests are in the ledger like any key's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from llm_gateway.api.state import State
-from llm_gateway.console.sessions import Session, SessionStore
+from llm_gateway.console.session import Session
+from llm_gateway.console.sessions import SessionStore
 from llm_gateway.console.subrequest import call
 from llm_gateway.errors import AuthenticationFailed, GatewayError, PermissionDenied
 from llm_gateway.principal import Principal
@@ -40,13 +43,14 @@ async def open_session(state: State, sessions: SessionStore, key: str
     """A session for this key, or AuthenticationFailed (401)."""
     admin_key = state.auth.admin_key
     if admin_key is not None and _same(key, admin_key):
-        return sessions.create("admin")
+        return await sessions.create("admin")
     if state.auth.mode == "keys" and key:
         try:
             principal = await key_principal(state, key)
         except GatewayError as exc:
             raise AuthenticationFailed("That key cannot sign in: " + exc.message) from None
-        return sessions.create("key", key=key, key_id=principal.key_id, team=principal.team)
+        return await sessions.create("key", key=key, key_id=principal.key_id,
+                                     team=principal.team)
     raise AuthenticationFailed("That key cannot sign in here (the admin key, or a gateway key "
                                "when auth.mode is keys).")
 
@@ -58,7 +62,7 @@ async def key_principal(state: State, key: str) -> Principal:
 
 
 async def chat_credential(app: ASGIApp, request: Request, state: State,
-                          session: Session) -> str | None:
+                          sessions: SessionStore, session: Session) -> str | None:
     """The key the playground's requests carry for this session (None: no key is needed)."""
     if session.kind == "key":
         return session.key
@@ -78,15 +82,15 @@ async def chat_credential(app: ASGIApp, request: Request, state: State,
             raise PermissionDenied(f"Could not make a playground key: {message or status}.",
                                    code="playground_unavailable")
         session.chat_key, session.chat_key_id = body["key"], body["id"]
+        await sessions.save(session)
     return session.chat_key
 
 
-async def close_session(app: ASGIApp, request: Request, state: State,
-                        session: Session | None) -> None:
-    """Forget a session's playground key (revoked through the admin API)."""
-    if session is None or session.chat_key_id is None:
+async def revoke_chat_key(app: ASGIApp, request: Request, state: State, key_id: str | None
+                          ) -> None:
+    """Revoke a session's playground key through the admin API (None: it had none)."""
+    if key_id is None:
         return
-    key_id, session.chat_key, session.chat_key_id = session.chat_key_id, None, None
     status, _ = await call(app, request.scope, "DELETE", f"/admin/keys/{key_id}",
                            state.auth.admin_key)
     if status != 200:

@@ -99,6 +99,9 @@ RUN groupadd --system --gid 10001 worker \
 USER 10001:10001
 WORKDIR /home/worker
 ENV HF_HOME=/home/worker/.cache/huggingface
+# Made here, by the worker user: a volume mounted on a path the image lacks is root's, and
+# the worker could not write its downloads there (docker/README.md's hf-cache volume).
+RUN mkdir -p "$HF_HOME"
 
 EXPOSE 8090
 

@@ -44,3 +44,17 @@ def test_gateway_image() -> None:
     assert "EXPOSE 8080" in stage
     assert "LLM_GATEWAY__SERVER__HOST=0.0.0.0" in body  # reachable from outside the container
     assert stage[-2:] == ['ENTRYPOINT ["llm-gateway"]', 'CMD ["serve"]']
+
+
+@pytest.mark.parametrize("name", ["worker.Dockerfile", "worker-cuda.Dockerfile"])
+def test_the_workers_model_cache_is_its_own(name: str) -> None:
+    """$HF_HOME exists in the image, made by the unprivileged user: a volume mounted there (the
+    hf-cache example in docker/README.md) then takes the worker's ownership, where one on a
+    missing path would be root's and refuse the worker's downloads."""
+    stage = final_stage(ROOT / "docker" / name)
+    (home,) = [i for i, line in enumerate(stage) if line.startswith("ENV HF_HOME=")]
+    made = [i for i, line in enumerate(stage)
+            if line.startswith("RUN ") and 'mkdir -p "$HF_HOME"' in line]
+    assert made and made[0] > home
+    users = [line.split()[1] for line in stage[:made[0]] if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] == "10001"

@@ -20,6 +20,7 @@ import yaml
 from manifest_support import Doc, find
 
 from llm_gateway.backends.supervisor import free_ports
+from llm_gateway.config import load_config
 from llm_gateway.config.schema import parse_discovery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +169,43 @@ def test_the_gateway_image_has_what_the_deployment_configures(overlay, rendered,
     for extra in needs:
         for requirement in extras[extra]:
             assert requirement in installed, (extra, requirement)
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes binary quantity ("256Mi", "2Gi") in bytes."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_writes_only_where_its_pod_may(overlay, rendered, tmp_path) -> None:
+    """A read-only root filesystem: the config the pod ends up with (its ConfigMap and the
+    Deployment's overrides) must put the data dir (the usage spool) and temp files (spooled
+    uploads) on writable volumes, the latter big enough for the largest upload (the data dir
+    was once left at its default under the home directory, and the gateway could not start)."""
+    docs = rendered(overlay)
+    deployment = find(docs, "Deployment", "llm-gateway")
+    gateway = container(deployment, "gateway")
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    writable = {m["mountPath"]: volumes[m["name"]] for m in gateway["volumeMounts"]
+                if not m.get("readOnly") and ("emptyDir" in volumes[m["name"]]
+                                              or "persistentVolumeClaim" in volumes[m["name"]])}
+
+    def volume_of(path: str) -> dict[str, Any]:
+        found = [v for mount, v in writable.items() if path == mount
+                 or path.startswith(mount.rstrip("/") + "/")]
+        assert found, f"{path} is on the read-only root filesystem"
+        return found[0]
+
+    path = tmp_path / "config.yaml"
+    path.write_text(find(docs, "ConfigMap", "llm-gateway-config")["data"]["config.yaml"])
+    variables = {k: v for k, v in env(gateway).items() if isinstance(v, str)}
+    config = load_config(env={**variables, "LLM_GATEWAY_CONFIG": str(path)})
+    home = "/home/gateway"  # docker/gateway.Dockerfile's user
+    volume_of(config.storage.data_dir.replace("~", home, 1))
+    spool = volume_of(variables.get("TMPDIR", "/tmp"))
+    assert quantity(spool["emptyDir"]["sizeLimit"]) >= 2 * config.server.max_upload_bytes
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

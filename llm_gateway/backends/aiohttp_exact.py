@@ -36,6 +36,10 @@ def _timeout(request: httpx.Request) -> ClientTimeout:
 
 
 class ExactAiohttpTransport(AiohttpTransport):
+    def __init__(self, *, via: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self.via = URL(via) if via else None  # the proxy (its credentials go only to it)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()  # made lazily, inside the running loop
@@ -43,7 +47,7 @@ class ExactAiohttpTransport(AiohttpTransport):
             answer = await self.client.request(
                 request.method, URL(str(request.url), encoded=True),
                 headers=request.headers, data=_payload(request), timeout=_timeout(request),
-                allow_redirects=False, auto_decompress=False, compress=False,
+                proxy=self.via, allow_redirects=False, auto_decompress=False, compress=False,
             ).__aenter__()
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
         if answer.reason:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 # How long an upstream gets to end its body after the stream's end (it usually comes with it).
 DONE_GRACE_SECONDS = 0.25
 # Failures where the upstream cannot have started work on the request, so trying again is safe.
-RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
+             httpx.ProxyError)
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -41,6 +43,27 @@ def _is_timeout(exc: BaseException) -> bool:
     if cause is None:
         return isinstance(exc, httpx.TimeoutException)
     return isinstance(cause, TimeoutError)
+
+
+def _why_unreachable(exc: BaseException) -> str | None:
+    """A reason the client may see (TLS, the proxy), found anywhere in the exception's chain;
+    None for the rest (refused, reset: the log has the details, and where)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        found = todo.pop()
+        if found is None or id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return "its TLS certificate could not be verified"
+        if isinstance(found, httpx.ProxyError):
+            return "the proxy did not open the connection"
+        if isinstance(found, ssl.SSLError):
+            return "the TLS handshake failed"
+        todo += [found.__cause__, found.__context__, getattr(found, "certificate_error", None),
+                 getattr(found, "os_error", None)]
+    return None
 
 
 async def release(response: httpx.Response) -> None:
@@ -94,7 +117,7 @@ class HttpUpstream(Backend):
         self.cfg = cfg
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
-        self._transport = transport or make_transport(cfg)
+        self._transport = transport or make_transport(cfg, env)
         self._timeouts = timeout_extension(cfg)
         self._urls: dict[str, httpx.URL] = {}
         self._sleep = sleep
@@ -161,6 +184,10 @@ class HttpUpstream(Backend):
             raise UpstreamTimeout(
                 f"upstream '{self.name}' timed out ({type(exc).__name__})"
             ) from None
+        except (httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+            # The connection broke after the request went out (e.g. a TLS server refusing our
+            # client certificate once the handshake is over): not retried, it may have run.
+            raise self._unreachable(exc) from None
         if not 100 <= response.status_code <= 599:
             # Not HTTP: nothing to retry or relay (the server cannot even write such a status).
             await release(response)
@@ -168,6 +195,14 @@ class HttpUpstream(Backend):
             raise UpstreamUnavailable(
                 f"upstream '{self.name}' answered with an invalid HTTP status "
                 f"({response.status_code})")
+        if response.status_code == 407:
+            # The gateway's own proxy (upstreams.<name>.proxy) wants other credentials: the
+            # gateway's problem, never a challenge for the client to answer.
+            await release(response)
+            log.warning("upstream %s: the proxy refused the gateway's credentials (407)",
+                        self.name)
+            raise UpstreamUnavailable(f"upstream '{self.name}' could not be reached: the "
+                                      "proxy refused the gateway (407)")
         response.request = request
         return response
 
@@ -208,7 +243,9 @@ class HttpUpstream(Backend):
             return UpstreamTimeout(f"upstream '{self.name}' did not accept a connection in time")
         cause = exc.__cause__ or exc
         log.warning("upstream %s is unreachable: %s: %s", self.name, type(cause).__name__, cause)
-        return UpstreamUnavailable(f"upstream '{self.name}' could not be reached")
+        why = _why_unreachable(exc)
+        return UpstreamUnavailable(f"upstream '{self.name}' could not be reached"
+                                   + (f": {why}" if why else ""))
 
     def _backoff(self, attempt: int) -> float:
         retry = self.cfg.retries

@@ -291,6 +291,7 @@ class LocalBackend(ManagedWorkers, Backend):
             retries=RetryConfig(attempts=0),  # retrying is this module's job: elsewhere
             request_id_header="x-request-id",  # our own worker keys its usage log on it
             list_models=False,
+            proxy="none",  # our own workers, on this machine or in the cluster
             name=f"{self.name}#{worker.index}",
         )
         client = UpstreamBackend(cfg, {}, max_event_bytes=self._max_event_bytes)

@@ -101,7 +101,11 @@ def serve(
     else:
         from llm_gateway.app.factory import create_app, settle_heap
 
-        app = create_app(config)
+        try:
+            app = create_app(config)
+        except ConfigError as exc:  # what only building the app finds (a TLS file unreadable)
+            print(f"llm-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+            return 2
         settle_heap()
         uvicorn.run(app, **options)
     return 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from llm_gateway.config.builder import Builder
 from llm_gateway.config.checks import http_url
+from llm_gateway.config.proxies import upstream_proxy
 from llm_gateway.config.schema import LocalConfig, UpstreamConfig
 from llm_gateway.path_safety import segment_problem
 
@@ -105,3 +106,15 @@ def check_azure(path: str, cfg: UpstreamConfig, b: Builder) -> None:
         if problem is not None:
             b.fail(f"{path}.azure_deployments.{model}",
                    f"{deployment!r} cannot be a deployment name: {problem}")
+
+
+def check_egress(path: str, cfg: UpstreamConfig, env: Mapping[str, str], b: Builder) -> None:
+    """The proxy the environment names for it can be used; a key comes with a certificate.
+    (The TLS files are read at start, where they are: a config may be checked elsewhere.)"""
+    try:
+        upstream_proxy(cfg.proxy, cfg.base_url, env)
+    except ValueError as exc:
+        b.fail(f"{path}.proxy", f"env: {exc} (set proxy: none, or a proxy URL, to go another "
+               "way)")
+    if cfg.client_key is not None and cfg.client_cert is None:
+        b.fail(f"{path}.client_key", "needs client_cert")

@@ -18,7 +18,7 @@ import yaml
 from . import safety
 from .access import TeamConfig
 from .accounting import StorageConfig
-from .backend_checks import check_kind, check_local
+from .backend_checks import check_egress, check_kind, check_local
 from .builder import Builder, describe, join
 from .checks import team_name
 from .defaults import DEFAULT_SOURCE, default_data
@@ -240,7 +240,7 @@ def _parse(data: Any, env: Mapping[str, str], source: str, problems: Problems) -
     _passthrough_off(data)
     builder = Builder(raw_strings=applied.raws)
     parts = builder.fields(Config, data, "")
-    _cross_check(parts, builder)
+    _cross_check(parts, env, builder)
     problems.extend(builder.problems)
     # An open gateway, limits counted per process: about several keys at once, so no one
     # env override is to blame (their messages name the values).
@@ -263,7 +263,7 @@ def _passthrough_off(data: dict[str, Any]) -> None:
         routing["passthrough_backend"] = PASSTHROUGH_OFF
 
 
-def _cross_check(parts: dict[str, Any], b: Builder) -> None:
+def _cross_check(parts: dict[str, Any], env: Mapping[str, str], b: Builder) -> None:
     """Rules spanning fields; run on whatever built, so they report alongside type errors."""
     ups = parts.get("upstreams", {})
     local = parts.get("local", {})
@@ -290,6 +290,7 @@ def _cross_check(parts: dict[str, Any], b: Builder) -> None:
         for name, cfg in ups.items():
             if isinstance(cfg, UpstreamConfig):
                 check_kind(join("upstreams", name), cfg, b)
+                check_egress(join("upstreams", name), cfg, env, b)
 
     routing = parts.get("routing")
     if isinstance(routing, RoutingConfig):

@@ -34,6 +34,7 @@ from llm_gateway.config.placement import (  # re-exported: the schema's classes 
 )
 from llm_gateway.config.placement import ModelGroup as ModelGroup
 from llm_gateway.config.placement import PlacementConfig
+from llm_gateway.config.proxies import setting_problem
 from llm_gateway.config.routes import CooldownConfig, ModelRoute
 from llm_gateway.config.tracing import TracingConfig
 
@@ -134,6 +135,16 @@ class UpstreamConfig:
     # reject ids they did not expect, e.g. llama-cpp-python's wants a UUID in x-request-id).
     request_id_header: str | None = field(default=None, metadata={"check": header_name})
     transport: Transport = "aiohttp"
+    # Through which proxy: env (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY, as curl and
+    # the OpenAI SDK read them), none (direct), or http(s)://[user:password@]host:port; see
+    # config/proxies.py. repr=False: it may hold a password.
+    proxy: str = field(default="env", repr=False, metadata={"check": setting_problem})
+    # TLS: the CAs (a PEM file) its certificate is verified against; None: SSL_CERT_FILE or
+    # SSL_CERT_DIR when set, else certifi's bundle. A client certificate (PEM, with its key in
+    # client_key or in the same file) for upstreams that want mutual TLS.
+    ca_file: str | None = field(default=None, metadata={"check": non_empty})
+    client_cert: str | None = field(default=None, metadata={"check": non_empty})
+    client_key: str | None = field(default=None, metadata={"check": non_empty})
     max_connections: int = field(default=512, metadata={"ge": 1})
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
     retries: RetryConfig = field(default_factory=RetryConfig)

@@ -35,6 +35,7 @@ import asyncio
 import collections
 import contextlib
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_gateway.testing import fake_responses as fr
+from llm_gateway.testing.certificates import CertificateFiles
 from llm_gateway.testing.fake_connections import (
     FakeConnections,
     Peer,
@@ -108,8 +110,14 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
         models: list[str] | None = None,
         chunk_delay: float = 0.0,
         record_requests: bool = True,
+        tls: CertificateFiles | None = None,
+        client_certificates: bool = False,
     ) -> None:
         self.host = host
+        # Over https with tls's server certificate; client_certificates: only clients showing
+        # one signed by tls's CA get in (mutual TLS).
+        self.tls = tls
+        self.client_certificates = client_certificates
         self.port = port
         self.api_key = api_key
         self.models = list(models) if models is not None else list(fr.DEFAULT_MODELS)
@@ -140,15 +148,22 @@ class FakeUpstream(FakeConnections, FakeFailures, FakeEndpoints, FakeMedia, Fake
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}/v1"
 
     def start(self) -> FakeUpstream:
         """Serve in a background thread; returns once the socket listens (port 0: a free one)."""
         if self._runner is not None:
             raise RuntimeError("FakeUpstream already started")
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {"ssl_certfile": str(self.tls.server_cert),
+                   "ssl_keyfile": str(self.tls.server_key)}
+            if self.client_certificates:
+                tls |= {"ssl_ca_certs": str(self.tls.ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
         self._runner = ThreadedServer(
             self.app, host=self.host, port=self.port, name="fake-upstream", lifespan="off",
-            http=_tracking_protocol(self._transports), timeout_graceful_shutdown=1,
+            http=_tracking_protocol(self._transports), timeout_graceful_shutdown=1, **tls,
         )
         self.port = self._runner.start()
         return self

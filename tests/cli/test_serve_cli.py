@@ -112,6 +112,17 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
     assert "models[0].backend: unknown backend 'opnai'" in out.stderr
 
 
+def test_an_unreadable_tls_file_fails_at_start_naming_it(tmp_path):
+    path = tmp_path / "tls.yaml"
+    path.write_text(f"upstreams:\n  corp: {{base_url: 'https://x/v1', ca_file: "
+                    f"'{tmp_path / 'missing.pem'}'}}\nmodels:\n  - {{name: a, backend: corp}}\n")
+    out = subprocess.run([sys.executable, "-m", "llm_gateway", "serve", "--config", str(path),
+                          "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out.stderr
+    assert "upstreams.corp: its TLS files cannot be used" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_config_check(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("upstreams:\n  openai: {base_url: 'https://x/v1'}\n")

@@ -168,7 +168,7 @@ async def test_transports_send_the_url_as_built(fake, transport):
     """Neither transport may re-normalise a URL (yarl, under aiohttp, used to turn
     `/x/%2e%2e/files` into `/files`)."""
     cfg = UpstreamConfig(base_url=fake.url, transport=transport, name="t")
-    sender = make_transport(cfg)
+    sender = make_transport(cfg, {})
     try:
         request = httpx.Request("GET", fake.url + "/x/%2e%2e/files",
                                 headers={"authorization": f"Bearer {UPSTREAM_KEY}"},

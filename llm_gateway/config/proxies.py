@@ -1,0 +1,145 @@
+"""Which proxy an upstream's connections go through (`upstreams.<name>.proxy`).
+
+`env`, the default, reads the standard variables as curl, requests, httpx and the OpenAI SDK
+read them, so a gateway dropped where its clients worked keeps working: `https_proxy` for an
+https base_url (`http_proxy` for http), else `all_proxy`, the lower-case name first, then the
+upper-case one. `no_proxy` lists what goes direct: `*`, host names (a name covers its
+subdomains too; a leading dot is allowed), IP addresses and CIDR ranges (`10.0.0.0/8`, as
+Kubernetes setups write them), each optionally with `:port`. `none` goes direct whatever the
+environment says; a URL names the proxy itself. A proxy is `http://` or `https://` (a CONNECT
+tunnel carries TLS to an https upstream; SOCKS is not supported); its user and password, if
+any, go to the proxy alone (Proxy-Authorization), never upstream and never into a log.
+
+The choice is made once per upstream, from its base_url's host, when the config is read (a
+bad variable is a config error naming it) and when its transport is built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+PROXY_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    url: str = field(repr=False)  # with its credentials: for the transport alone
+    shown: str  # without them: what logs and messages say
+    source: str  # the setting or variable it came from
+
+
+def proxy_problem(value: str) -> str | None:
+    """What is wrong with a proxy URL (None: nothing)."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme not in PROXY_SCHEMES:
+        scheme = f"the {parts.scheme} scheme" if parts.scheme else "no scheme"
+        return f"uses {scheme}: a proxy is http:// or https:// (SOCKS is not supported)"
+    if not parts.hostname:
+        return "names no host"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "has a path, query or fragment: a proxy is scheme://[user:password@]host:port"
+    return None
+
+
+def setting_problem(value: str) -> str | None:
+    """The config check of `upstreams.<name>.proxy`."""
+    if value in ("env", "none"):
+        return None
+    problem = proxy_problem(value)
+    return None if problem is None else "must be env, none or a proxy URL: it " + problem
+
+
+def _shown(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def upstream_proxy(setting: str, base_url: str, env: Mapping[str, str]) -> Proxy | None:
+    """The proxy for an upstream at `base_url`; ValueError naming the setting or variable
+    when the one it names cannot be used."""
+    if setting == "none":
+        return None
+    if setting != "env":
+        return Proxy(setting, _shown(setting), "proxy")
+    target = urlsplit(base_url)
+    scheme = target.scheme
+    found = _variable(env, f"{scheme}_proxy") or _variable(env, "all_proxy")
+    if found is None:
+        return None
+    name, value = found
+    if "://" not in value:
+        value = "http://" + value  # curl's reading of a bare host:port
+    no_proxy = _variable(env, "no_proxy")
+    port = target.port or (443 if scheme == "https" else 80)
+    if no_proxy is not None and bypassed(target.hostname or "", port, no_proxy[1]):
+        return None
+    problem = proxy_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}")
+    return Proxy(value, _shown(value), name)
+
+
+def _variable(env: Mapping[str, str], lower: str) -> tuple[str, str] | None:
+    for name in (lower, lower.upper()):
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """Whether `no_proxy` sends host:port direct."""
+    host = host.strip("[]").lower().rstrip(".")
+    address = _address(host)
+    for entry in no_proxy.replace(" ", ",").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry, wanted = _split_port(entry)
+        if wanted is not None and wanted != port:
+            continue
+        entry = entry.strip("[]")
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass  # a name: it does not match an address
+            continue
+        name = entry.lstrip(".").rstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """`host:port` -> (host, port); an IPv6 address without brackets has no port."""
+    if entry.startswith("["):
+        close = entry.find("]")
+        rest = entry[close + 1:]
+        if rest.startswith(":") and rest[1:].isdigit():
+            return entry[:close + 1], int(rest[1:])
+        return entry, None
+    head, sep, tail = entry.rpartition(":")
+    if sep and tail.isdigit() and ":" not in head:
+        return head, int(tail)
+    return entry, None

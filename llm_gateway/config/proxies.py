@@ -5,8 +5,10 @@ read them, so a gateway dropped where its clients worked keeps working: `https_p
 https base_url (`http_proxy` for http), else `all_proxy`, the lower-case name first, then the
 upper-case one. `no_proxy` lists what goes direct: `*`, host names (a name covers its
 subdomains too; a leading dot is allowed), IP addresses and CIDR ranges (`10.0.0.0/8`, as
-Kubernetes setups write them), each optionally with `:port`. `none` goes direct whatever the
-environment says; a URL names the proxy itself. A proxy is `http://` or `https://` (a CONNECT
+Kubernetes setups write them), each optionally with `:port`. A loopback upstream (localhost,
+127.0.0.0/8, ::1) is never sent to the environment's proxy, which could not reach it (Go's
+HTTP client does the same). `none` goes direct whatever the environment says; a URL names the
+proxy itself, for every upstream that names it. A proxy is `http://` or `https://` (a CONNECT
 tunnel carries TLS to an https upstream; SOCKS is not supported); its user and password, if
 any, go to the proxy alone (Proxy-Authorization), never upstream and never into a log.
 
@@ -72,6 +74,8 @@ def upstream_proxy(setting: str, base_url: str, env: Mapping[str, str]) -> Proxy
     if setting != "env":
         return Proxy(setting, _shown(setting), "proxy")
     target = urlsplit(base_url)
+    if _loopback(target.hostname or ""):
+        return None
     scheme = target.scheme
     found = _variable(env, f"{scheme}_proxy") or _variable(env, "all_proxy")
     if found is None:
@@ -122,6 +126,14 @@ def bypassed(host: str, port: int, no_proxy: str) -> bool:
         if name and (host == name or host.endswith("." + name)):
             return True
     return False
+
+
+def _loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    address = _address(host)
+    return address is not None and address.is_loopback
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

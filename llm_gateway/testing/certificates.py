@@ -1,5 +1,6 @@
-"""Certificates for tests: a CA of our own, a server certificate for 127.0.0.1 and localhost,
-and a client certificate, written as PEM files (for upstreams over TLS and mutual TLS)."""
+"""Certificates for tests: a CA of our own, a server certificate for 127.0.0.1, localhost and
+any other names asked for, and a client certificate, written as PEM files (for upstreams over
+TLS and mutual TLS)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def _write_cert(cert: x509.Certificate, path: Path) -> Path:
     return path
 
 
-def make_certificates(folder: Path, name: str = "test") -> CertificateFiles:
-    """A fresh CA and the certificates it signs, under `folder`."""
+def make_certificates(folder: Path, name: str = "test",
+                      hosts: tuple[str, ...] = ()) -> CertificateFiles:
+    """A fresh CA and the certificates it signs, under `folder`; the server's is good for
+    127.0.0.1, localhost and `hosts`."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
@@ -77,7 +80,8 @@ def make_certificates(folder: Path, name: str = "test") -> CertificateFiles:
         return builder.sign(ca_key, hashes.SHA256()), key
 
     server, server_key = issue("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
+        *(x509.DNSName(host) for host in hosts)])
     client, client_key = issue(f"{name} client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
     return CertificateFiles(
         ca=_write_cert(ca, folder / "ca.pem"),

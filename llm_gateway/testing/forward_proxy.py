@@ -5,7 +5,8 @@ absolute form (`POST http://host:port/path HTTP/1.1`) is sent on to its host in 
 without the proxy's own headers and with `Connection: close`, and the answer is relayed as
 it comes (streams too). With `credentials` ("user:password") a request without the matching
 Proxy-Authorization gets 407. Each request is recorded in `seen`: (method, target, whether
-it carried Proxy-Authorization).
+it carried Proxy-Authorization). `hosts` maps "name:port" to the address the proxy really
+connects to, as its DNS would: a name only the proxy can reach.
 
     with ForwardProxy(credentials="user:pw") as proxy:
         ... HTTPS_PROXY=proxy.url_with_credentials ...
@@ -24,8 +25,10 @@ _HOP = (b"proxy-authorization", b"proxy-connection", b"connection", b"keep-alive
 
 
 class ForwardProxy:
-    def __init__(self, credentials: str | None = None) -> None:
+    def __init__(self, credentials: str | None = None,
+                 hosts: dict[str, tuple[str, int]] | None = None) -> None:
         self.credentials = credentials
+        self.hosts = dict(hosts or {})
         self.seen: list[tuple[str, str, bool]] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -92,19 +95,22 @@ class ForwardProxy:
             return
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            up_reader, up_writer = await asyncio.open_connection(*self._route(host, int(port)))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
         else:
             parts = urlsplit(target)
-            up_reader, up_writer = await asyncio.open_connection(parts.hostname,
-                                                                 parts.port or 80)
+            up_reader, up_writer = await asyncio.open_connection(
+                *self._route(parts.hostname or "", parts.port or 80))
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             kept = [name + b":" + value for name, value in headers
                     if name.strip().lower() not in _HOP]
             up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1")
                             + b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n")
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    def _route(self, host: str, port: int) -> tuple[str, int]:
+        return self.hosts.get(f"{host}:{port}", (host, port))
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,6 +1,9 @@
 """How upstream connections leave the gateway: through a real forward proxy (HTTPS_PROXY and
 friends, NO_PROXY, an explicit one, none), and TLS against a CA of our own and with a client
-certificate; both transports (aiohttp, httpx), the fake upstream over http and https."""
+certificate; both transports (aiohttp, httpx), the fake upstream over http and https.
+
+The upstream behind the proxy is named `api.upstream.test`, a name only the proxy resolves (to
+the fake): a call that reaches it went through the proxy."""
 
 from __future__ import annotations
 
@@ -21,11 +24,19 @@ from gateway_support import ENV, UPSTREAM_KEY, gateway_config
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "through"}]}
 PASSWORD = "pr0xy-pa55word"
+HIDDEN = "api.upstream.test"
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> CertificateFiles:
-    return make_certificates(tmp_path_factory.mktemp("certs"))
+    return make_certificates(tmp_path_factory.mktemp("certs"), hosts=(HIDDEN,))
+
+
+def behind(proxy: ForwardProxy, fake: FakeUpstream) -> str:
+    """The base_url of `fake` under the name only `proxy` resolves."""
+    scheme = "https" if fake.tls is not None else "http"
+    proxy.hosts[f"{HIDDEN}:{443 if fake.tls is not None else 80}"] = ("127.0.0.1", fake.port)
+    return f"{scheme}://{HIDDEN}/v1"
 
 
 @pytest.fixture
@@ -53,9 +64,9 @@ def upstreams(certs) -> Iterator[Callable[..., FakeUpstream]]:
 def gateway() -> Iterator[Callable[..., GatewayServer]]:
     started: list[GatewayServer] = []
 
-    def start(fake: FakeUpstream, env: dict[str, str] | None = None,
+    def start(fake: FakeUpstream, env: dict[str, str] | None = None, base_url: str = "",
               **upstream: object) -> GatewayServer:
-        config = gateway_config(fake.url)
+        config = gateway_config(base_url or fake.url)
         config["upstreams"]["openai"].update(upstream)
         config["upstreams"]["openai"]["retries"] = {"attempts": 0}
         full_env = {**ENV, **(env or {})}
@@ -80,19 +91,18 @@ def test_the_environments_proxy_carries_every_call(transport, tls, proxy, upstre
     fake = upstreams(tls=tls)
     variable = "HTTPS_PROXY" if tls else "http_proxy"
     caplog.set_level(logging.INFO, logger="llm_gateway.backends.transport")
-    gw = gateway(fake, {variable: proxy.url_with_credentials}, transport=transport,
-                 ca_file=str(certs.ca))
+    gw = gateway(fake, {variable: proxy.url_with_credentials}, behind(proxy, fake),
+                 transport=transport, ca_file=str(certs.ca))
     answer = chat(gw)
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"] == "Echo: through"
     streamed = chat(gw, stream=True)
     assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
-    host = fake.url.split("/")[2]
-    if tls:  # one tunnel, kept: TLS inside it end to end
-        assert ("CONNECT", host, True) in proxy.seen
+    if tls:  # tunnels (one, kept, per connection): TLS inside them end to end
+        assert ("CONNECT", f"{HIDDEN}:443", True) in proxy.seen
         assert {method for method, _, _ in proxy.seen} == {"CONNECT"}
     else:
-        assert proxy.seen == [("POST", fake.url + "/chat/completions", True)] * 2
+        assert proxy.seen == [("POST", f"http://{HIDDEN}/v1/chat/completions", True)] * 2
     # The proxy's password went to the proxy alone: not upstream, not into the log.
     assert all(r.headers.get("proxy-authorization") is None for r in fake.requests)
     assert all(r.headers["authorization"] == f"Bearer {UPSTREAM_KEY}" for r in fake.requests)
@@ -100,30 +110,41 @@ def test_the_environments_proxy_carries_every_call(transport, tls, proxy, upstre
     assert PASSWORD not in caplog.text
 
 
-def test_no_proxy_and_proxy_none_go_direct_and_a_named_proxy_is_used(proxy, upstreams,
-                                                                      gateway):
+def test_no_proxy_none_and_loopback_go_direct_and_a_named_proxy_is_used(proxy, upstreams,
+                                                                         gateway):
     fake = upstreams()
+    hidden = behind(proxy, fake)
     env = {"HTTP_PROXY": proxy.url_with_credentials}
-    for gw in (gateway(fake, {**env, "NO_PROXY": "example.com, 127.0.0.0/8"}),
-               gateway(fake, {**env, "no_proxy": "localhost,127.0.0.1"}),
-               gateway(fake, env, proxy="none")):
-        assert chat(gw).status_code == 200
-    assert proxy.seen == [] and fake.calls["POST /v1/chat/completions"] == 3
-    named = gateway(fake, proxy=proxy.url_with_credentials)  # no variable: the config's own
-    assert chat(named).status_code == 200
-    assert [method for method, _, _ in proxy.seen] == ["POST"]
+    # Direct, so the hidden name cannot be reached at all: the proxy sees nothing.
+    for gw in (gateway(fake, {**env, "NO_PROXY": "example.com, .upstream.test"}, hidden),
+               gateway(fake, {**env, "no_proxy": "*"}, hidden),
+               gateway(fake, env, hidden, proxy="none")):
+        answer = chat(gw)
+        assert answer.status_code == 502
+        assert answer.json()["error"]["message"] == "upstream 'openai' could not be reached"
+    assert proxy.seen == [] and fake.calls["POST /v1/chat/completions"] == 0
+    # A loopback upstream never goes to the environment's proxy, which could not reach it.
+    assert chat(gateway(fake, env)).status_code == 200
+    assert proxy.seen == [] and fake.calls["POST /v1/chat/completions"] == 1
+    # A proxy the config names is used whatever the environment says, loopback or not.
+    for base_url in (hidden, ""):
+        named = gateway(fake, {"NO_PROXY": "*"}, base_url, proxy=proxy.url_with_credentials)
+        assert chat(named).status_code == 200
+    assert [method for method, _, _ in proxy.seen] == ["POST", "POST"]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_a_proxy_that_refuses_the_gateway_is_a_clear_upstream_error(tls, proxy, upstreams,
                                                                      gateway, certs):
     fake = upstreams(tls=tls)
-    gw = gateway(fake, proxy=proxy.url_with_credentials.replace(PASSWORD, "wrong"),
+    gw = gateway(fake, {}, behind(proxy, fake),
+                 proxy=proxy.url_with_credentials.replace(PASSWORD, "wrong"),
                  ca_file=str(certs.ca))
     answer = chat(gw)
-    assert answer.status_code in (502, 407), answer.text
+    assert answer.status_code == 502, answer.text
     error = answer.json()["error"]
     assert set(error) >= {"message", "type", "param", "code"}
+    assert error["message"].startswith("upstream 'openai' could not be reached: the proxy")
     assert fake.calls["POST /v1/chat/completions"] == 0
 
 

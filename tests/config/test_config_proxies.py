@@ -103,3 +103,12 @@ def test_config_check_wants_a_client_key_with_its_certificate():
                         env={})
     assert problems(config_with(client_key="/elsewhere/c.key")) == [
         "upstreams.corp.client_key: needs client_cert"]
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8080/v1", "http://localhost:11434/v1",
+                                      "http://[::1]:8000/v1", "http://127.9.9.9/v1",
+                                      "https://api.localhost/v1"])
+def test_a_loopback_upstream_never_takes_the_environments_proxy(base_url):
+    env = {"HTTP_PROXY": "http://up:1", "HTTPS_PROXY": "http://up:1", "ALL_PROXY": "http://up:1"}
+    assert chosen(base_url, **env) is None
+    assert chosen(base_url, "http://mine:1") == "http://mine:1"  # a named one still is

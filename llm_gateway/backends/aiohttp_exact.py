@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientHttpProxyError, ClientResponseError, ClientSession, ClientTimeout
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 from yarl import URL
+
+from llm_gateway.config.proxies import without_credentials
 
 
 def _payload(request: httpx.Request) -> Any:
@@ -38,17 +40,41 @@ def _timeout(request: httpx.Request) -> ClientTimeout:
 class ExactAiohttpTransport(AiohttpTransport):
     def __init__(self, *, via: str | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.via = URL(via) if via else None  # the proxy (its credentials go only to it)
+        # The proxy, without its credentials: aiohttp names the proxy's URL in its errors,
+        # and errors get logged. They go as a header instead, to the proxy alone: on the
+        # CONNECT for an https upstream, on the request itself (which the proxy strips) for
+        # an http one.
+        self.via: URL | None = None
+        self._proxy_auth: str | None = None
+        if via:
+            bare, self._proxy_auth = without_credentials(via)
+            self.via = URL(bare)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()  # made lazily, inside the running loop
+        headers: Any = request.headers
+        proxy_headers = None
+        if self._proxy_auth is not None:
+            if request.url.scheme == "https":
+                proxy_headers = {"Proxy-Authorization": self._proxy_auth}
+            else:
+                headers = [*request.headers.multi_items(),
+                           ("Proxy-Authorization", self._proxy_auth)]
         with map_aiohttp_exceptions():
-            answer = await self.client.request(
-                request.method, URL(str(request.url), encoded=True),
-                headers=request.headers, data=_payload(request), timeout=_timeout(request),
-                proxy=self.via, allow_redirects=False, auto_decompress=False, compress=False,
-            ).__aenter__()
+            try:
+                answer = await self.client.request(
+                    request.method, URL(str(request.url), encoded=True), headers=headers,
+                    data=_payload(request), timeout=_timeout(request), proxy=self.via,
+                    proxy_headers=proxy_headers, allow_redirects=False,
+                    auto_decompress=False, compress=False,
+                ).__aenter__()
+            except ClientResponseError as exc:
+                if isinstance(exc, ClientHttpProxyError):
+                    raise
+                # Not HTTP that aiohttp can read (a bad status line, a header past its limit,
+                # two lengths): what httpx reports as a protocol error, not a crash.
+                raise httpx.RemoteProtocolError(f"unreadable answer: {exc.message}") from None
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
         if answer.reason:
             extensions["reason_phrase"] = answer.reason.encode()

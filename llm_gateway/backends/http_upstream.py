@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -25,6 +26,7 @@ from llm_gateway.backends.health import RecentFailures
 from llm_gateway.backends.sse import MAX_EVENT_BYTES, EventTooLarge, ends_stream, error_event
 from llm_gateway.backends.transport import make_transport, timeout_extension
 from llm_gateway.config import UpstreamConfig
+from llm_gateway.config.proxies import upstream_proxy
 from llm_gateway.errors import GatewayError, InvalidRequest, UpstreamTimeout, UpstreamUnavailable
 from llm_gateway.path_safety import refusal
 
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 # How long an upstream gets to end its body after the stream's end (it usually comes with it).
 DONE_GRACE_SECONDS = 0.25
 # Failures where the upstream cannot have started work on the request, so trying again is safe.
+# user:password@ in a URL an exception names (a proxy's): never into the log.
+_CREDENTIALS = re.compile(r"//[^/@\s'\"]*@")
+# A body that broke off, or that says it is compressed and is not: the upstream's fault.
+BROKEN_BODY = (httpx.TransportError, httpx.DecodingError)
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
              httpx.ProxyError)
 
@@ -89,7 +95,7 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read the end of a body that is over (its last event came), so that its connection can
     be reused; an upstream that does not end it within DONE_GRACE_SECONDS is cut off (by
     `release`)."""
-    with contextlib.suppress(TimeoutError, httpx.TransportError):
+    with contextlib.suppress(TimeoutError, *BROKEN_BODY):
         async with asyncio.timeout(DONE_GRACE_SECONDS):
             async for _ in chunks:
                 pass
@@ -118,6 +124,7 @@ class HttpUpstream(Backend):
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
         self._transport = transport or make_transport(cfg, env)
+        self._proxied = upstream_proxy(cfg.proxy, cfg.base_url, env) is not None
         self._timeouts = timeout_extension(cfg)
         self._urls: dict[str, httpx.URL] = {}
         self._sleep = sleep
@@ -173,8 +180,15 @@ class HttpUpstream(Backend):
         return url
 
     async def _send_once(self, method, path, headers, content, deadline) -> httpx.Response:
-        request = httpx.Request(method, self._url(path), headers=headers, content=content,
-                                extensions={"timeout": self._timeouts})
+        try:
+            request = httpx.Request(method, self._url(path), headers=headers, content=content,
+                                    extensions={"timeout": self._timeouts})
+        except UnicodeEncodeError:
+            # HTTP header values are ASCII on the way out (httpx's rule, and most servers');
+            # a client's byte past that is the client's problem, said as such.
+            raise InvalidRequest("A header value holds a character outside ASCII; encode it "
+                                 "(e.g. RFC 8187) or leave the header out.",
+                                 code="invalid_header") from None
         try:
             async with asyncio.timeout(self._remaining(deadline)):
                 response = await self._transport.handle_async_request(request)
@@ -195,7 +209,7 @@ class HttpUpstream(Backend):
             raise UpstreamUnavailable(
                 f"upstream '{self.name}' answered with an invalid HTTP status "
                 f"({response.status_code})")
-        if response.status_code == 407:
+        if response.status_code == 407 and self._proxied:
             # The gateway's own proxy (upstreams.<name>.proxy) wants other credentials: the
             # gateway's problem, never a challenge for the client to answer.
             await release(response)
@@ -242,7 +256,8 @@ class HttpUpstream(Backend):
         if _is_timeout(exc):
             return UpstreamTimeout(f"upstream '{self.name}' did not accept a connection in time")
         cause = exc.__cause__ or exc
-        log.warning("upstream %s is unreachable: %s: %s", self.name, type(cause).__name__, cause)
+        log.warning("upstream %s is unreachable: %s: %s", self.name, type(cause).__name__,
+                    _CREDENTIALS.sub("//", str(cause)))
         why = _why_unreachable(exc)
         return UpstreamUnavailable(f"upstream '{self.name}' could not be reached"
                                    + (f": {why}" if why else ""))
@@ -260,7 +275,7 @@ class HttpUpstream(Backend):
                 return await read_all(response)
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"upstream '{self.name}' timed out reading the body") from None
-        except httpx.TransportError as exc:
+        except BROKEN_BODY as exc:
             raise UpstreamUnavailable(
                 f"upstream '{self.name}' broke off the response: {type(exc).__name__}"
             ) from None
@@ -302,7 +317,7 @@ class HttpUpstream(Backend):
             log.warning("upstream %s: %s", self.name, exc)
             yield error_event(f"upstream '{self.name}' sent an event larger than {exc.limit} "
                               "bytes", code="upstream_event_too_large")
-        except httpx.TransportError as exc:
+        except BROKEN_BODY as exc:
             yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
                               code="upstream_unavailable")
         finally:

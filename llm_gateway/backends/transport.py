@@ -39,7 +39,9 @@ def make_transport(cfg: UpstreamConfig, env: Mapping[str, str]) -> httpx.AsyncBa
     if proxy is not None:
         log.info("upstream %s: through the proxy %s (%s)", cfg.name, proxy.shown, proxy.source)
     try:
-        tls = tls_context(cfg, env)
+        # An http upstream has no TLS: a broken SSL_CERT_FILE must not stop it.
+        tls: ssl.SSLContext | bool = tls_context(cfg, env) \
+            if cfg.base_url.startswith("https:") else True
     except (OSError, ssl.SSLError) as exc:  # (ssl.SSLError is an OSError; named for clarity)
         raise ConfigError([f"upstreams.{cfg.name}: its TLS files cannot be used "
                            f"(ca_file, client_cert, client_key): {exc}"]) from None

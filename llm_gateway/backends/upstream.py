@@ -16,6 +16,7 @@ import httpx
 
 from llm_gateway.backends.headers import response_headers
 from llm_gateway.backends.http_upstream import (
+    BROKEN_BODY,
     RETRYABLE,
     HttpUpstream,
     body_of,
@@ -24,7 +25,7 @@ from llm_gateway.backends.http_upstream import (
 from llm_gateway.backends.sse import event_blocks
 from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
-from llm_gateway.errors import GatewayError
+from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from llm_gateway.principal import Credentials
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,13 @@ class UpstreamBackend(HttpUpstream):
         try:
             async for chunk in body_of(response, raw=True):
                 yield chunk
-        except httpx.TransportError as exc:
-            # Headers are gone already; all we can do is end the body early.
+        except BROKEN_BODY as exc:
+            # Mid-body, all we can do is end it early; a caller that reads the body before
+            # answering (a small JSON answer) answers 502 or 504 with this.
             log.warning("upstream %s broke off a passthrough body: %r", self.name, exc)
-            raise GatewayError("upstream broke off the response") from None
+            if isinstance(exc, httpx.TimeoutException):
+                raise UpstreamTimeout(f"upstream '{self.name}' stalled in its answer") from None
+            raise UpstreamUnavailable(f"upstream '{self.name}' broke off the response") \
+                from None
         finally:
             await release(response)

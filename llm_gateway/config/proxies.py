@@ -8,9 +8,10 @@ subdomains too; a leading dot is allowed), IP addresses and CIDR ranges (`10.0.0
 Kubernetes setups write them), each optionally with `:port`. A loopback upstream (localhost,
 127.0.0.0/8, ::1) is never sent to the environment's proxy, which could not reach it (Go's
 HTTP client does the same). `none` goes direct whatever the environment says; a URL names the
-proxy itself, for every upstream that names it. A proxy is `http://` or `https://` (a CONNECT
-tunnel carries TLS to an https upstream; SOCKS is not supported); its user and password, if
-any, go to the proxy alone (Proxy-Authorization), never upstream and never into a log.
+proxy itself, for every upstream that names it. A proxy is spoken to in plain `http://` (a
+CONNECT tunnel carries TLS to an https upstream end to end; TLS to the proxy itself and SOCKS
+are not supported); its user and password, if any, go to the proxy alone
+(Proxy-Authorization), never upstream and never into a log or an error message.
 
 The choice is made once per upstream, from its base_url's host, when the config is read (a
 bad variable is a config error naming it) and when its transport is built.
@@ -18,12 +19,13 @@ bad variable is a config error naming it) and when its transport is built.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-PROXY_SCHEMES = ("http", "https")
+PROXY_SCHEMES = ("http",)
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,27 @@ def proxy_problem(value: str) -> str | None:
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises for a port that is not a number in range
-    except ValueError as exc:
-        return f"is not a URL ({exc})"
+    except ValueError:
+        # (not urlsplit's message: it may quote a piece of the password)
+        return "is not a URL: scheme://[user:password@]host:port, the port 1-65535"
     if parts.scheme not in PROXY_SCHEMES:
         scheme = f"the {parts.scheme} scheme" if parts.scheme else "no scheme"
-        return f"uses {scheme}: a proxy is http:// or https:// (SOCKS is not supported)"
+        return (f"uses {scheme}: a proxy is http://host:port (TLS to the proxy and SOCKS are "
+                "not supported; the tunnel to an https upstream is TLS end to end anyway)")
     if not parts.hostname:
         return "names no host"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return "has a path, query or fragment: a proxy is scheme://[user:password@]host:port"
+        return "has a path, query or fragment: a proxy is http://[user:password@]host:port"
     return None
+
+
+def without_credentials(url: str) -> tuple[str, str | None]:
+    """(the proxy URL without user and password, the Proxy-Authorization value for them)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return _shown(url), "Basic " + base64.b64encode(pair.encode()).decode()
 
 
 def setting_problem(value: str) -> str | None:
@@ -122,7 +135,7 @@ def bypassed(host: str, port: int, no_proxy: str) -> bool:
             except ValueError:
                 pass  # a name: it does not match an address
             continue
-        name = entry.lstrip(".").rstrip(".")
+        name = entry.removeprefix("*").lstrip(".").rstrip(".")  # *.corp, .corp, corp
         if name and (host == name or host.endswith("." + name)):
             return True
     return False
@@ -133,6 +146,8 @@ def _loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     address = _address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return address is not None and address.is_loopback
 
 

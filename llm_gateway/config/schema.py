@@ -136,7 +136,7 @@ class UpstreamConfig:
     request_id_header: str | None = field(default=None, metadata={"check": header_name})
     transport: Transport = "aiohttp"
     # Through which proxy: env (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY, as curl and
-    # the OpenAI SDK read them), none (direct), or http(s)://[user:password@]host:port; see
+    # the OpenAI SDK read them), none (direct), or http://[user:password@]host:port; see
     # config/proxies.py. repr=False: it may hold a password.
     proxy: str = field(default="env", repr=False, metadata={"check": setting_problem})
     # TLS: the CAs (a PEM file) its certificate is verified against; None: SSL_CERT_FILE or

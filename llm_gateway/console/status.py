@@ -23,7 +23,8 @@ _FROM_HEALTH = ("queue_depth", "active", "max_queue", "parallel", "kv_cache_usag
 async def status_json(state: State) -> dict[str, Any]:
     deployments = [group.snapshot() for group in state.router.groups.values()]
     locals_ = [(name, b) for name, b in state.backends.items() if isinstance(b, LocalBackend)]
-    async with httpx.AsyncClient(timeout=HEALTH_SECONDS) as client:
+    # trust_env=False: our own workers, never through a proxy the environment names.
+    async with httpx.AsyncClient(timeout=HEALTH_SECONDS, trust_env=False) as client:
         workers = await asyncio.gather(*(
             _worker(client, name, worker) for name, backend in locals_
             for worker in backend.pool.workers))

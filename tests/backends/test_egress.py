@@ -133,12 +133,15 @@ def test_no_proxy_none_and_loopback_go_direct_and_a_named_proxy_is_used(proxy, u
     assert [method for method, _, _ in proxy.seen] == ["POST", "POST"]
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-def test_a_proxy_that_refuses_the_gateway_is_a_clear_upstream_error(tls, proxy, upstreams,
-                                                                     gateway, certs):
+def test_a_proxy_that_refuses_the_gateway_is_a_clear_upstream_error(transport, tls, proxy,
+                                                                     upstreams, gateway, certs,
+                                                                     caplog):
     fake = upstreams(tls=tls)
-    gw = gateway(fake, {}, behind(proxy, fake),
-                 proxy=proxy.url_with_credentials.replace(PASSWORD, "wrong"),
+    wrong = "wr0ng-pa55word"
+    gw = gateway(fake, {}, behind(proxy, fake), transport=transport,
+                 proxy=proxy.url_with_credentials.replace(PASSWORD, wrong),
                  ca_file=str(certs.ca))
     answer = chat(gw)
     assert answer.status_code == 502, answer.text
@@ -146,6 +149,8 @@ def test_a_proxy_that_refuses_the_gateway_is_a_clear_upstream_error(tls, proxy, 
     assert set(error) >= {"message", "type", "param", "code"}
     assert error["message"].startswith("upstream 'openai' could not be reached: the proxy")
     assert fake.calls["POST /v1/chat/completions"] == 0
+    assert proxy.seen and all(authorized for _, _, authorized in proxy.seen)  # it tried
+    assert wrong not in caplog.text and wrong not in answer.text
 
 
 def test_tls_is_verified_against_the_ca_the_config_or_environment_names(upstreams, gateway,

@@ -55,6 +55,8 @@ def test_none_and_a_named_proxy_ignore_the_environment():
     ("fd00::5", 80, "fd00::/8", True),
     ("localhost", 80, "127.0.0.1", False),  # names are not resolved
     ("API.OpenAI.com.", 443, "openai.com", True),
+    ("api.openai.com", 443, "*.openai.com", True),
+    ("openai.com.evil", 443, "*.openai.com", False),
     ("api.openai.com", 443, "", False),
 ])
 def test_no_proxy(host, port, no_proxy, direct):
@@ -68,14 +70,23 @@ def test_no_proxy_sends_an_upstream_direct():
 
 
 @pytest.mark.parametrize(("value", "problem"), [
-    ("env", None), ("none", None), ("http://p:3128", None), ("https://u:p@p", None),
-    ("socks5://p:1080", "SOCKS is not supported"), ("ftp://p", "the ftp scheme"),
+    ("env", None), ("none", None), ("http://p:3128", None), ("http://u:p@p", None),
+    ("socks5://p:1080", "SOCKS are not supported"), ("ftp://p", "the ftp scheme"),
+    ("https://p:3128", "TLS to the proxy"),
     ("http://", "names no host"), ("http://p:3128/path", "has a path"),
     ("http://p:99999", "is not a URL"),
+    ("http://user:pa/ss@p:3128", "is not a URL"), ("http://u:s3#cret@p:1", "is not a URL"),
 ])
 def test_what_the_proxy_setting_may_be(value, problem):
     found = setting_problem(value)
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+@pytest.mark.parametrize(("value", "secret"), [("http://user:pa/ss@p:3128", "'pa'"),
+                                               ("http://u:s3#cret@p:1", "s3")])
+def test_a_message_never_quotes_a_piece_of_the_password(value, secret):
+    found = setting_problem(value)
+    assert found is not None and secret not in found
 
 
 def config_with(**upstream) -> dict:
@@ -107,7 +118,8 @@ def test_config_check_wants_a_client_key_with_its_certificate():
 
 @pytest.mark.parametrize("base_url", ["http://127.0.0.1:8080/v1", "http://localhost:11434/v1",
                                       "http://[::1]:8000/v1", "http://127.9.9.9/v1",
-                                      "https://api.localhost/v1"])
+                                      "https://api.localhost/v1",
+                                      "http://[::ffff:127.0.0.1]:8000/v1"])
 def test_a_loopback_upstream_never_takes_the_environments_proxy(base_url):
     env = {"HTTP_PROXY": "http://up:1", "HTTPS_PROXY": "http://up:1", "ALL_PROXY": "http://up:1"}
     assert chosen(base_url, **env) is None

@@ -1,0 +1,128 @@
+"""Upstreams that do not speak HTTP properly, and a client header httpx cannot send: each is a
+clear OpenAI-shaped error (or an error event mid-stream), never a 500; both transports.
+
+The broken upstream is a real socket server on 127.0.0.1 that reads a request and writes the
+bytes it was given, then closes."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from llm_gateway.config import parse_config
+from llm_gateway.testing.gateway import GatewayServer
+
+from gateway_support import ENV, gateway_config
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+class BrokenUpstream:
+    """Answers every request with `answer` (raw bytes), then closes the connection."""
+
+    def __init__(self) -> None:
+        self.answer = b""
+        self.requests = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    head += more
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = head.partition(b"\r\n\r\n")[2]
+                while len(body) < length:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    body += more
+                self.requests += 1
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[BrokenUpstream]:
+    server = BrokenUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module", params=["aiohttp", "httpx"])
+def gw(request, broken) -> Iterator[GatewayServer]:
+    config = gateway_config(broken.url)
+    config["upstreams"]["openai"]["transport"] = request.param
+    config["upstreams"]["openai"]["retries"] = {"attempts": 0}
+    server = GatewayServer(parse_config(config, env=ENV), env=ENV).start()
+    yield server
+    server.stop()
+
+
+def expect_error(answer: httpx.Response, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.parametrize("answer", [
+    b"GARBAGE\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 200_000 + b"\r\ncontent-length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}",
+], ids=["status-line", "huge-header", "two-lengths"])
+def test_an_answer_that_is_not_http_is_a_502(gw, broken, answer):
+    broken.answer = answer
+    expect_error(httpx.post(gw.url + "/chat/completions", json=CHAT, timeout=20), 502)
+
+
+def test_a_body_that_says_gzip_and_is_not_is_a_502_or_an_error_event(gw, broken):
+    broken.answer = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-encoding: gzip\r\ncontent-length: 11\r\n\r\nnot gzip!!!")
+    expect_error(httpx.post(gw.url + "/chat/completions", json=CHAT, timeout=20), 502)
+    event = b'data: {"choices": []}\n\n'
+    body = gzip.compress(event)[:-8] + b"garbage!"  # a broken trailer: decoding fails at the end
+    broken.answer = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                     b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    streamed = httpx.post(gw.url + "/chat/completions", json={**CHAT, "stream": True},
+                          timeout=20)
+    assert streamed.status_code == 200
+    assert "upstream broke off the stream: DecodingError" in streamed.text
+
+
+def test_a_passthrough_answer_cut_short_is_a_502(gw, broken):
+    broken.answer = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: 100\r\n\r\n{\"object\": \"li")
+    error = expect_error(httpx.get(gw.url + "/files", timeout=20), 502)
+    assert error["message"] == "upstream 'openai' broke off the response"
+
+
+def test_a_header_value_past_ascii_is_a_400_not_sent(gw, broken):
+    before = broken.requests
+    answer = httpx.post(gw.url + "/chat/completions", json=CHAT, timeout=20,
+                        headers=[(b"x-note", "caf\xe9".encode("latin-1"))])
+    assert expect_error(answer, 400)["code"] == "invalid_header"
+    assert broken.requests == before

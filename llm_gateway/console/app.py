@@ -113,12 +113,12 @@ class Console:
             _only(method, "GET", "HEAD")
             return redirect("/ui/playground" if path == "/ui/" else "/ui/", status=307)
         rest = path[len("/ui/"):]
-        session = await self._session(request)
-        if rest.startswith("static/"):
+        if rest.startswith("static/"):  # (assets and sign-in need no session: no lookup)
             _only(method, "GET", "HEAD")
             return self.render.asset(rest[len("static/"):])
         if rest == "login":
             return await self._login(request, method)
+        session = await self._session(request)
         if rest == "logout":
             _only(method, "POST")
             return await self._logout(request, session)

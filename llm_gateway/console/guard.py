@@ -60,7 +60,7 @@ def local_allowed(request: Request, mode: str) -> bool:
 def check_csrf(request: Request, session: Session, form_token: str | None = None) -> None:
     """Refuse a state-changing request without this session's token (403)."""
     given = form_token if form_token is not None else request.headers.get(CSRF_HEADER)
-    if not given or not hmac.compare_digest(given, session.csrf):
+    if not given or not hmac.compare_digest(given.encode(), session.csrf.encode()):
         raise PermissionDenied("Missing or wrong CSRF token: reload the page.",
                                code="csrf_failed")
     origin = request.headers.get("origin")

@@ -50,6 +50,13 @@ class SessionRows:
     async def put(self, sid: str, session: Session, created_at: float) -> None:
         self._rows[sid] = session
 
+    async def update(self, sid: str, session: Session) -> bool:
+        """Store a change to a session still here; False when it is gone (signed out)."""
+        if sid not in self._rows:
+            return False
+        self._rows[sid] = session
+        return True
+
     async def get(self, sid: str) -> Session | None:
         return self._rows.get(sid)
 
@@ -107,6 +114,13 @@ class DatabaseSessionRows(SessionRows):
             " sealed = excluded.sealed",
             row_id(sid), created_at, session.expires_at, session.chat_key_id,
             seal(sid, session))
+
+    async def update(self, sid: str, session: Session) -> bool:
+        # Never an upsert: a replica that signed the session out meanwhile has the last word.
+        return await self.db.execute(
+            "UPDATE console_sessions SET expires_at = ?, chat_key_id = ?, sealed = ?"
+            " WHERE id = ?", session.expires_at, session.chat_key_id, seal(sid, session),
+            row_id(sid)) > 0
 
     async def get(self, sid: str) -> Session | None:
         row = await self.db.fetchone("SELECT sealed FROM console_sessions WHERE id = ?",

@@ -80,9 +80,10 @@ class SessionStore:
         await self.rows.put(sid, session, now)
         return f"{sid}.{self._sign(sid)}", session
 
-    async def save(self, session: Session) -> None:
-        """Store a change to `session` (its playground key)."""
-        await self.rows.put(session.sid, session, self.clock())
+    async def save(self, session: Session) -> bool:
+        """Store a change to `session` (its playground key); False when it was signed out
+        meanwhile (elsewhere, perhaps): then it stays signed out."""
+        return await self.rows.update(session.sid, session)
 
     async def get(self, cookie: str | None) -> Session | None:
         sid = self._verified(cookie)
@@ -108,7 +109,8 @@ class SessionStore:
         if not cookie or "." not in cookie:
             return None
         sid, _, sig = cookie.partition(".")
-        return sid if hmac.compare_digest(sig, self._sign(sid)) else None
+        # (bytes: compare_digest refuses str past ASCII, and a cookie may hold anything)
+        return sid if hmac.compare_digest(sig.encode(), self._sign(sid).encode()) else None
 
     # --- sign-in form tokens (stateless) ---
 
@@ -117,11 +119,11 @@ class SessionStore:
         return f"{text}.{self._sign('login:' + text)}"
 
     def login_token_ok(self, form_token: str | None, cookie_token: str | None) -> bool:
-        if not form_token or not cookie_token or not hmac.compare_digest(form_token,
-                                                                          cookie_token):
+        if not form_token or not cookie_token or not hmac.compare_digest(
+                form_token.encode(), cookie_token.encode()):
             return False
         text, _, sig = form_token.rpartition(".")
-        if not hmac.compare_digest(sig, self._sign("login:" + text)):
+        if not hmac.compare_digest(sig.encode(), self._sign("login:" + text).encode()):
             return False
         issued = text.rpartition(".")[2]
         return issued.isdigit() and self.clock() - int(issued) < LOGIN_TOKEN_SECONDS

@@ -82,7 +82,9 @@ async def chat_credential(app: ASGIApp, request: Request, state: State,
             raise PermissionDenied(f"Could not make a playground key: {message or status}.",
                                    code="playground_unavailable")
         session.chat_key, session.chat_key_id = body["key"], body["id"]
-        await sessions.save(session)
+        if not await sessions.save(session):  # signed out while the key was made
+            await revoke_chat_key(app, request, state, session.chat_key_id)
+            raise AuthenticationFailed("Sign in to the console first.")
     return session.chat_key
 
 

@@ -16,6 +16,7 @@ from llm_gateway.console.session_rows import (
     seal,
     unseal,
 )
+from llm_gateway.console.sessions import SessionStore
 
 from services import open_test_database
 
@@ -111,3 +112,21 @@ async def test_memory_rows_behave_the_same():
     await rows.trim(2)
     assert await rows.get("s2") is None and await rows.get("s3") is not None
     assert await rows.delete("s3") is True and await rows.get("s3") is None
+
+
+async def test_a_change_to_a_session_signed_out_meanwhile_does_not_bring_it_back(db):
+    # Replica A makes the playground key while replica B signs the session out: A's save
+    # must not write the row again (a stolen cookie would work once more).
+    a, b = SessionStore(b"s" * 32, 3600), SessionStore(b"s" * 32, 3600)
+    await a.start(db, b"s" * 32)
+    await b.start(db, b"s" * 32)
+    cookie, session = await a.create("admin")
+    assert await b.get(cookie) is not None
+    await b.drop(cookie)
+    session.chat_key, session.chat_key_id = "sk-lgw-late", "key_late"
+    assert await a.save(session) is False
+    assert await a.get(cookie) is None and await db.fetch("SELECT id FROM console_sessions") == []
+    memory = SessionStore(b"s" * 32, 3600)
+    cookie, session = await memory.create("admin")
+    await memory.drop(cookie)
+    assert await memory.save(session) is False and await memory.get(cookie) is None

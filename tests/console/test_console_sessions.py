@@ -88,6 +88,22 @@ def test_writes_need_the_csrf_token_and_the_same_origin(gw):
     assert browser.post("/ui/logout", data={"csrf": "x"}).status_code == 403
 
 
+def test_a_cookie_or_token_past_ascii_is_refused_not_a_crash(gw):
+    for cookie in ("abc.\xe9x", "\xe9\xe9", "s\xe9.sig"):
+        answer = httpx.get(gw.base + "/ui/keys", timeout=10,
+                           headers=[(b"cookie", f"{COOKIE}={cookie}".encode("latin-1"))])
+        assert answer.status_code in (302, 303, 307), answer.text
+        assert answer.headers["location"] == "/ui/login"
+    browser = sign_in(gw, ADMIN_KEY)
+    refused = browser.post("/ui/admin/keys", json={"name": "x"},
+                           headers=[(b"x-csrf-token", "\xe9".encode("latin-1"))])
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+    page = client(gw)
+    page.get("/ui/login")
+    bad_form = page.post("/ui/login", data={"csrf": "\xe9", "key": ADMIN_KEY})
+    assert bad_form.status_code == 403
+
+
 def test_logout_forgets_the_session_at_once(gw):
     browser = sign_in(gw, ADMIN_KEY)
     cookie = browser.cookies.get(COOKIE)

@@ -165,6 +165,14 @@ class HttpUpstream(Backend):
             raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time")
         return left
 
+    def _block_wait(self, deadline: float | None) -> float:
+        """How long to wait for the next piece of a body: the read timeout, or less when
+        the total deadline is nearer."""
+        wait = self.cfg.timeouts.read
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - self._clock()))
+        return wait
+
     def _url(self, path: str) -> httpx.URL:
         """`path` (and query) appended to the base URL as a string. The edge refused any path
         a URL library would resolve (dot segments, encoded separators); checked again here so
@@ -285,7 +293,10 @@ class HttpUpstream(Backend):
     async def _read_json(self, response: httpx.Response, what: str) -> Any:
         """A small JSON answer (a model list), read whole; UpstreamUnavailable unless 200."""
         try:
-            body = await read_all(response)
+            async with asyncio.timeout(self.cfg.timeouts.total or self.cfg.timeouts.read):
+                body = await read_all(response)
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream '{self.name}' timed out reading {what}") from None
         finally:
             await release(response)
         if response.status_code != 200:
@@ -301,7 +312,14 @@ class HttpUpstream(Backend):
         stall, the total timeout, an oversized event or a broken connection ends the stream
         with an error event. The response is released at the end, however it came."""
         try:
-            async for block in blocks:
+            while True:
+                # The transport's read timeout is not enough: after a malformed chunk aiohttp
+                # waits for the rest of the body forever. Each block is waited for here.
+                try:
+                    async with asyncio.timeout(self._block_wait(deadline)):
+                        block = await anext(blocks)
+                except StopAsyncIteration:
+                    return
                 yield block
                 if ends_stream(block):
                     # Whatever the upstream does after the end is not the client's wait.
@@ -311,8 +329,11 @@ class HttpUpstream(Backend):
                     yield error_event("upstream stream exceeded the total timeout",
                                       type_="timeout", code="upstream_timeout")
                     return
-        except httpx.TimeoutException:
-            yield error_event("upstream stream stalled", type_="timeout", code="upstream_timeout")
+        except (TimeoutError, httpx.TimeoutException):
+            over = deadline is not None and self._clock() >= deadline
+            yield error_event("upstream stream exceeded the total timeout" if over
+                              else "upstream stream stalled", type_="timeout",
+                              code="upstream_timeout")
         except EventTooLarge as exc:
             log.warning("upstream %s: %s", self.name, exc)
             yield error_event(f"upstream '{self.name}' sent an event larger than {exc.limit} "

@@ -7,6 +7,7 @@ SSE event boundaries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -169,9 +170,18 @@ class UpstreamBackend(HttpUpstream):
                            deadline)
 
     async def _relay_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        chunks = body_of(response, raw=True)
         try:
-            async for chunk in body_of(response, raw=True):
+            while True:
+                try:  # each piece within the read timeout (see HttpUpstream._relay)
+                    async with asyncio.timeout(self.cfg.timeouts.read):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
                 yield chunk
+        except TimeoutError:
+            log.warning("upstream %s stalled in a passthrough body", self.name)
+            raise UpstreamTimeout(f"upstream '{self.name}' stalled in its answer") from None
         except BROKEN_BODY as exc:
             # Mid-body, all we can do is end it early; a caller that reads the body before
             # answering (a small JSON answer) answers 502 or 504 with this.

@@ -7,8 +7,10 @@ bytes it was given, then closes."""
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -23,10 +25,12 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
 class BrokenUpstream:
-    """Answers every request with `answer` (raw bytes), then closes the connection."""
+    """Answers every request with `answer` (raw bytes), then closes the connection; or, with
+    `later`, writes that too after a pause and then holds the connection open, silent."""
 
     def __init__(self) -> None:
         self.answer = b""
+        self.later = b""
         self.requests = 0
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -42,24 +46,32 @@ class BrokenUpstream:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    more = conn.recv(65536)
-                    if not more:
-                        break
-                    head += more
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                body = head.partition(b"\r\n\r\n")[2]
-                while len(body) < length:
-                    more = conn.recv(65536)
-                    if not more:
-                        break
-                    body += more
-                self.requests += 1
-                conn.sendall(self.answer)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        answer, later = self.answer, self.later
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                more = conn.recv(65536)
+                if not more:
+                    break
+                head += more
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            body = head.partition(b"\r\n\r\n")[2]
+            while len(body) < length:
+                more = conn.recv(65536)
+                if not more:
+                    break
+                body += more
+            self.requests += 1
+            conn.sendall(answer)
+            if later:
+                time.sleep(0.3)
+                conn.sendall(later)
+                time.sleep(8)
 
     def close(self) -> None:
         self._sock.close()
@@ -77,6 +89,7 @@ def gw(request, broken) -> Iterator[GatewayServer]:
     config = gateway_config(broken.url)
     config["upstreams"]["openai"]["transport"] = request.param
     config["upstreams"]["openai"]["retries"] = {"attempts": 0}
+    config["upstreams"]["openai"]["timeouts"] = {"connect": 2, "read": 1, "total": 10}
     server = GatewayServer(parse_config(config, env=ENV), env=ENV).start()
     yield server
     server.stop()
@@ -126,3 +139,26 @@ def test_a_header_value_past_ascii_is_a_400_not_sent(gw, broken):
                         headers=[(b"x-note", "caf\xe9".encode("latin-1"))])
     assert expect_error(answer, 400)["code"] == "invalid_header"
     assert broken.requests == before
+
+
+def test_a_malformed_chunk_mid_stream_does_not_hang_the_stream(gw, broken):
+    # After a broken chunk aiohttp waited for the body's end forever: read and total timeouts
+    # alike were ignored, and the client hung until it gave up.
+    broken.answer = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n"
+                     b'1a\r\ndata: {"choices": []}\n\n\r\n')
+    broken.later = b"zz\r\nnot a chunk"
+    try:
+        started = time.monotonic()
+        answer = httpx.post(gw.url + "/chat/completions", json={**CHAT, "stream": True},
+                            timeout=20)
+        assert time.monotonic() - started < 6  # the read timeout (1 s), not the hold (8 s)
+        if answer.status_code == 200:  # the event that came, then an error event
+            last = answer.text.strip().split("\n\n")[-1]
+            code = json.loads(last.removeprefix("data: "))["error"]["code"]
+            # aiohttp stalls (then the read timeout), httpx sees the chunk is not one
+            assert code in ("upstream_timeout", "upstream_unavailable")
+        else:
+            assert expect_error(answer, 504)["code"] == "upstream_timeout"
+    finally:
+        broken.later = b""

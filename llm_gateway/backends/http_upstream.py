@@ -24,6 +24,7 @@ import orjson
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.health import RecentFailures
 from llm_gateway.backends.sse import MAX_EVENT_BYTES, EventTooLarge, ends_stream, error_event
+from llm_gateway.backends.stall import StallGuard
 from llm_gateway.backends.transport import make_transport, timeout_extension
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.config.proxies import upstream_proxy
@@ -165,14 +166,6 @@ class HttpUpstream(Backend):
             raise UpstreamTimeout(f"upstream '{self.name}' did not answer in time")
         return left
 
-    def _block_wait(self, deadline: float | None) -> float:
-        """How long to wait for the next piece of a body: the read timeout, or less when
-        the total deadline is nearer."""
-        wait = self.cfg.timeouts.read
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - self._clock()))
-        return wait
-
     def _url(self, path: str) -> httpx.URL:
         """`path` (and query) appended to the base URL as a string. The edge refused any path
         a URL library would resolve (dot segments, encoded separators); checked again here so
@@ -311,13 +304,11 @@ class HttpUpstream(Backend):
         client. Once a block holds `data: [DONE]` the rest of the body is only drained; a
         stall, the total timeout, an oversized event or a broken connection ends the stream
         with an error event. The response is released at the end, however it came."""
+        guard = StallGuard(self.cfg.timeouts.read)  # (see stall.py: why not the transport's)
         try:
             while True:
-                # The transport's read timeout is not enough: after a malformed chunk aiohttp
-                # waits for the rest of the body forever. Each block is waited for here.
                 try:
-                    async with asyncio.timeout(self._block_wait(deadline)):
-                        block = await anext(blocks)
+                    block = await guard.next(blocks)
                 except StopAsyncIteration:
                     return
                 yield block
@@ -342,5 +333,6 @@ class HttpUpstream(Backend):
             yield error_event(f"upstream broke off the stream: {type(exc).__name__}",
                               code="upstream_unavailable")
         finally:
+            guard.close()
             await blocks.aclose()
             await release(response)

@@ -7,7 +7,6 @@ SSE event boundaries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -24,6 +23,7 @@ from llm_gateway.backends.http_upstream import (
     release,
 )
 from llm_gateway.backends.sse import event_blocks
+from llm_gateway.backends.stall import StallGuard
 from llm_gateway.call import Call, Result
 from llm_gateway.config import UpstreamConfig
 from llm_gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
@@ -171,11 +171,11 @@ class UpstreamBackend(HttpUpstream):
 
     async def _relay_raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
         chunks = body_of(response, raw=True)
+        guard = StallGuard(self.cfg.timeouts.read)  # each piece within the read timeout
         try:
             while True:
-                try:  # each piece within the read timeout (see HttpUpstream._relay)
-                    async with asyncio.timeout(self.cfg.timeouts.read):
-                        chunk = await anext(chunks)
+                try:
+                    chunk = await guard.next(chunks)
                 except StopAsyncIteration:
                     return
                 yield chunk
@@ -191,4 +191,5 @@ class UpstreamBackend(HttpUpstream):
             raise UpstreamUnavailable(f"upstream '{self.name}' broke off the response") \
                 from None
         finally:
+            guard.close()
             await release(response)

@@ -25,6 +25,8 @@ import orjson
 from llm_gateway.echo import clip
 from llm_gateway.errors import InvalidRequest
 
+MAX_DEPTH = 255  # what orjson.dumps writes
+
 _SPACED_KEY_END = re.compile(rb'" +:')
 
 
@@ -42,8 +44,11 @@ def loads(raw: bytes) -> Any:
     try:
         if orjson.dumps(body) == raw:
             return body
-    except orjson.JSONEncodeError:  # deeper than orjson writes: the checks below still hold
-        pass
+    except orjson.JSONEncodeError:
+        # Deeper than orjson writes (255 levels; it reads 1024): every later step that writes
+        # the body again (a renamed model, the grouping key, affinity) would fail with a 500.
+        raise InvalidRequest(f"The JSON body is nested deeper than {MAX_DEPTH} levels.",
+                             code="invalid_json") from None
     try:
         keys = _keys(body)
     except RecursionError:  # nested nearly as deep as orjson allows: check exactly

@@ -102,3 +102,18 @@ def test_server_keeps_serving_after_errors(gateway, client):
         model="gpt-4o-mini", messages=[{"role": "user", "content": "still here"}]
     )
     assert reply.choices[0].message.content == "Echo: still here"
+
+
+@pytest.mark.parametrize("path", [CHAT, "/moderations"])
+def test_json_nested_deeper_than_orjson_writes_is_a_400(gateway, path):
+    # orjson reads 1024 levels but writes 255: a body in between was a 500 wherever the
+    # gateway writes it again (grouping's key at temperature 0, a renamed model).
+    deep = "[" * 300 + "]" * 300
+    raw = ('{"model": "house-model", "temperature": 0, "input": "x", "messages": '
+           '[{"role": "user", "content": "x"}], "metadata": {"a": ' + deep + '}}')
+    r = httpx.post(gateway.url + path, content=raw, timeout=10,
+                   headers={"content-type": "application/json"})
+    assert "255 levels" in assert_openai_error(r, 400, code="invalid_json")["message"]
+    ok = raw.replace(deep, "[" * 100 + "]" * 100)  # deep, but writable: not refused for it
+    assert httpx.post(gateway.url + path, content=ok, timeout=10,
+                      headers={"content-type": "application/json"}).status_code != 500

@@ -64,11 +64,14 @@ def test_bodies_without_duplicates_parse_as_before(raw):
 
 
 def test_a_deeply_nested_body_is_still_checked():
-    deep = '{"model": "m", "x": ' + "[" * 300 + '{"a": 1, "a": 2}' + "]" * 300 + "}"
-    with pytest.raises(InvalidRequest):
+    deep = '{"model": "m", "x": ' + "[" * 250 + '{"a": 1, "a": 2}' + "]" * 250 + "}"
+    with pytest.raises(InvalidRequest, match=r"twice|duplicate"):
         parse_json(deep.encode())
-    fine = '{"model": "m", "x": ' + "[" * 300 + '{"a": 1, "b": 2}' + "]" * 300 + "}"
+    fine = '{"model": "m", "x": ' + "[" * 250 + '{"a": 1, "b": 2}' + "]" * 250 + "}"
     assert parse_json(fine.encode())["model"] == "m"
+    too_deep = fine.replace("[" * 250, "[" * 300).replace("]" * 250, "]" * 300)
+    with pytest.raises(InvalidRequest, match="nested deeper than 255"):
+        parse_json(too_deep.encode())
 
 
 PIECES = ["a", "b", ":", '"', "\\", " ", "\n", "{", "}", "é", "x:y", '\\"', ' :']

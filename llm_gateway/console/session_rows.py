@@ -108,10 +108,9 @@ class DatabaseSessionRows(SessionRows):
 
     async def put(self, sid: str, session: Session, created_at: float) -> None:
         await self.db.execute(
+            # A new session (a fresh random id); changes go through `update`.
             "INSERT INTO console_sessions (id, created_at, expires_at, chat_key_id, sealed)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-            " expires_at = excluded.expires_at, chat_key_id = excluded.chat_key_id,"
-            " sealed = excluded.sealed",
+            " VALUES (?, ?, ?, ?, ?)",
             row_id(sid), created_at, session.expires_at, session.chat_key_id,
             seal(sid, session))
 

@@ -71,12 +71,12 @@ async def test_rows_hold_no_key_token_or_id_in_the_clear(db):
     assert await rows.get("another-id") is None
 
 
-async def test_a_put_replaces_and_a_delete_forgets(db):
+async def test_an_update_replaces_and_a_delete_forgets(db):
     rows = DatabaseSessionRows(db)
     session = a_session()
     await rows.put("sid", session, 100.0)
     session.chat_key, session.chat_key_id = "sk-lgw-chat", "key_9"
-    await rows.put("sid", session, 200.0)
+    assert await rows.update("sid", session) is True
     found = await rows.get("sid")
     assert found is not None and found.chat_key == "sk-lgw-chat"
     assert len(await db.fetch("SELECT id FROM console_sessions")) == 1

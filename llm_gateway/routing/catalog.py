@@ -13,11 +13,18 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_gateway.backends.base import Backend
-from llm_gateway.echo import clip
+from llm_gateway.echo import MAX_MODEL_NAME, clip
 from llm_gateway.errors import ModelNotFound
 from llm_gateway.routing.router import Router
 
 log = logging.getLogger(__name__)
+
+# What one backend's list may add: the first MAX_LISTED_MODELS models with a usable id (a
+# string of at most MAX_MODEL_NAME characters, the longest a client may ask for). Large
+# aggregators list a few hundred; an upstream listing millions must not grow the gateway.
+MAX_LISTED_MODELS = 10_000
+# Listed names that become `model` label values, over all backends; past them, `other`.
+MAX_LABELLED_MODELS = 1_000
 
 
 class _Listing:
@@ -89,7 +96,7 @@ class ModelCatalog:
             if listing.models is not None and self._clock() - listing.fetched_at < ttl:
                 return listing.models
             try:
-                listing.models = await backend.list_models()
+                listing.models = _bounded(name, await backend.list_models())
             except Exception as exc:  # a listing failure must not break the endpoint
                 log.warning("could not list models of backend %s: %s", name, exc)
                 # Keep the stale list if any, and retry soon rather than hammering.
@@ -100,9 +107,25 @@ class ModelCatalog:
             return listing.models
 
     def _note_listed(self) -> None:
-        self.listed = frozenset(
-            model["id"]
-            for name, listing in self._listings.items()
-            for model in listing.models or ()
-            if self._router.claims(model["id"], self._backends[name])
-        )
+        listed: dict[str, None] = {}  # in the backends' order, each name once
+        for name, listing in self._listings.items():
+            for model in listing.models or ():
+                if len(listed) >= MAX_LABELLED_MODELS:
+                    break
+                if self._router.claims(model["id"], self._backends[name]):
+                    listed[model["id"]] = None
+        self.listed = frozenset(listed)
+
+
+def _bounded(backend: str, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    usable = [m for m in models if isinstance(m.get("id"), str)
+              and 0 < len(m["id"]) <= MAX_MODEL_NAME]
+    if len(usable) < len(models):
+        log.warning("backend %s listed %d models whose id is empty or longer than %d "
+                    "characters; they are left out", backend, len(models) - len(usable),
+                    MAX_MODEL_NAME)
+    if len(usable) > MAX_LISTED_MODELS:
+        log.warning("backend %s listed %d models; the first %d are kept", backend,
+                    len(usable), MAX_LISTED_MODELS)
+        usable = usable[:MAX_LISTED_MODELS]
+    return usable

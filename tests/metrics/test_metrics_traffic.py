@@ -190,3 +190,31 @@ def test_metrics_can_be_turned_off(fake, make_gateway):
     off = httpx.get(f"{gw.base}/metrics")
     assert off.status_code == 404
     assert off.json()["error"]["message"].startswith("Metrics are disabled")
+
+
+def test_listed_model_names_are_bounded_as_labels_and_in_the_list(fake, make_gateway):
+    # An upstream may list any number of models, of any length: the list keeps the first
+    # 10,000 usable ids (at most 256 characters), the `model` label the first 1,000 of them.
+    long_id = "gpt-" + "x" * 300
+    saved = fake.models
+    fake.models = [long_id] + [f"gpt-bulk-{i:05d}" for i in range(10_050)]
+    try:
+        _check_bounded_listing(make_gateway(), long_id)
+    finally:
+        fake.models = saved
+
+
+def _check_bounded_listing(gw, long_id: str) -> None:
+    client = _client(gw)
+    ids = {m.id for m in client.models.list()}
+    assert long_id not in ids
+    assert "gpt-bulk-09999" in ids and "gpt-bulk-10000" not in ids
+    assert len({i for i in ids if i.startswith("gpt-bulk-")}) == 10_000
+    ask = {"messages": [{"role": "user", "content": "hi"}]}
+    client.chat.completions.create(model="gpt-bulk-00005", **ask)
+    client.chat.completions.create(model="gpt-bulk-05000", **ask)  # listed, past 1,000
+    samples = settled(gw.base, 3)  # the list and the two chats
+    assert value(samples, "llm_gateway_requests_total", model="gpt-bulk-00005") == 1
+    assert value(samples, "llm_gateway_requests_total", model=OTHER, status="200") == 1
+    labels = label_values(samples, "llm_gateway_requests_total", "model")
+    assert "gpt-bulk-05000" not in labels

@@ -64,8 +64,10 @@ class State:
     @classmethod
     def build(cls, config: Config, spec: dict, env: Mapping[str, str] | None = None) -> State:
         env = os.environ if env is None else env
+        server = config.server
         backends: dict[str, Backend] = {
-            name: upstream_backend(cfg, env, max_event_bytes=config.server.max_sse_event_bytes)
+            name: upstream_backend(cfg, env, max_event_bytes=server.max_sse_event_bytes,
+                                   max_answer_bytes=server.max_answer_bytes)
             for name, cfg in config.upstreams.items()
         }
         # Nothing is spawned yet: that waits for start(), on the event loop that will own it.
@@ -73,7 +75,8 @@ class State:
         spawned = any(cfg.spawns for cfg in config.local.values())
         residency = Residency(config.placement) if spawned else None
         backends.update({
-            name: LocalBackend(cfg, max_event_bytes=config.server.max_sse_event_bytes,
+            name: LocalBackend(cfg, max_event_bytes=server.max_sse_event_bytes,
+                               max_answer_bytes=server.max_answer_bytes,
                                residency=residency if cfg.spawns else None,
                                worker_args=config.tracing.worker_args())
             for name, cfg in config.local.items()})

@@ -12,9 +12,6 @@ from llm_gateway.config import UpstreamConfig
 
 
 def upstream_backend(cfg: UpstreamConfig, env: Mapping[str, str], *,
-                     max_event_bytes: int) -> Backend:
-    if cfg.kind == "openai":
-        return UpstreamBackend(cfg, env, max_event_bytes=max_event_bytes)
-    if cfg.kind == "azure":
-        return AzureBackend(cfg, env, max_event_bytes=max_event_bytes)
-    return AnthropicBackend(cfg, env, max_event_bytes=max_event_bytes)
+                     max_event_bytes: int, max_answer_bytes: int) -> Backend:
+    kind = {"openai": UpstreamBackend, "azure": AzureBackend}.get(cfg.kind, AnthropicBackend)
+    return kind(cfg, env, max_event_bytes=max_event_bytes, max_answer_bytes=max_answer_bytes)

@@ -38,6 +38,11 @@ DONE_GRACE_SECONDS = 0.25
 # Failures where the upstream cannot have started work on the request, so trying again is safe.
 # user:password@ in a URL an exception names (a proxy's): never into the log.
 _CREDENTIALS = re.compile(r"//[^/@\s'\"]*@")
+# The most of an answer read whole (not streamed): OpenAI's largest, 2,048 embeddings of 3,072
+# floats as JSON, is about 90 MB. server.max_answer_bytes sets it.
+MAX_ANSWER_BYTES = 128 * 1024 * 1024
+# The most of a model list (GET /models) read: thousands of models fit in a fraction of it.
+MAX_MODEL_LIST_BYTES = 8 * 1024 * 1024
 # A body that broke off, or that says it is compressed and is not: the upstream's fault.
 BROKEN_BODY = (httpx.TransportError, httpx.DecodingError)
 RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
@@ -102,8 +107,25 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
 
 
-async def read_all(response: httpx.Response) -> bytes:
-    return b"".join([chunk async for chunk in body_of(response)])
+class AnswerTooLarge(Exception):
+    """A body read whole passed its bound: what was read so far is dropped."""
+
+
+async def read_all(response: httpx.Response, limit: int) -> bytes:
+    """The whole body, refused (AnswerTooLarge) as soon as it passes ``limit`` bytes, by its
+    Content-Length or as it arrives (a compressed body: counted as inflated)."""
+    length = response.headers.get("content-length", "")
+    encoding = response.headers.get("content-encoding", "identity").lower()
+    if encoding in ("identity", "") and length.isdigit() and int(length) > limit:
+        raise AnswerTooLarge
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body_of(response):
+        size += len(chunk)
+        if size > limit:
+            raise AnswerTooLarge
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class HttpUpstream(Backend):
@@ -118,9 +140,11 @@ class HttpUpstream(Backend):
         sleep=asyncio.sleep,
         clock=time.monotonic,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.name = cfg.name
         self.max_event_bytes = max_event_bytes  # server.max_sse_event_bytes
+        self.max_answer_bytes = max_answer_bytes  # server.max_answer_bytes
         self.cfg = cfg
         self.lists_models = cfg.list_models
         self.models_ttl = cfg.models_ttl_seconds
@@ -273,7 +297,14 @@ class HttpUpstream(Backend):
         """The whole body (within the deadline); the response is released either way."""
         try:
             async with asyncio.timeout(self._remaining(deadline)):
-                return await read_all(response)
+                return await read_all(response, self.max_answer_bytes)
+        except AnswerTooLarge:
+            log.warning("upstream %s: an answer larger than %d bytes was refused", self.name,
+                        self.max_answer_bytes)
+            raise UpstreamUnavailable(
+                f"upstream '{self.name}' answered with more than {self.max_answer_bytes} bytes "
+                "(server.max_answer_bytes); ask for less, or stream it",
+                code="upstream_answer_too_large") from None
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"upstream '{self.name}' timed out reading the body") from None
         except BROKEN_BODY as exc:
@@ -284,18 +315,32 @@ class HttpUpstream(Backend):
             await release(response)
 
     async def _read_json(self, response: httpx.Response, what: str) -> Any:
-        """A small JSON answer (a model list), read whole; UpstreamUnavailable unless 200."""
+        """A small JSON object (a model list), read whole, at most MAX_MODEL_LIST_BYTES;
+        UpstreamUnavailable unless a 200 with a JSON object."""
         try:
             async with asyncio.timeout(self.cfg.timeouts.total or self.cfg.timeouts.read):
-                body = await read_all(response)
-        except TimeoutError:
+                body = await read_all(response, MAX_MODEL_LIST_BYTES)
+        except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"upstream '{self.name}' timed out reading {what}") from None
+        except AnswerTooLarge:
+            raise UpstreamUnavailable(f"upstream '{self.name}' answered {what} with more than "
+                                      f"{MAX_MODEL_LIST_BYTES} bytes") from None
+        except BROKEN_BODY as exc:
+            raise UpstreamUnavailable(f"upstream '{self.name}' broke off its answer to {what}: "
+                                      f"{type(exc).__name__}") from None
         finally:
             await release(response)
         if response.status_code != 200:
             raise UpstreamUnavailable(
                 f"upstream '{self.name}' answered {response.status_code} to {what}")
-        return orjson.loads(body)
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise UpstreamUnavailable(f"upstream '{self.name}' answered {what} with something "
+                                      "other than a JSON object")
+        return answer
 
     async def _relay(self, response: httpx.Response, chunks: AsyncIterator[bytes],
                      blocks: AsyncGenerator[bytes, None],

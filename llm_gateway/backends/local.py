@@ -29,6 +29,7 @@ import orjson
 
 from llm_gateway.backends.base import Backend
 from llm_gateway.backends.discovery import Resolver
+from llm_gateway.backends.http_upstream import MAX_ANSWER_BYTES
 from llm_gateway.backends.local_managed import ManagedWorkers
 from llm_gateway.backends.pool import Worker, WorkerPool
 from llm_gateway.backends.residency import NoRoom, Residency
@@ -106,11 +107,13 @@ class LocalBackend(ManagedWorkers, Backend):
     def __init__(
         self, cfg: LocalConfig, *, clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None, max_event_bytes: int = MAX_EVENT_BYTES,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
         residency: Residency | None = None, worker_args: tuple[str, ...] = (),
     ) -> None:
         self.name = cfg.name
         self._worker_args = worker_args  # more flags for spawned workers (tracing's)
         self._max_event_bytes = max_event_bytes
+        self._max_answer_bytes = max_answer_bytes
         self.cfg = cfg
         self.fallback = cfg.fallback
         self.pool = WorkerPool(cfg.name, cfg.worker_count, affinity=cfg.affinity)
@@ -294,7 +297,8 @@ class LocalBackend(ManagedWorkers, Backend):
             proxy="none",  # our own workers, on this machine or in the cluster
             name=f"{self.name}#{worker.index}",
         )
-        client = UpstreamBackend(cfg, {}, max_event_bytes=self._max_event_bytes)
+        client = UpstreamBackend(cfg, {}, max_event_bytes=self._max_event_bytes,
+                                 max_answer_bytes=self._max_answer_bytes)
         self._clients[worker.index] = (version, client, worker)
         return client
 

@@ -57,6 +57,9 @@ class ServerConfig:
     # One SSE event from a backend (backends/sse.py says why 16 MiB); over it the stream ends
     # with an error event.
     max_sse_event_bytes: int = field(default=16 * 1024 * 1024, metadata={"gt": 0})
+    # A backend's answer read whole (not streamed; backends/http_upstream.py says why 128 MiB);
+    # a larger one is refused with a 502 (upstream_answer_too_large).
+    max_answer_bytes: int = field(default=128 * 1024 * 1024, metadata={"gt": 0})
     # A client slower than these is dropped (408): the time from its first byte to the end of
     # a request's headers, and the longest wait for the next piece of a body.
     header_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})

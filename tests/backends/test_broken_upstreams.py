@@ -21,6 +21,7 @@ from llm_gateway.testing.gateway import GatewayServer
 
 from gateway_support import ENV, gateway_config
 
+MAX_ANSWER = 64 * 1024
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -90,6 +91,7 @@ def gw(request, broken) -> Iterator[GatewayServer]:
     config["upstreams"]["openai"]["transport"] = request.param
     config["upstreams"]["openai"]["retries"] = {"attempts": 0}
     config["upstreams"]["openai"]["timeouts"] = {"connect": 2, "read": 1, "total": 10}
+    config["server"]["max_answer_bytes"] = MAX_ANSWER
     server = GatewayServer(parse_config(config, env=ENV), env=ENV).start()
     yield server
     server.stop()
@@ -162,3 +164,56 @@ def test_a_malformed_chunk_mid_stream_does_not_hang_the_stream(gw, broken):
             assert expect_error(answer, 504)["code"] == "upstream_timeout"
     finally:
         broken.later = b""
+
+
+def _json_answer(body: bytes, *, length: bool = True, gzipped: bool = False) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    if gzipped:
+        body = gzip.compress(body)
+        head += b"content-encoding: gzip\r\n"
+    if length:
+        return head + b"content-length: %d\r\n\r\n" % len(body) + body
+    return head + b"connection: close\r\n\r\n" + body  # ends when the connection does
+
+
+def _big_completion(size: int) -> bytes:
+    text = "x" * size
+    return json.dumps({"id": "c", "object": "chat.completion", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                 "total_tokens": 2}}).encode()
+
+
+@pytest.mark.parametrize("how", ["content-length", "until-close", "gzip-bomb"])
+def test_an_answer_past_max_answer_bytes_is_a_502_that_says_so(gw, broken, how):
+    body = _big_completion(4 * MAX_ANSWER)
+    broken.answer = _json_answer(body, length=how != "until-close", gzipped=how == "gzip-bomb")
+    if how == "gzip-bomb":
+        assert len(broken.answer) < MAX_ANSWER  # small on the wire, large once inflated
+    error = expect_error(httpx.post(gw.url + "/chat/completions", json=CHAT, timeout=20), 502)
+    assert error["code"] == "upstream_answer_too_large"
+    assert str(MAX_ANSWER) in error["message"] and "server.max_answer_bytes" in error["message"]
+
+
+def test_an_answer_within_max_answer_bytes_is_relayed_whole(gw, broken):
+    body = _big_completion(MAX_ANSWER // 2)
+    for length in (True, False):
+        broken.answer = _json_answer(body, length=length)
+        answer = httpx.post(gw.url + "/chat/completions", json=CHAT, timeout=20)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "x" * (MAX_ANSWER // 2)
+
+
+def test_a_model_list_past_its_bound_is_not_read(gw, broken):
+    # 8 MiB at most (http_upstream.MAX_MODEL_LIST_BYTES): the listing is dropped, the
+    # configured names are still listed.
+    models = [{"id": f"gpt-listed-{i:07d}", "object": "model", "created": 0,
+               "owned_by": "x" * 64} for i in range(90_000)]
+    body = json.dumps({"object": "list", "data": models}).encode()
+    assert len(body) > 8 * 1024 * 1024
+    broken.answer = _json_answer(body, length=False)
+    answer = httpx.get(gw.url + "/models", timeout=30)
+    assert answer.status_code == 200, answer.text
+    ids = {m["id"] for m in answer.json()["data"]}
+    assert "gpt-4o-mini" in ids and "gpt-listed-0000000" not in ids

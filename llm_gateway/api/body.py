@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
 from llm_gateway.errors import InvalidRequest, PayloadTooLarge, RequestTimeout
@@ -48,32 +49,56 @@ async def stream_body(receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
-def paced(receive, seconds: float, on_timeout: Callable[[], None] | None = None):
-    """`receive`, with at most ``seconds`` of waiting for each next piece of the body.
+def paced(receive, seconds: float, min_rate: float = 0.0,
+          on_timeout: Callable[[], None] | None = None):
+    """`receive`, with at most ``seconds`` of waiting for each next piece of the body, and
+    (``min_rate`` > 0) the whole body in by ``seconds`` plus one second per ``min_rate`` bytes
+    received so far.
 
     A client that stops sending mid-body would otherwise hold its connection and the reader's
-    task until it gives up. Past the wait: ``on_timeout`` (the metric), then a 408 that closes
-    the connection (`connection: close`), since the rest of the body may still trickle in.
-    Once the body is complete, receive() only waits for the client to leave, which may take
-    as long as the response does: no limit then.
+    task until it gives up; one that sends a byte just inside each wait, for as long as its
+    body lasts (a 16 MiB one: months). The average rate is Apache's mod_reqtimeout MinRate.
+    Past either: ``on_timeout`` (the metric), then a 408 that closes the connection
+    (`connection: close`), since the rest of the body may still trickle in. Once the body is
+    complete, receive() only waits for the client to leave, which may take as long as the
+    response does: no limit then.
     """
     done = False
+    started: float | None = None
+    received = 0
 
     async def receive_paced():
-        nonlocal done
+        nonlocal done, started, received
         if done:
             return await receive()
+        now = time.monotonic()
+        if started is None:
+            started = now
+        wait, by_rate = seconds, False
+        if min_rate > 0:
+            left = started + seconds + received / min_rate - now
+            if left < wait:
+                wait, by_rate = left, True
         try:
-            async with asyncio.timeout(seconds):
+            if wait <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(wait):
                 message = await receive()
         except TimeoutError:
             if on_timeout is not None:
                 on_timeout()
-            raise RequestTimeout(
-                f"The request body did not arrive in time: nothing came for {seconds:g} "
-                "seconds.", headers={"connection": "close"}) from None
+            raise RequestTimeout(_too_slow(seconds, min_rate, by_rate),
+                                 headers={"connection": "close"}) from None
+        received += len(message.get("body", b""))
         if not message.get("more_body", False):
             done = True
         return message
 
     return receive_paced
+
+
+def _too_slow(seconds: float, min_rate: float, by_rate: bool) -> str:
+    if by_rate:
+        return (f"The request body arrived slower than {min_rate:g} bytes a second on average "
+                "(server.body_min_bytes_per_second).")
+    return f"The request body did not arrive in time: nothing came for {seconds:g} seconds."

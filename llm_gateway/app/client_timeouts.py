@@ -10,7 +10,8 @@ uvicorn closes a keep-alive connection that stays idle, but:
   nothing is just closed, as uvicorn closes an idle one.
 - when the app answers before reading the body (an auth failure, a 404), the rest of the body
   is read with no timer at all: each byte cancels the keep-alive timer, and nothing re-arms
-  it. Here each next piece of such a body must come within `server.body_timeout_seconds`.
+  it. Here each next piece of such a body must come within `server.body_timeout_seconds`, and
+  the rest of it at `server.body_min_bytes_per_second` on average, as for a body the app reads.
 
 A request's head is bounded in size too: httptools, unlike h11 (uvicorn's
 `h11_max_incomplete_event_size`), takes headers of any size, so a fast client could send
@@ -38,6 +39,7 @@ from llm_gateway.errors import HeadersTooLarge, RequestTimeout
 # When the app is not the gateway's (then there is no config to read them from).
 DEFAULT_HEADER_SECONDS = 10.0
 DEFAULT_BODY_SECONDS = 30.0
+DEFAULT_BODY_RATE = 500.0  # bytes a second
 # A request line and headers; h11's default bound is 16 KiB, nginx's large buffers 4 x 8 KiB.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -78,6 +80,8 @@ class _Timers:
     _header_timer: asyncio.TimerHandle | None = None
     _header_begun = False  # some of a request's head arrived (else: nothing yet)
     _drain_timer: asyncio.TimerHandle | None = None
+    _drain_started: float | None = None  # when the app answered, leaving a body unread
+    _drained = 0  # bytes of that body since
     _head_bytes = 0  # bytes of the head now arriving
 
     def _settings(self, app: Any) -> None:
@@ -85,6 +89,7 @@ class _Timers:
         server = state.config.server if state is not None else None
         self._header_seconds = server.header_timeout_seconds if server else DEFAULT_HEADER_SECONDS
         self._body_seconds = server.body_timeout_seconds if server else DEFAULT_BODY_SECONDS
+        self._body_rate = server.body_min_bytes_per_second if server else DEFAULT_BODY_RATE
         metrics = state.recorder.metrics if state is not None and state.recorder else None
         self._slow_heads = metrics.slow_clients.labels("headers") if metrics else None
         self._slow_bodies = metrics.slow_clients.labels("body") if metrics else None
@@ -111,14 +116,27 @@ class _Timers:
                 self._slow_heads.inc()
         self.transport.close()
 
-    def _unread_body(self, arriving: bool) -> None:
-        """(Re)start the wait for the next piece of a body the app answered without reading,
-        or (not ``arriving``) stop it."""
+    def _unread_body(self, arriving: bool, received: int = 0) -> None:
+        """(Re)start the wait for the next piece of a body the app answered without reading
+        (``received``: bytes that just came), or (not ``arriving``) stop it. The wait is the
+        shorter of `body_timeout_seconds` and what is left of the time the average rate
+        allows, as in `api/body.py`."""
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
-        if arriving and not self.transport.is_closing():
-            self._drain_timer = self.loop.call_later(self._body_seconds, self._body_too_slow)
+        if not arriving or self.transport.is_closing():
+            self._drain_started = None
+            return
+        now = self.loop.time()
+        if self._drain_started is None:
+            self._drain_started, self._drained = now, 0
+        else:
+            self._drained += received
+        wait = self._body_seconds
+        if self._body_rate > 0:
+            allowed = self._body_seconds + self._drained / self._body_rate
+            wait = min(wait, self._drain_started + allowed - now)
+        self._drain_timer = self.loop.call_later(max(wait, 0.0), self._body_too_slow)
 
     def _body_too_slow(self) -> None:
         self._drain_timer = None
@@ -156,7 +174,7 @@ class HttpToolsClientTimeouts(_Timers, HttpToolsProtocol):
                 self.transport.write(_head_too_large())
                 self.transport.close()
                 return
-        self._watch_body()
+        self._watch_body(len(data))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -179,9 +197,10 @@ class HttpToolsClientTimeouts(_Timers, HttpToolsProtocol):
         self._stop_timers()
         super().connection_lost(exc)
 
-    def _watch_body(self) -> None:
+    def _watch_body(self, received: int = 0) -> None:
         cycle = self.cycle
-        self._unread_body(cycle is not None and cycle.response_complete and not self._body_done)
+        self._unread_body(cycle is not None and cycle.response_complete and not self._body_done,
+                          received)
 
 
 class H11ClientTimeouts(_Timers, H11Protocol):
@@ -198,7 +217,7 @@ class H11ClientTimeouts(_Timers, H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        self._watch()
+        self._watch(len(data))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -208,7 +227,7 @@ class H11ClientTimeouts(_Timers, H11Protocol):
         self._stop_timers()
         super().connection_lost(exc)
 
-    def _watch(self) -> None:
+    def _watch(self, received: int = 0) -> None:
         conn = self.conn
         if conn.their_state is not h11.IDLE:
             self._head_done()  # a request's head is complete (or the connection failed)
@@ -216,4 +235,4 @@ class H11ClientTimeouts(_Timers, H11Protocol):
             self._head_begins(True)
         cycle = self.cycle
         self._unread_body(cycle is not None and cycle.response_complete
-                          and conn.their_state is h11.SEND_BODY)
+                          and conn.their_state is h11.SEND_BODY, received)

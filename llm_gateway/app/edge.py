@@ -45,6 +45,7 @@ class Edge:
         self.operations = operations  # operationId -> handler
         self.console: ASGIApp | None = None  # /ui/ and / (set by the factory when enabled)
         self.body_seconds = state.config.server.body_timeout_seconds
+        self.body_rate = state.config.server.body_min_bytes_per_second
         metrics = state.recorder.metrics if state.recorder is not None else None
         self.slow_body = metrics.slow_clients.labels("body").inc if metrics is not None else None
 
@@ -53,7 +54,7 @@ class Edge:
             await self.inner(scope, receive, send)
             return
         request_id = _request_id(scope) or self.state.request_ids()
-        receive = paced(receive, self.body_seconds, self.slow_body)  # a stalled body: 408
+        receive = paced(receive, self.body_seconds, self.body_rate, self.slow_body)  # slow: 408
         rid = request_id.encode()
         recorder = self.state.recorder
         # Metrics and the request log line, written once the response is over.

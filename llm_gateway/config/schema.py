@@ -61,9 +61,11 @@ class ServerConfig:
     # a larger one is refused with a 502 (upstream_answer_too_large).
     max_answer_bytes: int = field(default=128 * 1024 * 1024, metadata={"gt": 0})
     # A client slower than these is dropped (408): the time from its first byte to the end of
-    # a request's headers, and the longest wait for the next piece of a body.
+    # a request's headers, the longest wait for the next piece of a body, and the body's
+    # average rate past that first wait (Apache's mod_reqtimeout MinRate; 0 = none).
     header_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})
     body_timeout_seconds: float = field(default=30.0, metadata={"gt": 0})
+    body_min_bytes_per_second: float = field(default=500.0, metadata={"ge": 0})
     shutdown_grace_seconds: float = field(default=30.0, metadata={"ge": 0})
     log_level: LogLevel = "info"
     log_format: LogFormat = "json"  # one JSON object per line, or plain text

@@ -10,8 +10,9 @@ import pytest
 from llm_gateway.config import ConfigError, parse_config
 
 SERVER_KEYS = (
-    "host, port, workers, max_body_bytes, max_upload_bytes, max_sse_event_bytes, max_answer_bytes, "
-    "header_timeout_seconds, body_timeout_seconds, shutdown_grace_seconds, "
+    "host, port, workers, max_body_bytes, max_upload_bytes, max_sse_event_bytes, "
+    "max_answer_bytes, header_timeout_seconds, body_timeout_seconds, "
+    "body_min_bytes_per_second, shutdown_grace_seconds, "
     "log_level, log_format, log_bodies, access_log"
 )
 

@@ -3,7 +3,8 @@ headers or bodies all stayed open after 50 s.
 
 Now a request's headers must be complete within `server.header_timeout_seconds` of its first
 byte (uvicorn has no such limit: `app/client_timeouts.py`, used by `llm-gateway serve`), and
-each next piece of a body must come within `server.body_timeout_seconds`. Past either, the
+each next piece of a body must come within `server.body_timeout_seconds`, and the whole body
+at `server.body_min_bytes_per_second` on average after that first wait. Past any, the
 client gets an OpenAI-shaped 408 (or, when the answer went out before the body was read, no
 more), the connection is closed, and `llm_gateway_slow_clients_total{phase}` counts it. Raw
 sockets send the partial requests.
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 
@@ -34,6 +36,7 @@ from gateway_support import ENV, gateway_config
 
 PROTOCOLS = "llm_gateway.app.client_timeouts"
 LIMIT = 1.0  # the configured timeouts, seconds
+RATE = 20.0  # the configured minimum body rate, bytes a second
 SLACK = 4.0  # how much later than the limit a connection may close (a loaded CI machine)
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
@@ -87,7 +90,8 @@ def slow_clients(base: str) -> dict[str, float]:
 
 def config(fake_url: str) -> dict:
     data = gateway_config(fake_url)
-    data["server"].update(header_timeout_seconds=LIMIT, body_timeout_seconds=LIMIT)
+    data["server"].update(header_timeout_seconds=LIMIT, body_timeout_seconds=LIMIT,
+                          body_min_bytes_per_second=RATE)
     return data
 
 
@@ -95,6 +99,26 @@ def config(fake_url: str) -> dict:
 def test_a_bad_timeout_is_refused_naming_its_key(key: str) -> None:
     with pytest.raises(ConfigError, match=rf"server\.{key}: must be > 0"):
         parse_config(gateway_config("http://127.0.0.1:1/v1", server={key: 0}))
+
+
+def test_a_negative_minimum_rate_is_refused_and_zero_turns_it_off() -> None:
+    key = "body_min_bytes_per_second"
+    with pytest.raises(ConfigError, match=rf"server\.{key}: must be >= 0"):
+        parse_config(gateway_config("http://127.0.0.1:1/v1", server={key: -1}))
+    off = parse_config(gateway_config("http://127.0.0.1:1/v1", server={key: 0}))
+    assert off.server.body_min_bytes_per_second == 0
+
+
+def trickle(sock: socket.socket, data: bytes, every: float) -> None:
+    """Sends ``data`` a byte every ``every`` seconds, from a thread, until it is all sent or
+    the connection is closed."""
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            for i in range(len(data)):
+                time.sleep(every)
+                sock.sendall(data[i:i + 1])
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 # --- headers (uvicorn protocols) ----------------------------------------------------------------
@@ -161,6 +185,18 @@ def test_a_body_answered_early_still_has_to_keep_coming(served: int) -> None:
     assert slow_clients(f"http://127.0.0.1:{served}")["body"] == 1
 
 
+def test_a_body_answered_early_is_held_to_the_minimum_rate_too(served: int) -> None:
+    """A byte every quarter of the limit kept the connection for as long as the body's length
+    allowed (this one: 7 hours)."""
+    head = b"POST /nowhere HTTP/1.1\r\nHost: gw\r\nContent-Length: 100000\r\n\r\n{"
+    sock = connect(served, head)
+    sock.settimeout(10)
+    assert sock.recv(65536).startswith(b"HTTP/1.1 404 ")
+    trickle(sock, b"x" * 1000, LIMIT / 4)
+    assert until_closed(sock, LIMIT + SLACK + 1) == b""
+    assert slow_clients(f"http://127.0.0.1:{served}")["body"] == 1
+
+
 # --- bodies (the app) ---------------------------------------------------------------------------
 
 
@@ -177,6 +213,34 @@ def test_a_stalled_body_gets_a_408_and_is_closed(fake: FakeUpstream, make_gatewa
     for sock in stalled:
         assert_408(until_closed(sock, LIMIT + SLACK))
     assert slow_clients(gateway.base)["body"] == 3
+
+
+def test_a_body_trickled_below_the_minimum_rate_gets_a_408(
+        fake: FakeUpstream, make_gateway) -> None:
+    """Each byte came within `body_timeout_seconds`, so a body could take as long as its length
+    allowed: at a byte every quarter second, this 2 KB chat for 8 minutes, and a 16 MiB one
+    for 48 days. Now it must average `body_min_bytes_per_second` after the first wait."""
+    gateway = make_gateway(config(fake.url))
+    body = orjson.dumps({"model": "gpt-4o-mini",
+                         "messages": [{"role": "user", "content": "a" * 2000}]})
+    sock = connect(gateway.port, HEAD + b"Content-Length: %d\r\n\r\n" % len(body))
+    trickle(sock, body, LIMIT / 4)
+    answer = until_closed(sock, LIMIT + SLACK + 1)
+    assert_408(answer)
+    assert b"slower than 20 bytes a second" in answer
+    assert b"server.body_min_bytes_per_second" in answer
+    assert slow_clients(gateway.base)["body"] == 1
+
+
+def test_a_body_at_the_minimum_rate_is_served(fake: FakeUpstream, make_gateway) -> None:
+    """The rate is an average over the body, after the first wait: a fast client with one
+    pause as long as the first wait still gets through."""
+    gateway = make_gateway(config(fake.url))
+    sock = connect(gateway.port, HEAD + b"Content-Length: %d\r\n\r\n" % len(CHAT))
+    sock.sendall(CHAT[:40])
+    time.sleep(LIMIT * 0.8)
+    sock.sendall(CHAT[40:])
+    assert until_closed_or_answered(sock).startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_limit_is_between_pieces_not_on_the_whole_body(

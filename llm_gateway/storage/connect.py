@@ -21,5 +21,6 @@ async def open_database(config: Config) -> Database | None:
 async def connect(url: str | None, config: Config) -> Database:
     """Open `url` (None or sqlite:///...: SQLite; postgresql://...: PostgreSQL)."""
     if url is not None and url.startswith(("postgresql://", "postgres://")):
-        return await PostgresDatabase.open(url)
+        storage = config.storage
+        return await PostgresDatabase.open(url, storage.pool_size, storage.pool_timeout_seconds)
     return await SqliteDatabase.open(sqlite_path(url, config))

@@ -15,11 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from llm_gateway.storage.database import MIGRATIONS_TABLE, Executor
-from llm_gateway.storage.failures import translated
+from llm_gateway.storage.failures import DatabaseUnavailable, translated
 
 Row = dict[str, Any]
 
+# Defaults of storage.pool_size and storage.pool_timeout_seconds: each gateway process holds
+# at most this many connections, and a query waits this long for one of them to be free.
 POOL_MAX = 10
+POOL_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 # A statement that takes longer is failed: callers (the ledger writer) retry, rather than
 # hang on a server that went away without closing the socket.
@@ -66,44 +69,56 @@ def redact(url: str) -> str:
 
 
 class _Queries:
-    """The query methods, over a pool (each call takes any free connection) or one
-    connection (inside a transaction): asyncpg gives both the same methods."""
+    """The query methods, on one connection (inside a transaction) or, in PostgresDatabase,
+    on any free connection of the pool."""
 
     dialect = "postgresql"
 
-    def __init__(self, target: Any, where: str) -> None:
-        self._target = target
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn
         self._where = where  # the URL without its password, for DatabaseUnavailable
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        yield self._conn
 
     # The server being down, read-only or out of connections is a 503 (storage/failures.py).
     async def execute(self, sql: str, *args: Any) -> int:
         with translated(self._where):
-            return rowcount(await self._target.execute(to_dollar(sql), *args))
+            async with self._connection() as conn:
+                return rowcount(await conn.execute(to_dollar(sql), *args))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             with translated(self._where):
-                await self._target.executemany(to_dollar(sql), rows)
+                async with self._connection() as conn:
+                    await conn.executemany(to_dollar(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with translated(self._where):
-            return [dict(r) for r in await self._target.fetch(to_dollar(sql), *args)]
+            async with self._connection() as conn:
+                return [dict(r) for r in await conn.fetch(to_dollar(sql), *args)]
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         with translated(self._where):
-            row = await self._target.fetchrow(to_dollar(sql), *args)
+            async with self._connection() as conn:
+                row = await conn.fetchrow(to_dollar(sql), *args)
         return None if row is None else dict(row)
 
 
 class PostgresDatabase(_Queries):
-    def __init__(self, url: str, pool: Any) -> None:
-        super().__init__(pool, redact(url))
+    def __init__(self, url: str, pool: Any, pool_size: int = POOL_MAX,
+                 pool_timeout: float = POOL_TIMEOUT) -> None:
+        super().__init__(None, redact(url))
         self.url = redact(url)
         self._dsn = url  # with its password: for reconnecting tools, never for messages
         self._pool = pool
+        self._pool_size = pool_size
+        self._pool_timeout = pool_timeout
 
     @classmethod
-    async def open(cls, url: str) -> PostgresDatabase:
+    async def open(cls, url: str, pool_size: int = POOL_MAX,
+                   pool_timeout: float = POOL_TIMEOUT) -> PostgresDatabase:
         try:
             import asyncpg
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -112,16 +127,35 @@ class PostgresDatabase(_Queries):
         # min_size=0: connections are made on demand, so a pool outlives a server restart
         # without holding dead connections open.
         pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT,
+            url, min_size=0, max_size=pool_size, timeout=CONNECT_TIMEOUT,
             command_timeout=COMMAND_TIMEOUT)
-        db = cls(url, pool)
+        db = cls(url, pool, pool_size, pool_timeout)
         await db.fetchone("SELECT 1")  # fail at start, not at the first request
         return db
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A free connection of the pool, waiting at most `pool_timeout` for one: asyncpg
+        would wait for ever, so a burst of requests, or statements that each take their
+        30 s, queued every caller behind them without a bound."""
+        try:
+            conn = await self._pool.acquire(timeout=self._pool_timeout)
+        except TimeoutError:
+            if self._pool.get_size() < self._pool_size:
+                raise  # still connecting: the server is slow or unreachable (a 503 as such)
+            raise DatabaseUnavailable(
+                f"The database ({self.url}) has no free connection: all {self._pool_size} "
+                f"(storage.pool_size) were busy for {self._pool_timeout:g} seconds "
+                "(storage.pool_timeout_seconds). Nothing was changed; retry later.") from None
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
         with translated(self.url):
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 yield _Queries(conn, self.url)
 
     async def migrate(self, component: str, steps: Sequence[str]) -> None:
@@ -129,7 +163,7 @@ class PostgresDatabase(_Queries):
             await self._migrate(component, steps)
 
     async def _migrate(self, component: str, steps: Sequence[str]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(MIGRATIONS_TABLE)
             done = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM"

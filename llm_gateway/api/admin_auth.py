@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from llm_gateway.api.body import read_body
 from llm_gateway.api.context import context
 from llm_gateway.api.dispatch import parse_json
 from llm_gateway.api.state import State
@@ -27,6 +26,7 @@ from llm_gateway.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from llm_gateway.web.body import read_body
 from llm_gateway.web.responses import BytesResponse
 from llm_gateway.web.spec import load_spec
 from llm_gateway.web.validation import Validator, compile_request_validators

@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from llm_gateway.api import body_ids, strict_json
-from llm_gateway.api.body import read_body
 from llm_gateway.api.context import context
 from llm_gateway.api.state import State
 from llm_gateway.backends.base import Backend
@@ -29,6 +28,7 @@ from llm_gateway.routing.group import DeploymentGroup
 from llm_gateway.tracing import attempt as attempts
 from llm_gateway.tracing import request as traced
 from llm_gateway.tracing.base import NO_SPAN
+from llm_gateway.web.body import read_body
 
 
 def parse_json(raw: bytes) -> dict:

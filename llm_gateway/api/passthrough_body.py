@@ -24,10 +24,10 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from llm_gateway.api import body_ids
-from llm_gateway.api.body import declared_length, read_body, stream_body
 from llm_gateway.api.dispatch import parse_json
 from llm_gateway.api.passthrough_multipart import SpooledForm, boundary_of
 from llm_gateway.errors import InvalidRequest, PayloadTooLarge
+from llm_gateway.web.body import declared_length, read_body, stream_body
 
 _WHITESPACE = b" \t\r\n"
 

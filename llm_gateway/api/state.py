@@ -78,7 +78,7 @@ class State:
             name: LocalBackend(cfg, max_event_bytes=server.max_sse_event_bytes,
                                max_answer_bytes=server.max_answer_bytes,
                                residency=residency if cfg.spawns else None,
-                               worker_args=config.tracing.worker_args())
+                               worker_args=_worker_args(config))
             for name, cfg in config.local.items()})
         router = Router(config, backends)
         upstream = config.passthrough_upstream
@@ -156,3 +156,14 @@ def _streaming_operations(spec: dict) -> frozenset[str]:
             if isinstance(op, dict) and op.get("x-lgw-streaming"):
                 ops.add(op["operationId"])
     return frozenset(ops)
+
+
+def _worker_args(config: Config) -> tuple[str, ...]:
+    """More flags for spawned workers: the gateway's client bounds (a body it took, the worker
+    takes too) and tracing's --otlp-*."""
+    server = config.server
+    return ("--max-body-bytes", str(server.max_body_bytes),
+            "--header-timeout-seconds", str(server.header_timeout_seconds),
+            "--body-timeout-seconds", str(server.body_timeout_seconds),
+            "--body-min-bytes-per-second", str(server.body_min_bytes_per_second),
+            *config.tracing.worker_args())

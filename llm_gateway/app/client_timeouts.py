@@ -17,24 +17,27 @@ A request's head is bounded in size too: httptools, unlike h11 (uvicorn's
 `h11_max_incomplete_event_size`), takes headers of any size, so a fast client could send
 megabytes of them. Past `MAX_HEAD_BYTES` it gets a 431 and the connection is closed.
 
-A body the app reads is timed by the app itself (`api/body.py`). Each drop is counted in
+A body the app reads is timed by the app itself (`web/body.py`). Each drop is counted in
 `llm_gateway_slow_clients_total{phase}`. The protocols are uvicorn's own plus these timers;
 `llm-gateway serve` names one by its import path (`cli/serve.py`), so that worker processes,
 fresh interpreters, load it too, and each reads the timeouts and the metric from the gateway
-app it serves.
+app it serves. `llm-gateway worker` runs them too, with its own flags (`with_pace`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from llm_gateway.api.state import State
 from llm_gateway.errors import HeadersTooLarge, RequestTimeout
+
+if TYPE_CHECKING:
+    from llm_gateway.api.state import State
 
 # When the app is not the gateway's (then there is no config to read them from).
 DEFAULT_HEADER_SECONDS = 10.0
@@ -44,9 +47,29 @@ DEFAULT_BODY_RATE = 500.0  # bytes a second
 MAX_HEAD_BYTES = 64 * 1024
 
 
+@dataclass(frozen=True)
+class Pace:
+    """The timeouts, for an app that is not the gateway's (a worker's, from its flags)."""
+
+    header_seconds: float = DEFAULT_HEADER_SECONDS
+    body_seconds: float = DEFAULT_BODY_SECONDS
+    body_rate: float = DEFAULT_BODY_RATE
+
+
+P = TypeVar("P", bound=type)
+
+
+def with_pace(protocol: P, pace: Pace) -> P:
+    """``protocol`` (one of the classes below) with ``pace`` instead of the gateway's config."""
+    return type(protocol.__name__, (protocol,), {"pace": pace})  # type: ignore[return-value]
+
+
 def _gateway_state(app: Any) -> State | None:
     """The gateway's State under uvicorn's wrappers (proxy headers, message logger), which
-    each keep the app they wrap as `.app`."""
+    each keep the app they wrap as `.app`. (Imported here: a worker, which brings its own
+    Pace, does not load the gateway.)"""
+    from llm_gateway.api.state import State
+
     for _ in range(8):
         state = getattr(app, "state", None)
         if isinstance(state, State):
@@ -55,6 +78,12 @@ def _gateway_state(app: Any) -> State | None:
         if app is None:
             return None
     return None
+
+
+def _config_pace(state: State) -> Pace:
+    server = state.config.server
+    return Pace(server.header_timeout_seconds, server.body_timeout_seconds,
+                server.body_min_bytes_per_second)
 
 
 def _answer(seconds: float) -> bytes:
@@ -83,13 +112,14 @@ class _Timers:
     _drain_started: float | None = None  # when the app answered, leaving a body unread
     _drained = 0  # bytes of that body since
     _head_bytes = 0  # bytes of the head now arriving
+    pace: Pace | None = None  # set by with_pace; else the gateway's config (or the defaults)
 
     def _settings(self, app: Any) -> None:
-        state = _gateway_state(app)
-        server = state.config.server if state is not None else None
-        self._header_seconds = server.header_timeout_seconds if server else DEFAULT_HEADER_SECONDS
-        self._body_seconds = server.body_timeout_seconds if server else DEFAULT_BODY_SECONDS
-        self._body_rate = server.body_min_bytes_per_second if server else DEFAULT_BODY_RATE
+        state = None if self.pace else _gateway_state(app)
+        pace = self.pace or (_config_pace(state) if state is not None else Pace())
+        self._header_seconds = pace.header_seconds
+        self._body_seconds = pace.body_seconds
+        self._body_rate = pace.body_rate
         metrics = state.recorder.metrics if state is not None and state.recorder else None
         self._slow_heads = metrics.slow_clients.labels("headers") if metrics else None
         self._slow_bodies = metrics.slow_clients.labels("body") if metrics else None
@@ -120,7 +150,7 @@ class _Timers:
         """(Re)start the wait for the next piece of a body the app answered without reading
         (``received``: bytes that just came), or (not ``arriving``) stop it. The wait is the
         shorter of `body_timeout_seconds` and what is left of the time the average rate
-        allows, as in `api/body.py`."""
+        allows, as in `web/body.py`."""
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None

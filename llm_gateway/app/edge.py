@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.api.body import paced
 from llm_gateway.api.context import RequestContext
 from llm_gateway.api.passthrough import relay
 from llm_gateway.api.state import State
@@ -28,6 +27,7 @@ from llm_gateway.path_safety import path_problem
 from llm_gateway.stream.relay import Relay
 from llm_gateway.tracing.base import NO_SPAN, Span, Tracer
 from llm_gateway.tracing.request import failure
+from llm_gateway.web.body import paced
 from llm_gateway.web.responses import error_response
 from llm_gateway.web.spec import PathTable
 

@@ -52,6 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=int, default=16,
                         help="requests that may wait for the model; more get 429 "
                              "(default: %(default)s)")
+    clients = parser.add_argument_group("client bounds (spawned workers get the gateway's)")
+    clients.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
+                         help="largest request body; a larger one is a 413 (default: 16 MiB)")
+    clients.add_argument("--header-timeout-seconds", type=float, default=10.0,
+                         help="a request's head must arrive within this of its first byte, "
+                              "else 408 (default: %(default)s)")
+    clients.add_argument("--body-timeout-seconds", type=float, default=30.0,
+                         help="longest wait for the next piece of a body, else 408 "
+                              "(default: %(default)s)")
+    clients.add_argument("--body-min-bytes-per-second", type=float, default=500.0,
+                         help="a body's least average rate after that first wait, else 408; "
+                              "0: none (default: %(default)s)")
     parser.add_argument("--engine", choices=["batching", "simple"], default="batching",
                         help="batching: up to --parallel requests decoded together; simple: "
                              "one at a time (default: %(default)s)")
@@ -104,6 +116,9 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         chat_template=args.chat_template, tool_format=args.tool_format, lora=args.lora,
         embeddings=args.embeddings,
         max_queue=args.max_queue, seed=args.seed, log_level=args.log_level,
+        max_body_bytes=args.max_body_bytes, header_timeout_seconds=args.header_timeout_seconds,
+        body_timeout_seconds=args.body_timeout_seconds,
+        body_min_bytes_per_second=args.body_min_bytes_per_second,
         engine=args.engine, parallel=args.parallel, kv_unified=args.kv_unified,
         sample_threads=args.sample_threads, cache_slots=args.cache_slots,
         backend_sampling=args.backend_sampling,
@@ -129,6 +144,12 @@ def _precheck(config: WorkerConfig) -> str | None:
 
     if config.max_queue < 0:
         return "--max-queue must be 0 or more"
+    if config.max_body_bytes < 1:
+        return "--max-body-bytes must be 1 or more"
+    if config.header_timeout_seconds <= 0 or config.body_timeout_seconds <= 0:
+        return "--header-timeout-seconds and --body-timeout-seconds must be more than 0"
+    if config.body_min_bytes_per_second < 0:
+        return "--body-min-bytes-per-second must be 0 or more"
     if config.tracing is not None and (problem := missing_extra(config.tracing)):
         return (problem.replace("tracing.enabled is true", "--otlp-endpoint is given")
                 .replace("use protocol: http, or set tracing.enabled: false",
@@ -168,11 +189,18 @@ def run_worker(config: WorkerConfig) -> int:
 
     import uvicorn
 
+    from llm_gateway.app.client_timeouts import HttpToolsClientTimeouts, Pace, with_pace
     from llm_gateway.worker.server import create_app
 
     # uvicorn re-raises SIGTERM once it has drained; a drained shutdown is a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    pace = Pace(config.header_timeout_seconds, config.body_timeout_seconds,
+                config.body_min_bytes_per_second)
+    # The gateway's protocol, for its bounds on a request's head (time and size) and on a
+    # body answered before it was read; a worker pod may be reached without the gateway.
     uvicorn.run(create_app(config), host=config.host, port=config.port, lifespan="on",
-                loop="uvloop", http="httptools", access_log=False, server_header=False,
+                loop="uvloop", http=with_pace(HttpToolsClientTimeouts, pace),
+                access_log=False, server_header=False,
                 log_level=config.log_level, timeout_graceful_shutdown=10)
     return 0
+

@@ -23,7 +23,6 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_gateway.api.body import read_body
 from llm_gateway.api.state import State
 from llm_gateway.console import data, status
 from llm_gateway.console.guard import (
@@ -58,6 +57,7 @@ from llm_gateway.errors import (
     NotFound,
     PermissionDenied,
 )
+from llm_gateway.web.body import read_body
 from llm_gateway.web.responses import BytesResponse
 
 log = logging.getLogger(__name__)

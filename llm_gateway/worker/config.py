@@ -24,6 +24,13 @@ class WorkerConfig:
     lora: str | None = None
     embeddings: bool = True  # a second context serves /v1/embeddings beside chat
     max_queue: int = 16
+    # A client's bounds, as the gateway's server section (which spawned workers get): a body
+    # past max_body_bytes is a 413; a head slower than header_timeout_seconds, a body piece
+    # slower than body_timeout_seconds or a body slower on average than the rate, a 408.
+    max_body_bytes: int = 16 * 1024 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    body_min_bytes_per_second: float = 500.0
     engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
     parallel: int = 8  # sequences the batching engine decodes together
     kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)

@@ -32,6 +32,7 @@ from llm_gateway.errors import (
     ServiceUnavailable,
     status_error_type,
 )
+from llm_gateway.web.body import paced, read_body
 from llm_gateway.web.responses import (
     BytesResponse,
     IteratorSource,
@@ -95,7 +96,7 @@ def engine_errors() -> Iterator[None]:
 
 
 async def _json_body(request: Request, operation: str) -> dict:
-    raw = await request.body()
+    raw = await read_body(request.scope, request.receive, _state(request).config.max_body_bytes)
     if not raw:
         raise InvalidRequest("The request body is empty; a JSON object is expected.",
                              code="invalid_json")
@@ -282,6 +283,21 @@ class RequestIds:
         await self.app(scope, receive, send_with_id)
 
 
+class PacedBodies:
+    """A body that stalls or trickles is a 408 (`web/body.py`), as at the gateway."""
+
+    def __init__(self, app, seconds: float, min_rate: float) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.min_rate = min_rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            receive = paced(receive, self.seconds, self.min_rate,
+                            rate_setting="--body-min-bytes-per-second")
+        await self.app(scope, receive, send)
+
+
 def create_app(config: WorkerConfig, *, engine_factory: EngineFactory | None = None) -> Starlette:
     state = WorkerState(config, engine_factory)
     usage = UsageLog()
@@ -305,7 +321,8 @@ def create_app(config: WorkerConfig, *, engine_factory: EngineFactory | None = N
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds)],
+    pace = Middleware(PacedBodies, config.body_timeout_seconds, config.body_min_bytes_per_second)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIds), pace],
                     exception_handlers={HTTPException: _http_error})
     app.state.worker = state
     app.state.usage = usage

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 
@@ -33,6 +32,13 @@ from llm_gateway.testing import FakeUpstream
 from llm_gateway.testing.threaded import ThreadedServer
 
 from gateway_support import ENV, gateway_config
+from slow_client_support import (
+    assert_408,
+    connect,
+    trickle,
+    until_closed,
+    until_closed_or_answered,
+)
 
 PROTOCOLS = "llm_gateway.app.client_timeouts"
 LIMIT = 1.0  # the configured timeouts, seconds
@@ -40,46 +46,6 @@ RATE = 20.0  # the configured minimum body rate, bytes a second
 SLACK = 4.0  # how much later than the limit a connection may close (a loaded CI machine)
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
 CHAT = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-
-
-def connect(port: int, first: bytes = b"") -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
-    if first:
-        sock.sendall(first)
-    return sock
-
-
-def until_closed(sock: socket.socket, within: float) -> bytes:
-    """Everything the server sends until it closes the connection, which it must within
-    ``within`` seconds (from now)."""
-    deadline = time.monotonic() + within
-    received = b""
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"still open after {within} s; got {received[:200]!r}")
-            sock.settimeout(left)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                return received
-            if not data:
-                return received
-            received += data
-    finally:
-        sock.close()
-
-
-def assert_408(answer: bytes) -> None:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 408 "), answer[:300]
-    assert b"connection: close" in head.lower()
-    error = orjson.loads(body)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == "request_timeout"
 
 
 def slow_clients(base: str) -> dict[str, float]:
@@ -107,18 +73,6 @@ def test_a_negative_minimum_rate_is_refused_and_zero_turns_it_off() -> None:
         parse_config(gateway_config("http://127.0.0.1:1/v1", server={key: -1}))
     off = parse_config(gateway_config("http://127.0.0.1:1/v1", server={key: 0}))
     assert off.server.body_min_bytes_per_second == 0
-
-
-def trickle(sock: socket.socket, data: bytes, every: float) -> None:
-    """Sends ``data`` a byte every ``every`` seconds, from a thread, until it is all sent or
-    the connection is closed."""
-    def run() -> None:
-        with contextlib.suppress(OSError):
-            for i in range(len(data)):
-                time.sleep(every)
-                sock.sendall(data[i:i + 1])
-
-    threading.Thread(target=run, daemon=True).start()
 
 
 # --- headers (uvicorn protocols) ----------------------------------------------------------------
@@ -156,21 +110,6 @@ def test_the_next_request_on_a_kept_alive_connection_is_timed_too(served: int) -
     assert until_closed_or_answered(sock, keep_open=True).startswith(b"HTTP/1.1 200 ")
     sock.sendall(HEAD)  # the second request's head, never finished
     assert_408(until_closed(sock, LIMIT + SLACK))
-
-
-def until_closed_or_answered(sock: socket.socket, *, keep_open: bool = False) -> bytes:
-    """One whole response (its content-length body included)."""
-    sock.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
-    while len(body) < length:
-        body += sock.recv(65536)
-    if not keep_open:
-        sock.close()
-    return data
 
 
 def test_a_body_answered_early_still_has_to_keep_coming(served: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "llm_gateway", "worker", *args],
@@ -28,8 +30,8 @@ def test_help_lists_the_contract_flags():
     for flag in ("--model", "--host", "--port", "--served-name", "--n-gpu-layers", "--n-ctx",
                  "--n-batch", "--n-threads", "--flash-attn", "--chat-format",
                  "--chat-template", "--tool-format", "--lora", "--embeddings", "--no-embeddings",
-                 "--max-queue",
-                 "--seed"):
+                 "--max-queue", "--max-body-bytes", "--header-timeout-seconds",
+                 "--body-timeout-seconds", "--body-min-bytes-per-second", "--seed"):
         assert flag in done.stdout
 
 
@@ -63,3 +65,13 @@ def test_flash_attention_is_auto_unless_told():
     assert (flash(), flash("--flash-attn"), flash("--flash-attn", "off")) == ("auto", "on", "off")
     done = run("--model", "default", "--flash-attn", "maybe")
     assert done.returncode == 2 and "--flash-attn" in done.stderr
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--max-body-bytes", "0", "--max-body-bytes must be 1 or more"),
+    ("--header-timeout-seconds", "0", "must be more than 0"),
+    ("--body-timeout-seconds", "-1", "must be more than 0"),
+    ("--body-min-bytes-per-second", "-1", "--body-min-bytes-per-second must be 0 or more")])
+def test_bad_client_bounds_fail_fast(flag: str, value: str, says: str) -> None:
+    done = run("--model", "default", "--port", "1", flag, value)
+    assert done.returncode == 2 and says in done.stderr

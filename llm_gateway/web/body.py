@@ -50,7 +50,8 @@ async def stream_body(receive, limit: int) -> AsyncIterator[bytes]:
 
 
 def paced(receive, seconds: float, min_rate: float = 0.0,
-          on_timeout: Callable[[], None] | None = None):
+          on_timeout: Callable[[], None] | None = None,
+          rate_setting: str = "server.body_min_bytes_per_second"):
     """`receive`, with at most ``seconds`` of waiting for each next piece of the body, and
     (``min_rate`` > 0) the whole body in by ``seconds`` plus one second per ``min_rate`` bytes
     received so far.
@@ -58,7 +59,8 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
     A client that stops sending mid-body would otherwise hold its connection and the reader's
     task until it gives up; one that sends a byte just inside each wait, for as long as its
     body lasts (a 16 MiB one: months). The average rate is Apache's mod_reqtimeout MinRate.
-    Past either: ``on_timeout`` (the metric), then a 408 that closes the connection
+    Past either: ``on_timeout`` (the metric), then a 408 (naming ``rate_setting`` when the rate
+    was the bound) that closes the connection
     (`connection: close`), since the rest of the body may still trickle in. Once the body is
     complete, receive() only waits for the client to leave, which may take as long as the
     response does: no limit then.
@@ -87,7 +89,7 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
         except TimeoutError:
             if on_timeout is not None:
                 on_timeout()
-            raise RequestTimeout(_too_slow(seconds, min_rate, by_rate),
+            raise RequestTimeout(_too_slow(seconds, min_rate, rate_setting if by_rate else None),
                                  headers={"connection": "close"}) from None
         received += len(message.get("body", b""))
         if not message.get("more_body", False):
@@ -97,8 +99,8 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
     return receive_paced
 
 
-def _too_slow(seconds: float, min_rate: float, by_rate: bool) -> str:
-    if by_rate:
+def _too_slow(seconds: float, min_rate: float, rate_setting: str | None) -> str:
+    if rate_setting is not None:
         return (f"The request body arrived slower than {min_rate:g} bytes a second on average "
-                "(server.body_min_bytes_per_second).")
+                f"({rate_setting}).")
     return f"The request body did not arrive in time: nothing came for {seconds:g} seconds."

@@ -6,6 +6,7 @@ layer (auth, limits, grouping, routing) can be added without touching its neighb
 
 from __future__ import annotations
 
+import os
 from bisect import insort
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class Call:
     # The span the next hop continues (tracing/attempt.py): the request's, then each backend
     # attempt's while it runs. The no-op span when tracing is off.
     span: Span = NO_SPAN
+    # This call's own id, 64 random bits: unique where `request_id` need not be (a client may
+    # send the same x-request-id twice, at once). What a backend keys its own record of the
+    # call on, for `usage_of`.
+    call_id: str = field(default_factory=lambda: os.urandom(8).hex())
 
     def payload(self, model: str | None = None) -> bytes:
         """The body to send to the backend; the client's own bytes unless the model was renamed

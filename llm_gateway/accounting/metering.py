@@ -200,8 +200,7 @@ class _Meter(Observer):
                      in_error: bool) -> None:
         usage: Usage | None = None
         try:
-            usage = await _backend_usage(self._backends.get(self.result.backend),
-                                         self._call.request_id)
+            usage = await _backend_usage(self._backends.get(self.result.backend), self._call)
             if usage is None:
                 usage = await asyncio.to_thread(_count_tokens, self._call, self.kept,
                                                 self.overflow_events)
@@ -213,13 +212,14 @@ class _Meter(Observer):
                                             outcome, in_error))
 
 
-async def _backend_usage(backend: UsageSource | None, request_id: str) -> Usage | None:
+async def _backend_usage(backend: UsageSource | None, call: Call) -> Usage | None:
     if backend is None:
         return None
     try:
-        return await backend.usage_of(request_id)
+        return await backend.usage_of(call.call_id)
     except Exception:
-        log.warning("backend could not say what request %s used", request_id, exc_info=True)
+        log.warning("backend could not say what request %s used", call.request_id,
+                    exc_info=True)
         return None
 
 

@@ -14,7 +14,7 @@ class UsageSource(Protocol):
         """Served on our own machines: priced by the served model's own name only."""
         ...
 
-    async def usage_of(self, request_id: str) -> Usage | None:
-        """What a call whose stream was cut short used, by the backend's count; None when it
-        cannot tell."""
+    async def usage_of(self, call_id: str) -> Usage | None:
+        """What a call (its `Call.call_id`) whose stream was cut short used, by the backend's
+        count; None when it cannot tell."""
         ...

@@ -39,8 +39,8 @@ class Backend(ABC):
         """The models this backend serves, as OpenAI model objects."""
         return []
 
-    async def usage_of(self, request_id: str) -> Usage | None:
-        """What an earlier call with this request id used, by the backend's own count, when
+    async def usage_of(self, call_id: str) -> Usage | None:
+        """What an earlier call (its `Call.call_id`) used, by the backend's own count, when
         its stream ended before reporting usage (the client left, a worker failed); None
         when it cannot tell (an upstream API): the caller counts tokens itself."""
         return None

@@ -23,6 +23,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import orjson
@@ -124,8 +125,9 @@ class LocalBackend(ManagedWorkers, Backend):
         self._join(residency)  # spawned workers: started and stopped by residency
         # worker index -> ((url, generation), its client, the worker)
         self._clients: dict[int, tuple[tuple[str, int], UpstreamBackend, Worker]] = {}
-        # request id -> the worker that streamed it and its generation then (bounded LRU)
-        self._served: OrderedDict[str, tuple[Worker, int]] = OrderedDict()
+        # call id -> the worker that streamed it, its generation then, and the request id the
+        # worker logged it under (bounded LRU)
+        self._served: OrderedDict[str, tuple[Worker, int, str]] = OrderedDict()
         self._created = int(time.time())
 
     @property
@@ -173,6 +175,7 @@ class LocalBackend(ManagedWorkers, Backend):
         full: set[int] = set()
         last_full: Result | None = None
         unreachable = 0
+        sent = replace(call, request_id=worker_request_id(call))  # keys the worker's usage log
         while True:
             worker = self.pool.pick(key, full)
             if worker is None:
@@ -189,7 +192,7 @@ class LocalBackend(ManagedWorkers, Backend):
             client = await self._client(worker)
             self.pool.acquire(worker)
             try:
-                result = await client.complete(call)
+                result = await client.complete(sent)
             except UpstreamUnavailable as exc:
                 self.pool.release(worker)
                 self.pool.report_unreachable(worker)
@@ -210,23 +213,24 @@ class LocalBackend(ManagedWorkers, Backend):
                 last_full = result
                 continue
             if result.stream is not None:
-                self._remember(call.request_id, worker)
+                self._remember(sent, worker)
             return self._tracked(result, worker)
 
     async def list_models(self) -> list[dict[str, Any]]:
         return [{"id": self.name, "object": "model", "created": self._created,
                  "owned_by": "local"}]
 
-    async def usage_of(self, request_id: str) -> Usage | None:
-        """What the worker that streamed ``request_id`` counted for it, cut short or not.
+    async def usage_of(self, call_id: str) -> Usage | None:
+        """What the worker that streamed the call ``call_id`` counted for it, cut short or not.
 
-        None when that is unknown: no stream by that id, or its worker restarted since (its
+        None when that is unknown: no stream by that call, or its worker restarted since (its
         log went with it), or the worker could not be asked.
         """
-        served = self._served.get(request_id)
+        served = self._served.get(call_id)
         if served is None or served[0].generation != served[1] or not served[0].url:
             return None
-        client = await self._client(served[0])
+        worker, _, request_id = served
+        client = await self._client(worker)
         result: Result | None = None
         try:
             async with asyncio.timeout(USAGE_WAIT_SECONDS + 5):
@@ -302,9 +306,9 @@ class LocalBackend(ManagedWorkers, Backend):
         self._clients[worker.index] = (version, client, worker)
         return client
 
-    def _remember(self, request_id: str, worker: Worker) -> None:
-        self._served[request_id] = (worker, worker.generation)
-        self._served.move_to_end(request_id)
+    def _remember(self, sent: Call, worker: Worker) -> None:
+        self._served[sent.call_id] = (worker, worker.generation, sent.request_id)
+        self._served.move_to_end(sent.call_id)
         if len(self._served) > SERVED_MEMORY:
             self._served.popitem(last=False)
 
@@ -350,3 +354,11 @@ class _Release(Observer):
         self.pool.release(self.worker)
         if end.in_error and end.outcome != "client_gone":
             self.worker.check_now.set()
+
+
+def worker_request_id(call: Call) -> str:
+    """The x-request-id a worker gets for ``call``, and keys its usage log on: the gateway's
+    request id (for reading the two logs side by side) and the call's own id, since a client
+    may send one x-request-id with two calls at once and the cut one must not be counted by
+    the other's log. At most 117 characters, within the ids a worker accepts (128)."""
+    return f"{call.request_id[:100]}.{call.call_id}"

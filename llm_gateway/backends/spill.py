@@ -46,8 +46,8 @@ class SpillOver(Backend):
     async def list_models(self) -> list[dict[str, Any]]:
         return await self.inner.list_models()
 
-    async def usage_of(self, request_id: str) -> Usage | None:
-        return await self.inner.usage_of(request_id)
+    async def usage_of(self, call_id: str) -> Usage | None:
+        return await self.inner.usage_of(call_id)
 
     def problem(self) -> str | None:
         return self.inner.problem()

@@ -185,7 +185,7 @@ class DeploymentGroup(Backend):
         return ServiceUnavailable(message, code="deployments_unavailable", headers=headers)
 
     # -- the rest of the seam: what the deployments' backends say -----------------------------
-    async def usage_of(self, request_id: str) -> Usage | None:
+    async def usage_of(self, call_id: str) -> Usage | None:
         return None  # the meter asks the backend that answered (Result.backend), not the route
 
     def problem(self) -> str | None:

@@ -13,6 +13,7 @@ import orjson
 
 from llm_gateway.accounting.metering import Metered, ask_for_usage, meter
 from llm_gateway.accounting.record import TABLE
+from llm_gateway.call import Call
 from llm_gateway.testing.gateway import GatewayServer
 
 
@@ -20,11 +21,14 @@ class MeterProbe:
     def __init__(self, server: GatewayServer) -> None:
         state = server.app.state
         self._done: dict[str, list[Metered]] = {}
+        self._calls: dict[str, list[Call]] = {}
         self._cond = threading.Condition()
         accountant = state.accountant
 
         def track(call, admission, result, started, also=None):
             admission.settle(0, 0.0)
+            with self._cond:
+                self._calls.setdefault(call.request_id, []).append(call)
 
             def done(m: Metered) -> None:
                 if also is not None:
@@ -40,6 +44,20 @@ class MeterProbe:
         with self._cond:
             self._done.setdefault(request_id, []).append(metered)
             self._cond.notify_all()
+
+    def call(self, request_id: str) -> Call:
+        """The one metered Call of a request."""
+        with self._cond:
+            (call,) = self._calls[request_id]
+        return call
+
+    def all_metered(self, request_id: str, count: int, timeout: float = 30.0) -> list[Metered]:
+        """The ``count`` Metered of calls that shared one request id, once they are over."""
+        with self._cond:
+            assert self._cond.wait_for(
+                lambda: len(self._done.get(request_id, ())) >= count, timeout), \
+                f"fewer than {count} usages recorded for {request_id}"
+            return list(self._done[request_id])
 
     def metered(self, request_id: str, timeout: float = 15.0) -> Metered:
         """The one Metered of a request, once it is over (fails if it comes twice)."""

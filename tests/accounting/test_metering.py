@@ -243,20 +243,21 @@ async def test_local_backend_is_asked_what_it_counted() -> None:
     class Worker:
         asked: list[str] = []
 
-        async def usage_of(self, request_id: str) -> Usage | None:
-            self.asked.append(request_id)
+        async def usage_of(self, call_id: str) -> Usage | None:
+            self.asked.append(call_id)
             return Usage(40, 7, 0, 47)
 
     backend = Worker()
-    _out, rec = await run(chat_call(), delta("Hi"), backends={"smol": backend}, backend="smol")
+    call = chat_call()
+    _out, rec = await run(call, delta("Hi"), backends={"smol": backend}, backend="smol")
     m = await rec.one()
-    assert backend.asked == ["req_test"]
+    assert backend.asked == [call.call_id]  # the call's own id, not its request id
     assert (m.usage, m.partial, m.outcome) == (Usage(40, 7, 0, 47), True, "upstream_error")
 
 
 async def test_backend_that_cannot_tell_falls_back_to_counting() -> None:
     class Forgetful:
-        async def usage_of(self, request_id: str) -> Usage | None:
+        async def usage_of(self, call_id: str) -> Usage | None:
             raise RuntimeError("worker gone")
 
     _out, rec = await run(chat_call(), delta("Hi there"), backends={"smol": Forgetful()},

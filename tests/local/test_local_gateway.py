@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from local_support import LocalGateway, chat_body, wait_until
@@ -38,7 +40,8 @@ def test_request_id_reaches_the_worker_and_comes_back(pair: LocalGateway) -> Non
                           headers={"x-request-id": "req-local-1"}, timeout=30)
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "req-local-1"
-    assert response.headers.get("x-upstream-request-id") == "req-local-1"  # the worker's echo
+    # The worker's echo: the request id with the call's own id (its usage log's key).
+    assert re.fullmatch(r"req-local-1\.[0-9a-f]{16}", response.headers["x-upstream-request-id"])
 
 
 def test_gpt_models_still_go_to_the_upstream(pair: LocalGateway, fake) -> None:

@@ -105,7 +105,7 @@ class State:
             grouper=Grouper(config, env, metrics=recorder.metrics),
             accountant=accountant,
             owners=Owners(config),
-            conversations=Conversations(),
+            conversations=Conversations(retention_seconds=_retention(config)),
             recorder=recorder,
             exposition=Exposition(recorder.metrics) if recorder.metrics else None,
             residency=residency,
@@ -139,6 +139,7 @@ class State:
         await self.accountant.aclose()
         await self.gate.aclose()
         await self.auth.aclose()
+        await self.conversations.aclose()
         if self.db is not None:
             await self.db.aclose()
         if self.recorder is not None:
@@ -167,3 +168,8 @@ def _worker_args(config: Config) -> tuple[str, ...]:
             "--body-timeout-seconds", str(server.body_timeout_seconds),
             "--body-min-bytes-per-second", str(server.body_min_bytes_per_second),
             *config.tracing.worker_args())
+
+
+def _retention(config: Config) -> float | None:
+    days = config.storage.responses_retention_days
+    return None if days is None else days * 86400

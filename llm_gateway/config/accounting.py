@@ -29,6 +29,9 @@ class StorageConfig:
     # for a free one before its request gets a 503 (SQLite has one connection, no pool).
     pool_size: int = field(default=10, metadata={"ge": 1, "le": 1000})
     pool_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})
+    # Responses the gateway stored (the Responses API over chat) are deleted this long after
+    # they were made, as OpenAI deletes its own after 30 days. None: kept until deleted.
+    responses_retention_days: float | None = field(default=30.0, metadata={"gt": 0})
     # Shared rate limits, budgets and response cache across replicas. None: in memory.
     redis_url: str | None = field(default=None, metadata={"check": _redis_url})
 

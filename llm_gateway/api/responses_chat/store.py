@@ -12,12 +12,16 @@ whose earlier response was deleted starts after it.
 
 Bounded: a response whose row would exceed `MAX_STORED_BYTES` is not stored (logged); a
 conversation longer than `MAX_CHAIN` turns or larger than `MAX_HISTORY_BYTES` cannot be
-continued (400). With no database open (auth.mode none and accounting off), rows live in this
-process's memory, at most `MEMORY_LIMIT` of them, and go with it.
+continued (400). Rows older than `storage.responses_retention_days` (30, OpenAI's own
+retention) are deleted, tombstones too, by a sweep at start and every `SWEEP_SECONDS`. With no
+database open (auth.mode none and accounting off), rows live in this process's memory, at most
+`MEMORY_LIMIT` of them and `MEMORY_BYTES` in all (the oldest go first), and go with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -45,12 +49,16 @@ RESPONSE_STEPS: list[str] = [
         input_items TEXT
     )
     """,
+    # The retention sweep deletes by age.
+    "CREATE INDEX responses_created ON responses (created_at)",
 ]
 
 MAX_STORED_BYTES = 16 << 20  # one response's row (its input items and the response object)
 MAX_CHAIN = 1000  # responses in one conversation
 MAX_HISTORY_BYTES = 32 << 20  # a conversation's rows, read to rebuild it
 MEMORY_LIMIT = 10_000  # rows kept without a database
+MEMORY_BYTES = 256 << 20  # and their responses' and input items' JSON, in all
+SWEEP_SECONDS = 3600.0  # between retention sweeps
 
 _COLUMNS = "id, owner, previous_id, backend, created_at, deleted_at, response, input_items"
 _CHAIN = """
@@ -81,6 +89,7 @@ class _Rows(Protocol):
     async def get(self, response_id: str, owner: str) -> Row | None: ...
     async def tombstone(self, response_id: str, owner: str, now: float) -> bool: ...
     async def chain(self, response_id: str, owner: str, limit: int) -> list[Row]: ...
+    async def forget_before(self, cutoff: float) -> int: ...
 
 
 class _SqlRows:
@@ -105,16 +114,24 @@ class _SqlRows:
     async def chain(self, response_id: str, owner: str, limit: int) -> list[Row]:
         return await self.db.fetch(_CHAIN, response_id, owner, owner, limit - 1)
 
+    async def forget_before(self, cutoff: float) -> int:
+        return await self.db.execute("DELETE FROM responses WHERE created_at < ?", cutoff)
+
 
 class _MemoryRows:
-    def __init__(self, limit: int = MEMORY_LIMIT) -> None:
-        self.rows: OrderedDict[str, Row] = OrderedDict()
-        self.limit = limit
+    def __init__(self) -> None:
+        self.rows: OrderedDict[str, Row] = OrderedDict()  # oldest first
+        self.limit = MEMORY_LIMIT
+        self.max_bytes = MEMORY_BYTES
+        self.bytes = 0  # the rows' JSON text, in all
 
     async def insert(self, row: Row) -> None:
-        self.rows.setdefault(row["id"], {"deleted_at": None, **row})
-        while len(self.rows) > self.limit:
-            self.rows.popitem(last=False)
+        if row["id"] in self.rows:
+            return
+        self.rows[row["id"]] = {"deleted_at": None, **row}
+        self.bytes += _size(row)
+        while len(self.rows) > self.limit or self.bytes > self.max_bytes:
+            self.bytes -= _size(self.rows.popitem(last=False)[1])
 
     async def get(self, response_id: str, owner: str) -> Row | None:
         row = self.rows.get(response_id)
@@ -124,6 +141,7 @@ class _MemoryRows:
         row = await self.get(response_id, owner)
         if row is None or row["deleted_at"] is not None:
             return False
+        self.bytes -= _size(row)
         row.update(response=None, input_items=None, deleted_at=now)
         return True
 
@@ -137,17 +155,58 @@ class _MemoryRows:
             row = await self.get(row["previous_id"], owner)
         return found
 
+    async def forget_before(self, cutoff: float) -> int:
+        gone = 0
+        while self.rows and next(iter(self.rows.values()))["created_at"] < cutoff:
+            self.bytes -= _size(self.rows.popitem(last=False)[1])
+            gone += 1
+        return gone
+
+
+def _size(row: Row) -> int:
+    return len(row["response"] or "") + len(row["input_items"] or "")
+
 
 class Conversations:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 retention_seconds: float | None = None) -> None:
         self.rows: _Rows = _MemoryRows()
         self.clock = clock
+        self.retention_seconds = retention_seconds  # None: kept until deleted
+        self._sweeper: asyncio.Task | None = None
 
     async def start(self, db: Any) -> None:
         """`db`: the opened storage.Database, or None (then rows stay in memory)."""
         if db is not None:
             await db.migrate("responses", RESPONSE_STEPS)
             self.rows = _SqlRows(db)
+        if self.retention_seconds is not None:
+            await self.sweep()
+            self._sweeper = asyncio.create_task(self._sweep_every(SWEEP_SECONDS))
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def sweep(self) -> int:
+        """Delete the rows older than the retention (tombstones too); how many went."""
+        if self.retention_seconds is None:
+            return 0
+        gone = await self.rows.forget_before(self.clock() - self.retention_seconds)
+        if gone:
+            log.info("responses: %d stored past their retention deleted", gone)
+        return gone
+
+    async def _sweep_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.sweep()
+            except Exception:  # the database down for a while: the next sweep catches up
+                log.warning("responses: the retention sweep failed", exc_info=True)
 
     async def save(self, response: dict, owner: str, items: list[dict],
                    backend: str | None) -> bool:

@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 
-from llm_gateway.config.tracing import TracingConfig
+from llm_gateway.config.tracing import TracingConfig, export_proxy_problem
 from llm_gateway.tracing.build import missing_extra
 from llm_gateway.worker.config import WorkerConfig
 
@@ -102,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OTLP over http (protobuf) or grpc (default: %(default)s)")
     traces.add_argument("--otlp-service-name", default="llm-gateway-worker",
                         help="the spans' service.name (default: %(default)s)")
+    traces.add_argument("--otlp-proxy", default="env",
+                        help="env (the environment's https_proxy...), none, or "
+                             "http://host:port (default: %(default)s)")
     traces.add_argument("--otlp-header", action="append", default=[], metavar="NAME=ENV",
                         help="an export header, its value read from the variable ENV")
     parser.add_argument("--log-level", default="info",
@@ -134,6 +137,7 @@ def _tracing(args: argparse.Namespace) -> TracingConfig | None:
     headers = dict(item.partition("=")[::2] for item in args.otlp_header)
     return TracingConfig(enabled=True, endpoint=args.otlp_endpoint,
                          protocol=args.otlp_protocol, service_name=args.otlp_service_name,
+                         proxy=args.otlp_proxy,
                          headers_env=headers)
 
 
@@ -154,6 +158,8 @@ def _precheck(config: WorkerConfig) -> str | None:
         return (problem.replace("tracing.enabled is true", "--otlp-endpoint is given")
                 .replace("use protocol: http, or set tracing.enabled: false",
                          "or use --otlp-protocol http"))
+    if config.tracing is not None and (problem := export_proxy_problem(config.tracing.proxy)):
+        return f"--otlp-proxy {problem}"
     if config.parallel < 1:
         return "--parallel must be 1 or more"
     if config.sample_threads is not None and config.sample_threads < 1:

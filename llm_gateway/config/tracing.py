@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from llm_gateway.config.checks import env_var_name, header_name, http_url, non_empty
+from llm_gateway.config.proxies import setting_problem
 
 TraceProtocol = Literal["http", "grpc"]
 # Where an OTLP collector on this host listens by default, per protocol.
@@ -27,6 +29,17 @@ def _headers_env(value: dict[str, str]) -> str | None:
     return None
 
 
+def export_proxy_problem(value: str) -> str | None:
+    """env, none or a proxy URL, as an upstream's; without a password, which would reach
+    spawned workers' command lines (a proxy that needs one: the environment's https_proxy)."""
+    problem = setting_problem(value)
+    if problem is None and value not in ("env", "none") and urlsplit(value).username:
+        problem = ("must not hold a user or password (they would show in spawned workers' "
+                   "command lines): set them in the environment's https_proxy / http_proxy "
+                   "and use env")
+    return problem
+
+
 @dataclass(frozen=True)
 class TracingConfig:
     enabled: bool = False
@@ -44,6 +57,9 @@ class TracingConfig:
     record_content: bool = False
     # Spawned local workers export their own spans (queue wait, prompt evaluation, decode).
     workers: bool = True
+    # The proxy exports go through, as an upstream's `proxy`: env (https_proxy / http_proxy /
+    # all_proxy and no_proxy; loopback direct), none, or http://host:port.
+    proxy: str = field(default="env", metadata={"check": export_proxy_problem})
 
     def export_endpoint(self) -> str:
         return self.endpoint or DEFAULT_ENDPOINTS[self.protocol]
@@ -56,4 +72,6 @@ class TracingConfig:
                 "--otlp-service-name", f"{self.service_name}-worker"]
         for header, var in self.headers_env.items():  # names only: the child reads its env
             args += ["--otlp-header", f"{header}={var}"]
+        if self.proxy != "env":  # (env: the child reads the same environment)
+            args += ["--otlp-proxy", self.proxy]
         return tuple(args)

@@ -28,6 +28,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from llm_gateway.testing.certificates import CertificateFiles
 from llm_gateway.testing.threaded import ThreadedServer
 
 PROTOBUF = "application/x-protobuf"
@@ -84,7 +85,8 @@ def decode(payload: bytes) -> list[ReceivedSpan]:
 
 
 class OtlpReceiver:
-    def __init__(self, *, port: int = 0, keep: bool = True) -> None:
+    def __init__(self, *, port: int = 0, keep: bool = True,
+                 tls: CertificateFiles | None = None) -> None:
         self.keep = keep  # the spans and payloads (tests); False: only counted (bench)
         self.spans: list[ReceivedSpan] = []
         self.exports = 0  # export requests received
@@ -95,12 +97,18 @@ class OtlpReceiver:
         self.refuse: list[tuple[int, str]] = []
         self.headers: list[dict[str, str]] = []  # each export's request headers
         self._lock = threading.Lock()
-        self._server = ThreadedServer(self._app, port=port, name="otlp", interface="asgi3")
+        # Over https with tls's server certificate.
+        self.tls = tls
+        options = {} if tls is None else {"ssl_certfile": str(tls.server_cert),
+                                          "ssl_keyfile": str(tls.server_key)}
+        self._server = ThreadedServer(self._app, port=port, name="otlp", interface="asgi3",
+                                      **options)
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/traces"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1/traces"
 
     async def _app(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 
 from llm_gateway.config.errors import ConfigError
+from llm_gateway.config.proxies import Proxy, upstream_proxy
 from llm_gateway.config.tracing import TracingConfig
 from llm_gateway.tracing.base import NO_TRACER, Tracer
 
@@ -52,9 +53,21 @@ def build_tracer(cfg: TracingConfig, env: Mapping[str, str] | None = None, *,
         raise ConfigError([problem], "tracing")
     env = os.environ if env is None else env
     headers = export_headers(cfg, env)
+    proxy = export_proxy(cfg, env)
     from llm_gateway.tracing.native import NativeTracer
     from llm_gateway.tracing.transport import transport
 
-    return NativeTracer(transport(cfg.protocol, cfg.export_endpoint(), headers),
+    return NativeTracer(transport(cfg.protocol, cfg.export_endpoint(), headers, proxy),
                         service_name=service_name or cfg.service_name,
                         sample_ratio=cfg.sample_ratio, record_content=cfg.record_content)
+
+
+def export_proxy(cfg: TracingConfig, env: Mapping[str, str]) -> Proxy | None:
+    """The proxy the exports go through (`tracing.proxy`, as an upstream's `proxy`); a
+    ConfigError naming the variable when the environment's cannot be used."""
+    endpoint = cfg.export_endpoint()
+    try:
+        return upstream_proxy(cfg.proxy, endpoint if "://" in endpoint else f"http://{endpoint}",
+                              env)
+    except ValueError as exc:
+        raise ConfigError([f"tracing.proxy: {exc}"], "tracing") from None

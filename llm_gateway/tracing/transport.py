@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from llm_gateway.config.proxies import Proxy, without_credentials
+
 # OTLP/HTTP: these statuses are worth another try (the spec's list; 429 with Retry-After).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 GRPC_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -42,7 +44,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class HttpTransport:
-    def __init__(self, endpoint: str, headers: dict[str, str]) -> None:
+    """Through ``proxy``, when there is one: a CONNECT tunnel to an https receiver (TLS end
+    to end), a request in absolute form to an http one; Proxy-Authorization to it alone."""
+
+    def __init__(self, endpoint: str, headers: dict[str, str],
+                 proxy: Proxy | None = None) -> None:
         url = urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {endpoint!r}")
@@ -52,18 +58,31 @@ class HttpTransport:
         self._target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         # (Host: http.client writes it from the host and port, IPv6 brackets included.)
         self._headers = {**headers, "content-type": "application/x-protobuf"}
+        self._proxy: tuple[str, int] | None = None
+        self._proxy_headers: dict[str, str] = {}
+        if proxy is not None:
+            bare, authorization = without_credentials(proxy.url)
+            parts = urlsplit(bare)
+            self._proxy = (parts.hostname or "", parts.port or 80)
+            if authorization is not None:
+                self._proxy_headers["proxy-authorization"] = authorization
+            if not self._https:  # absolute form, the proxy's headers with the request's
+                host = f"[{self._host}]" if ":" in self._host else self._host
+                self._target = f"http://{host}:{self._port}{self._target}"
+                self._headers.update(self._proxy_headers)
         self._connection: http.client.HTTPConnection | None = None  # kept between batches
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         connection = self._connection
         if connection is None:
+            host, port = self._proxy or (self._host, self._port)
             if self._https:
                 connection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout,
-                    context=ssl.create_default_context())
+                    host, port, timeout=timeout, context=ssl.create_default_context())
+                if self._proxy is not None:
+                    connection.set_tunnel(self._host, self._port, headers=self._proxy_headers)
             else:
-                connection = http.client.HTTPConnection(self._host, self._port,
-                                                        timeout=timeout)
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
             self._connection = connection
         else:
             connection.timeout = timeout  # the next connect's, if it reconnects
@@ -103,18 +122,23 @@ class HttpTransport:
 
 
 class GrpcTransport:
-    """The same bytes through grpcio's unary call, serialisers the identity."""
+    """The same bytes through grpcio's unary call, serialisers the identity. The proxy is
+    the one chosen for the gateway (grpcio's own reading of the environment is turned off)."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str]) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str],
+                 proxy: Proxy | None = None) -> None:
         import grpc  # type: ignore[import-untyped]  # the `otel` extra (build.py checked)
 
         self._grpc: Any = grpc
         url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         target = f"{url.hostname}:{url.port or 4317}"
+        options = ([("grpc.http_proxy", proxy.url)] if proxy is not None
+                   else [("grpc.enable_http_proxy", 0)])
         if url.scheme == "https":
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(),
+                                                options=options)
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._metadata = tuple((name.lower(), value) for name, value in headers.items())
         self._export = self._channel.unary_unary(
             GRPC_METHOD, request_serializer=None, response_deserializer=None)
@@ -136,7 +160,8 @@ class GrpcTransport:
         self._channel.close()
 
 
-def transport(protocol: str, endpoint: str, headers: dict[str, str]) -> Transport:
+def transport(protocol: str, endpoint: str, headers: dict[str, str],
+              proxy: Proxy | None = None) -> Transport:
     if protocol == "grpc":
-        return GrpcTransport(endpoint, headers)
-    return HttpTransport(endpoint, headers)
+        return GrpcTransport(endpoint, headers, proxy)
+    return HttpTransport(endpoint, headers, proxy)

@@ -75,3 +75,9 @@ def test_flash_attention_is_auto_unless_told():
 def test_bad_client_bounds_fail_fast(flag: str, value: str, says: str) -> None:
     done = run("--model", "default", "--port", "1", flag, value)
     assert done.returncode == 2 and says in done.stderr
+
+
+def test_a_bad_otlp_proxy_fails_fast() -> None:
+    done = run("--model", "default", "--port", "1", "--otlp-endpoint",
+               "http://127.0.0.1:4318/v1/traces", "--otlp-proxy", "socks5://proxy:1080")
+    assert done.returncode == 2 and "--otlp-proxy must be env, none or a proxy URL" in done.stderr

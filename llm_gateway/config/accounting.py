@@ -25,8 +25,8 @@ class StorageConfig:
     url: str | None = field(default=None, metadata={"check": _storage_url})
     # The SQLite file, the ledger's spool (records waiting for the database) and the key secret.
     data_dir: str = field(default="~/.local/state/llm-gateway", metadata={"check": non_empty})
-    # PostgreSQL: the connections each gateway process may hold, and how long a query waits
-    # for a free one before its request gets a 503 (SQLite has one connection, no pool).
+    # PostgreSQL: the connections each gateway process may hold; and how long a query waits
+    # for a free one (SQLite: its one connection) before its request gets a 503.
     pool_size: int = field(default=10, metadata={"ge": 1, "le": 1000})
     pool_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})
     # Responses the gateway stored (the Responses API over chat) are deleted this long after

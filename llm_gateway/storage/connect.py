@@ -23,4 +23,5 @@ async def connect(url: str | None, config: Config) -> Database:
     if url is not None and url.startswith(("postgresql://", "postgres://")):
         storage = config.storage
         return await PostgresDatabase.open(url, storage.pool_size, storage.pool_timeout_seconds)
-    return await SqliteDatabase.open(sqlite_path(url, config))
+    return await SqliteDatabase.open(sqlite_path(url, config),
+                                     config.storage.pool_timeout_seconds)

@@ -29,6 +29,8 @@ Row = dict[str, Any]
 
 # How long a writer waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30.0
+# How long a caller waits for the connection (storage.pool_timeout_seconds's default).
+WAIT_SECONDS = 10.0
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -124,7 +126,7 @@ class SqliteDatabase:
     dialect = "sqlite"
 
     def __init__(self, path: Path, conn: sqlite3.Connection, executor: ThreadPoolExecutor,
-                 ) -> None:
+                 wait: float = WAIT_SECONDS) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
         self._conn = conn
@@ -136,10 +138,11 @@ class SqliteDatabase:
         self._lost_reported = False
         # One connection: a transaction must keep other callers' statements out of it.
         self._lock = asyncio.Lock()
+        self._wait = wait
         self._bound = _Bound(self)
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteDatabase:
+    async def open(cls, path: Path, wait: float = WAIT_SECONDS) -> SqliteDatabase:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-gateway-sqlite")
         loop = asyncio.get_running_loop()
         try:
@@ -147,7 +150,7 @@ class SqliteDatabase:
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(path, conn, executor)
+        return cls(path, conn, executor, wait)
 
     def lost(self) -> str | None:
         """Why the file we opened is no longer the database at our path, or None."""
@@ -165,6 +168,24 @@ class SqliteDatabase:
 
     async def check(self) -> str | None:
         return self.lost()
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The connection, waiting at most `wait` seconds for it: behind a queue of callers
+        (each statement may wait up to BUSY_TIMEOUT_SECONDS for another process's write
+        lock) a request would otherwise wait without a bound. (asyncio.Lock leaves no lock
+        behind when the wait is cut.)"""
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"The database ({self.url}) was busy for {self._wait:g} seconds "
+                "(storage.pool_timeout_seconds). Nothing was changed; retry later.") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -191,24 +212,24 @@ class SqliteDatabase:
         return fn(conn, *args)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        async with self._lock:
+        async with self._locked():
             return await self._query(_execute, sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        async with self._lock:
+        async with self._locked():
             await self._query(_executemany, sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._lock:
+        async with self._locked():
             return await self._query(_fetch, sql, args)
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        async with self._lock:
+        async with self._locked():
             return await self._query(_fetchone, sql, args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
-        async with self._lock:
+        async with self._locked():
             await self._query(_execute, "BEGIN IMMEDIATE", ())
             try:
                 yield self._bound
@@ -224,7 +245,7 @@ class SqliteDatabase:
                 raise
 
     async def migrate(self, component: str, steps: Sequence[str]) -> None:
-        async with self._lock:
+        async with self._locked():
             await self._query(_migrate, component, list(steps))
 
     async def ping(self) -> bool:
@@ -234,6 +255,6 @@ class SqliteDatabase:
             return False
 
     async def aclose(self) -> None:
-        async with self._lock:
+        async with self._lock:  # (no bound: what runs finishes first)
             await self._run(lambda conn: conn.close())
         self._executor.shutdown(wait=False)

@@ -1,5 +1,6 @@
-"""The PostgreSQL pool's bounds, against a real server: a query waits at most
-`storage.pool_timeout_seconds` for one of the `storage.pool_size` connections.
+"""How long a query waits for a database connection, against a real PostgreSQL and a real
+SQLite file: at most `storage.pool_timeout_seconds`, for one of PostgreSQL's
+`storage.pool_size` connections or for SQLite's one.
 
 asyncpg waits for ever for a free pooled connection: with every connection held by a slow
 transaction (or each statement taking its 30 s), every later query queued behind them with no
@@ -9,7 +10,9 @@ bound, and each request with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +42,9 @@ async def test_a_query_with_every_connection_busy_gets_a_503_in_bounded_time(
             await db.aclose()
 
 
-async def _check_saturated_pool(db) -> None:
+@contextlib.asynccontextmanager
+async def held(db, count: int) -> AsyncIterator[None]:
+    """``count`` transactions open on ``db`` (each holding a connection) until the block ends."""
     release = asyncio.Event()
     holding = asyncio.Semaphore(0)
 
@@ -49,21 +54,26 @@ async def _check_saturated_pool(db) -> None:
             holding.release()
             await release.wait()
 
-    holders = [asyncio.create_task(hold()) for _ in range(SIZE)]
-    for _ in range(SIZE):
-        await asyncio.wait_for(holding.acquire(), 10)
-    started = time.monotonic()
+    holders = [asyncio.create_task(hold()) for _ in range(count)]
     try:
-        async with asyncio.timeout(WAIT + 5):
-            with pytest.raises(DatabaseUnavailable) as caught:
-                await db.fetchone("SELECT 1")
-            with pytest.raises(DatabaseUnavailable):  # a transaction waits the same way
-                async with db.transaction():
-                    pass
+        for _ in range(count):
+            await asyncio.wait_for(holding.acquire(), 10)
+        yield
     finally:
         release.set()
         await asyncio.gather(*holders)
-    assert time.monotonic() - started >= 2 * WAIT * 0.9
+
+
+async def _check_saturated_pool(db) -> None:
+    async with held(db, SIZE), asyncio.timeout(WAIT + 5):
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable) as caught:
+            await db.fetchone("SELECT 1")
+        with pytest.raises(DatabaseUnavailable):  # a transaction waits the same way
+            async with db.transaction():
+                pass
+        waited = time.monotonic() - started
+    assert waited >= 2 * WAIT * 0.9
     error = caught.value
     assert error.status == 503 and error.code == "database_unavailable"
     message = str(error)
@@ -79,3 +89,21 @@ async def _check_saturated_pool(db) -> None:
 def test_bad_pool_settings_are_refused_naming_the_key(key: str, value: float, says: str) -> None:
     with pytest.raises(ConfigError, match=rf"storage\.{key}: {says}"):
         parse_config({"storage": {key: value}}, env={})
+
+
+async def test_sqlite_callers_wait_a_bounded_time_for_its_one_connection(tmp_path: Path) -> None:
+    """SQLite has one connection, which a transaction holds: callers queued behind it (each
+    statement may wait 30 s for another process's write lock) waited without a bound."""
+    db = await connect(None, _config(tmp_path))
+    try:
+        async with held(db, 1), asyncio.timeout(WAIT + 5):
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable) as caught:
+                await db.fetchone("SELECT 1")
+            waited = time.monotonic() - started
+        assert waited >= WAIT * 0.9
+        assert caught.value.status == 503
+        assert "busy for 0.5 seconds (storage.pool_timeout_seconds)" in str(caught.value)
+        assert await db.fetchone("SELECT 2 AS two") == {"two": 2}
+    finally:
+        await db.aclose()

@@ -8,9 +8,14 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from collections.abc import Callable
 
+import httpx
 import orjson
 
 
@@ -79,3 +84,35 @@ def until_closed_or_answered(sock: socket.socket, *, keep_open: bool = False) ->
     if not keep_open:
         sock.close()
     return data
+
+
+def serve(tmp_path, fake_url: str, server: str, *extra: str,
+          preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen, int]:
+    """`llm-gateway serve` (its stdout and stderr in one text pipe) in front of ``fake_url``,
+    with ``server`` (YAML flow items) in its server section; once it answers: it and its port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(textwrap.dedent(f"""
+        server: {{log_level: warning, {server}}}
+        upstreams:
+          openai: {{base_url: "{fake_url}", list_models: false}}
+        models:
+          - {{name: "gpt-*", backend: openai}}
+    """))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_gateway", "serve", "--config", str(path), "--port",
+         str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=preexec_fn)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            return proc, port
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stdout.read()) from None  # type: ignore[union-attr]
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("gateway did not start")

@@ -17,6 +17,12 @@ A request's head is bounded in size too: httptools, unlike h11 (uvicorn's
 `h11_max_incomplete_event_size`), takes headers of any size, so a fast client could send
 megabytes of them. Past `MAX_HEAD_BYTES` it gets a 431 and the connection is closed.
 
+And the open connections are bounded (`server.max_connections`, per process): each holds a
+file descriptor and buffers, and past the process's descriptor limit accept() fails for
+everyone. A connection past the bound gets an OpenAI-shaped 503 with Retry-After at once and
+is closed (`llm_gateway_refused_connections_total`); uvicorn's own `limit_concurrency`
+answers plain text.
+
 A body the app reads is timed by the app itself (`web/body.py`). Each drop is counted in
 `llm_gateway_slow_clients_total{phase}`. The protocols are uvicorn's own plus these timers;
 `llm-gateway serve` names one by its import path (`cli/serve.py`), so that worker processes,
@@ -34,7 +40,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from llm_gateway.errors import HeadersTooLarge, RequestTimeout
+from llm_gateway.errors import HeadersTooLarge, RequestTimeout, ServiceUnavailable
 
 if TYPE_CHECKING:
     from llm_gateway.api.state import State
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 DEFAULT_HEADER_SECONDS = 10.0
 DEFAULT_BODY_SECONDS = 30.0
 DEFAULT_BODY_RATE = 500.0  # bytes a second
+DEFAULT_MAX_CONNECTIONS = 10_000
 # A request line and headers; h11's default bound is 16 KiB, nginx's large buffers 4 x 8 KiB.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -54,6 +61,7 @@ class Pace:
     header_seconds: float = DEFAULT_HEADER_SECONDS
     body_seconds: float = DEFAULT_BODY_SECONDS
     body_rate: float = DEFAULT_BODY_RATE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 P = TypeVar("P", bound=type)
@@ -83,7 +91,7 @@ def _gateway_state(app: Any) -> State | None:
 def _config_pace(state: State) -> Pace:
     server = state.config.server
     return Pace(server.header_timeout_seconds, server.body_timeout_seconds,
-                server.body_min_bytes_per_second)
+                server.body_min_bytes_per_second, server.max_connections)
 
 
 def _answer(seconds: float) -> bytes:
@@ -96,9 +104,16 @@ def _head_too_large() -> bytes:
     return _closing(b"431 Request Header Fields Too Large", error.body_bytes())
 
 
-def _closing(status: bytes, body: bytes) -> bytes:
+def _too_many(limit: int) -> bytes:
+    error = ServiceUnavailable(
+        f"The gateway has as many connections open as it takes ({limit}, "
+        "server.max_connections); retry shortly.", code="too_many_connections")
+    return _closing(b"503 Service Unavailable", error.body_bytes(), b"retry-after: 1\r\n")
+
+
+def _closing(status: bytes, body: bytes, extra: bytes = b"") -> bytes:
     return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % (status, len(body))) + body
+            b"%sconnection: close\r\n\r\n" % (status, len(body), extra)) + body
 
 
 class _Timers:
@@ -120,9 +135,21 @@ class _Timers:
         self._header_seconds = pace.header_seconds
         self._body_seconds = pace.body_seconds
         self._body_rate = pace.body_rate
+        self._max_connections = pace.max_connections
         metrics = state.recorder.metrics if state is not None and state.recorder else None
         self._slow_heads = metrics.slow_clients.labels("headers") if metrics else None
         self._slow_bodies = metrics.slow_clients.labels("body") if metrics else None
+        self._refused = metrics.refused_connections if metrics else None
+
+    def _refused_at_capacity(self, connections: set[Any]) -> bool:
+        """Past the bound (this connection counted): a 503 and the connection closed."""
+        if len(connections) <= self._max_connections:
+            return False
+        self.transport.write(_too_many(self._max_connections))
+        self.transport.close()
+        if self._refused is not None:
+            self._refused.inc()
+        return True
 
     def _head_begins(self, begun: bool) -> None:
         self._header_begun = self._header_begun or begun
@@ -192,7 +219,8 @@ class HttpToolsClientTimeouts(_Timers, HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_begins(False)
+        if not self._refused_at_capacity(self.connections):
+            self._head_begins(False)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -243,7 +271,8 @@ class H11ClientTimeouts(_Timers, H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_begins(False)
+        if not self._refused_at_capacity(self.connections):
+            self._head_begins(False)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

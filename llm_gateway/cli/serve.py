@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from llm_gateway.app.logs import configure_logging
+from llm_gateway.cli.descriptors import make_room
 from llm_gateway.config import ENV_PREFIX, ConfigError, load_config
 from llm_gateway.config.safety import is_loopback
 from llm_gateway.metrics.exposition import (
@@ -51,6 +52,7 @@ def serve(
         return 2
     server = config.server
     configure_logging(server)
+    make_room(server.max_connections)  # (worker processes inherit the limit)
     if config.auth.mode == "none" and not is_loopback(server.host):
         # Written on purpose (the config check refuses it otherwise), but worth a line.
         logging.getLogger(__name__).warning(

@@ -66,6 +66,8 @@ class ServerConfig:
     header_timeout_seconds: float = field(default=10.0, metadata={"gt": 0})
     body_timeout_seconds: float = field(default=30.0, metadata={"gt": 0})
     body_min_bytes_per_second: float = field(default=500.0, metadata={"ge": 0})
+    # Connections each process keeps open at most; past it a 503 and the connection closed.
+    max_connections: int = field(default=10_000, metadata={"ge": 1})
     shutdown_grace_seconds: float = field(default=30.0, metadata={"ge": 0})
     log_level: LogLevel = "info"
     log_format: LogFormat = "json"  # one JSON object per line, or plain text

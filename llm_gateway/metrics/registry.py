@@ -119,6 +119,9 @@ class GatewayMetrics:
             "llm_gateway_slow_clients", "Connections dropped because the client sent a "
             "request's headers (headers) or the next piece of its body (body) too slowly.",
             ["phase"], registry=r)
+        self.refused_connections = Counter(
+            "llm_gateway_refused_connections", "Connections answered 503 and closed at once "
+            "because the process had server.max_connections open.", registry=r)
         self.local_models = LocalModelMetrics(r)  # residency of local models (on demand)
 
 

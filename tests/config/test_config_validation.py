@@ -12,7 +12,7 @@ from llm_gateway.config import ConfigError, parse_config
 SERVER_KEYS = (
     "host, port, workers, max_body_bytes, max_upload_bytes, max_sse_event_bytes, "
     "max_answer_bytes, header_timeout_seconds, body_timeout_seconds, "
-    "body_min_bytes_per_second, shutdown_grace_seconds, "
+    "body_min_bytes_per_second, max_connections, shutdown_grace_seconds, "
     "log_level, log_format, log_bodies, access_log"
 )
 

@@ -16,9 +16,6 @@ import contextlib
 import importlib
 import re
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 
@@ -35,6 +32,7 @@ from gateway_support import ENV, gateway_config
 from slow_client_support import (
     assert_408,
     connect,
+    serve,
     trickle,
     until_closed,
     until_closed_or_answered,
@@ -202,34 +200,6 @@ def test_the_limit_is_between_pieces_not_on_the_whole_body(
 
 
 # --- `llm-gateway serve` ------------------------------------------------------------------------
-
-
-def serve(tmp_path, fake_url: str, server: str, *extra: str) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(textwrap.dedent(f"""
-        server: {{log_level: warning, {server}}}
-        upstreams:
-          openai: {{base_url: "{fake_url}", list_models: false}}
-        models:
-          - {{name: "gpt-*", backend: openai}}
-    """))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_gateway", "serve", "--config", str(path), "--port",
-         str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-            return proc, port
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stdout.read().decode()) from None  # type: ignore[union-attr]
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("gateway did not start")
 
 
 def flood(port: int, count: int) -> list[socket.socket]:

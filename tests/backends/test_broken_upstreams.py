@@ -6,6 +6,7 @@ bytes it was given, then closes."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -68,11 +69,13 @@ class BrokenUpstream:
                     break
                 body += more
             self.requests += 1
-            conn.sendall(answer)
-            if later:
-                time.sleep(0.3)
-                conn.sendall(later)
-                time.sleep(8)
+            # The gateway may hang up while the answer still goes out (it read enough).
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                conn.sendall(answer)
+                if later:
+                    time.sleep(0.3)
+                    conn.sendall(later)
+                    time.sleep(8)
 
     def close(self) -> None:
         self._sock.close()

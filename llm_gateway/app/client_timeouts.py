@@ -56,7 +56,8 @@ MAX_HEAD_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Pace:
-    """The timeouts, for an app that is not the gateway's (a worker's, from its flags)."""
+    """The client bounds (timeouts, open connections), for an app that is not the gateway's
+    (a worker's, from its flags)."""
 
     header_seconds: float = DEFAULT_HEADER_SECONDS
     body_seconds: float = DEFAULT_BODY_SECONDS

@@ -41,6 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from llm_gateway.errors import HeadersTooLarge, RequestTimeout, ServiceUnavailable
+from llm_gateway.web.body import next_wait
 
 if TYPE_CHECKING:
     from llm_gateway.api.state import State
@@ -176,9 +177,8 @@ class _Timers:
 
     def _unread_body(self, arriving: bool, received: int = 0) -> None:
         """(Re)start the wait for the next piece of a body the app answered without reading
-        (``received``: bytes that just came), or (not ``arriving``) stop it. The wait is the
-        shorter of `body_timeout_seconds` and what is left of the time the average rate
-        allows, as in `web/body.py`."""
+        (``received``: bytes that just came), or (not ``arriving``) stop it. The wait is a body
+        read by the app's (`web/body.py`)."""
         if self._drain_timer is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
@@ -190,10 +190,8 @@ class _Timers:
             self._drain_started, self._drained = now, 0
         else:
             self._drained += received
-        wait = self._body_seconds
-        if self._body_rate > 0:
-            allowed = self._body_seconds + self._drained / self._body_rate
-            wait = min(wait, self._drain_started + allowed - now)
+        wait, _ = next_wait(self._body_seconds, self._body_rate, self._drain_started,
+                            self._drained, now)
         self._drain_timer = self.loop.call_later(max(wait, 0.0), self._body_too_slow)
 
     def _body_too_slow(self) -> None:

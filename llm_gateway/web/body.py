@@ -60,10 +60,9 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
     task until it gives up; one that sends a byte just inside each wait, for as long as its
     body lasts (a 16 MiB one: months). The average rate is Apache's mod_reqtimeout MinRate.
     Past either: ``on_timeout`` (the metric), then a 408 (naming ``rate_setting`` when the rate
-    was the bound) that closes the connection
-    (`connection: close`), since the rest of the body may still trickle in. Once the body is
-    complete, receive() only waits for the client to leave, which may take as long as the
-    response does: no limit then.
+    was the bound) that closes the connection (`connection: close`), since the rest of the
+    body may still trickle in. Once the body is complete, receive() only waits for the client
+    to leave, which may take as long as the response does: no limit then.
     """
     done = False
     started: float | None = None
@@ -76,11 +75,7 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
         now = time.monotonic()
         if started is None:
             started = now
-        wait, by_rate = seconds, False
-        if min_rate > 0:
-            left = started + seconds + received / min_rate - now
-            if left < wait:
-                wait, by_rate = left, True
+        wait, by_rate = next_wait(seconds, min_rate, started, received, now)
         try:
             if wait <= 0:
                 raise TimeoutError
@@ -97,6 +92,18 @@ def paced(receive, seconds: float, min_rate: float = 0.0,
         return message
 
     return receive_paced
+
+
+def next_wait(seconds: float, min_rate: float, since: float, received: int,
+              now: float) -> tuple[float, bool]:
+    """How long a body's next piece may take: ``seconds`` at most and, with ``min_rate`` > 0,
+    no later than ``since`` + ``seconds`` + one second per ``min_rate`` bytes ``received``
+    since then (0 or less: already late); and whether the rate is what bounds it."""
+    if min_rate > 0:
+        left = since + seconds + received / min_rate - now
+        if left < seconds:
+            return left, True
+    return seconds, False
 
 
 def _too_slow(seconds: float, min_rate: float, rate_setting: str | None) -> str:

@@ -40,17 +40,16 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from llm_gateway.config.schema import ServerConfig
 from llm_gateway.errors import HeadersTooLarge, RequestTimeout, ServiceUnavailable
 from llm_gateway.web.body import next_wait
 
 if TYPE_CHECKING:
     from llm_gateway.api.state import State
 
-# When the app is not the gateway's (then there is no config to read them from).
-DEFAULT_HEADER_SECONDS = 10.0
-DEFAULT_BODY_SECONDS = 30.0
-DEFAULT_BODY_RATE = 500.0  # bytes a second
-DEFAULT_MAX_CONNECTIONS = 10_000
+# When the app is not the gateway's (then there is no config to read them from): the
+# server section's defaults.
+_DEFAULTS = ServerConfig()
 # A request line and headers; h11's default bound is 16 KiB, nginx's large buffers 4 x 8 KiB.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -60,10 +59,10 @@ class Pace:
     """The client bounds (timeouts, open connections), for an app that is not the gateway's
     (a worker's, from its flags)."""
 
-    header_seconds: float = DEFAULT_HEADER_SECONDS
-    body_seconds: float = DEFAULT_BODY_SECONDS
-    body_rate: float = DEFAULT_BODY_RATE
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_seconds: float = _DEFAULTS.header_timeout_seconds
+    body_seconds: float = _DEFAULTS.body_timeout_seconds
+    body_rate: float = _DEFAULTS.body_min_bytes_per_second
+    max_connections: int = _DEFAULTS.max_connections
 
 
 P = TypeVar("P", bound=type)

@@ -13,7 +13,7 @@ import sys
 
 from llm_gateway.config.tracing import TracingConfig, export_proxy_problem
 from llm_gateway.tracing.build import missing_extra
-from llm_gateway.worker.config import WorkerConfig
+from llm_gateway.worker.config import CLIENT_BOUNDS, WorkerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,15 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests that may wait for the model; more get 429 "
                              "(default: %(default)s)")
     clients = parser.add_argument_group("client bounds (spawned workers get the gateway's)")
-    clients.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
-                         help="largest request body; a larger one is a 413 (default: 16 MiB)")
-    clients.add_argument("--header-timeout-seconds", type=float, default=10.0,
+    clients.add_argument("--max-body-bytes", type=int, default=CLIENT_BOUNDS.max_body_bytes,
+                         help="largest request body; a larger one is a 413 "
+                              "(default: %(default)s)")
+    clients.add_argument("--header-timeout-seconds", type=float,
+                         default=CLIENT_BOUNDS.header_timeout_seconds,
                          help="a request's head must arrive within this of its first byte, "
                               "else 408 (default: %(default)s)")
-    clients.add_argument("--body-timeout-seconds", type=float, default=30.0,
+    clients.add_argument("--body-timeout-seconds", type=float,
+                         default=CLIENT_BOUNDS.body_timeout_seconds,
                          help="longest wait for the next piece of a body, else 408 "
                               "(default: %(default)s)")
-    clients.add_argument("--body-min-bytes-per-second", type=float, default=500.0,
+    clients.add_argument("--body-min-bytes-per-second", type=float,
+                         default=CLIENT_BOUNDS.body_min_bytes_per_second,
                          help="a body's least average rate after that first wait, else 408; "
                               "0: none (default: %(default)s)")
     parser.add_argument("--engine", choices=["batching", "simple"], default="batching",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm_gateway.config.schema import ServerConfig
 from llm_gateway.config.tracing import TracingConfig
+
+CLIENT_BOUNDS = ServerConfig()  # the gateway's defaults of the bounds below
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +30,10 @@ class WorkerConfig:
     # A client's bounds, as the gateway's server section (which spawned workers get): a body
     # past max_body_bytes is a 413; a head slower than header_timeout_seconds, a body piece
     # slower than body_timeout_seconds or a body slower on average than the rate, a 408.
-    max_body_bytes: int = 16 * 1024 * 1024
-    header_timeout_seconds: float = 10.0
-    body_timeout_seconds: float = 30.0
-    body_min_bytes_per_second: float = 500.0
+    max_body_bytes: int = CLIENT_BOUNDS.max_body_bytes
+    header_timeout_seconds: float = CLIENT_BOUNDS.header_timeout_seconds
+    body_timeout_seconds: float = CLIENT_BOUNDS.body_timeout_seconds
+    body_min_bytes_per_second: float = CLIENT_BOUNDS.body_min_bytes_per_second
     engine: str = "batching"  # "batching": sequences decoded together; "simple": one at a time
     parallel: int = 8  # sequences the batching engine decodes together
     kv_unified: bool = False  # batching: one KV pool shared by all sequences (else one each)
